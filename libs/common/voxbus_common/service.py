@@ -1,0 +1,83 @@
+"""The common life cycle of a voxbus service process.
+
+connect -> ensure the stream contract -> start the service's own work -> answer pings ->
+stop on SIGTERM/SIGINT (draining the connection). Every service's __main__ is one call here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+
+from voxbus_common.bus import Bus
+from voxbus_common.config import Settings, get_settings
+from voxbus_common.logs import setup_logging
+from voxbus_common.subjects import RPC_PING
+from voxbus_common.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+
+ServiceMain = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
+
+
+def instance_name(service: str, settings: Settings) -> str:
+    return settings.instance_id or f"{service}-{socket.gethostname()}-{os.getpid()}"
+
+
+async def _answer_pings(bus: Bus, service: str, instance: str, ready: asyncio.Event) -> None:
+    async def on_ping(msg: Msg) -> None:
+        if msg.reply:
+            body = {"service": service, "instance": instance, "ready": ready.is_set()}
+            await bus.nc.publish(msg.reply, json.dumps(body).encode())
+
+    await bus.subscribe(RPC_PING, on_ping)
+
+
+async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> None:
+    """Run one service until a stop signal; `main` sets `ready` once it can serve."""
+    settings = get_settings()
+    setup_logging(service, settings.log_level, settings.log_format)
+    setup_tracing(service)
+    instance = instance_name(service, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    bus = await Bus.connect(settings, instance)
+    await bus.ensure_streams()
+    await _answer_pings(bus, service, instance, ready)
+    log.info("starting", extra={"instance": instance, "nats": settings.nats_url})
+    task = asyncio.create_task(main(bus, settings, stop))
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done and task.exception() is not None:
+        log.error("service failed", exc_info=task.exception())
+    stop.set()
+    try:
+        await asyncio.wait_for(task, timeout=10.0)
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+    except Exception:  # noqa: BLE001 - already logged above
+        pass
+    await bus.close()
+    log.info("stopped")
+
+
+def serve(service: str, main: ServiceMain, ready: asyncio.Event | None = None) -> None:
+    """Process entry point for `python -m voxbus_<service>`."""
+
+    async def runner() -> None:
+        await run_service(service, main, ready or asyncio.Event())
+
+    try:
+        asyncio.run(runner())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,148 @@
+"""The subject and stream table of the bus (mirrors docs/architecture.md).
+
+Per-call subjects put the call id at a fixed position so that a gateway can subscribe to
+everything addressed to one of its calls with a single wildcard, and streams can capture a
+kind of message for all calls without overlapping each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nats.js.api import RetentionPolicy, StorageType
+
+from voxbus_common.ids import validate_call_id
+
+PREFIX = "vb"
+
+
+def _call(call_id: str, tail: str) -> str:
+    return f"{PREFIX}.call.{validate_call_id(call_id)}.{tail}"
+
+
+def audio_in(call_id: str) -> str:
+    """Caller audio frames (gateway -> STT owner)."""
+    return _call(call_id, "in.audio")
+
+
+def audio_out(call_id: str) -> str:
+    """Synthesized agent audio chunks (TTS -> gateway)."""
+    return _call(call_id, "out.audio")
+
+
+def vad(call_id: str) -> str:
+    """Voice activity events (STT -> gateway)."""
+    return _call(call_id, "out.vad")
+
+
+def transcript(call_id: str) -> str:
+    """Partial and final transcripts (STT -> gateway)."""
+    return _call(call_id, "out.transcript")
+
+
+def llm_out(call_id: str) -> str:
+    """Streamed LLM token deltas (LLM -> gateway)."""
+    return _call(call_id, "out.llm")
+
+
+def call_out_all(call_id: str) -> str:
+    """Everything addressed to the gateway that owns the call."""
+    return _call(call_id, "out.>")
+
+
+def control(call_id: str) -> str:
+    """Lifecycle and turn records published by the owning gateway."""
+    return _call(call_id, "ctl")
+
+
+CONTROL_ALL = f"{PREFIX}.call.*.ctl"
+
+WORK_CALLS = f"{PREFIX}.work.calls"
+
+
+def work_llm(call_id: str) -> str:
+    """One LLM turn request; any LLM replica serves it."""
+    return f"{PREFIX}.work.llm.{validate_call_id(call_id)}"
+
+
+def work_tts(call_id: str) -> str:
+    """One clause to synthesize; any TTS replica serves it."""
+    return f"{PREFIX}.work.tts.{validate_call_id(call_id)}"
+
+
+RPC_MEMORY_CONTEXT = f"{PREFIX}.rpc.memory.context"
+RPC_PING = f"{PREFIX}.rpc.ping"
+
+SESSIONS_BUCKET = "vb_sessions"
+
+
+def call_id_of(subject: str) -> str:
+    """Extract the call id from a per-call or per-call work subject."""
+    parts = subject.split(".")
+    if len(parts) >= 3 and parts[1] == "call":
+        return parts[2]
+    if len(parts) == 4 and parts[1] == "work":
+        return parts[3]
+    raise ValueError(f"subject {subject!r} carries no call id")
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A JetStream stream the platform relies on."""
+
+    name: str
+    subjects: list[str]
+    retention: RetentionPolicy = RetentionPolicy.LIMITS
+    storage: StorageType = StorageType.FILE
+    max_age_s: float = 0.0
+    max_bytes: int = -1
+    duplicate_window_s: float = 120.0
+    description: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def stream_specs(audio_max_age_s: float, events_max_age_s: float) -> list[StreamSpec]:
+    """All streams; audio lives in memory for a short replay window."""
+    return [
+        StreamSpec(
+            name="VB_AUDIO",
+            subjects=[f"{PREFIX}.call.*.in.audio", f"{PREFIX}.call.*.out.audio"],
+            storage=StorageType.MEMORY,
+            max_age_s=audio_max_age_s,
+            max_bytes=512 * 1024 * 1024,
+            duplicate_window_s=min(10.0, audio_max_age_s),
+            description="caller and agent audio; short replay window for worker takeover",
+        ),
+        StreamSpec(
+            name="VB_EVENTS",
+            subjects=[
+                f"{PREFIX}.call.*.out.vad",
+                f"{PREFIX}.call.*.out.transcript",
+                f"{PREFIX}.call.*.out.llm",
+                CONTROL_ALL,
+            ],
+            max_age_s=events_max_age_s,
+            description="transcripts, tokens, VAD and call lifecycle events",
+        ),
+        StreamSpec(
+            name="VB_CALLS",
+            subjects=[WORK_CALLS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            max_age_s=600.0,
+            description="new calls; each lands on exactly one STT worker",
+        ),
+        StreamSpec(
+            name="VB_LLM_WORK",
+            subjects=[f"{PREFIX}.work.llm.*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            max_age_s=120.0,
+            description="LLM turn requests for any stateless LLM replica",
+        ),
+        StreamSpec(
+            name="VB_TTS_WORK",
+            subjects=[f"{PREFIX}.work.tts.*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            max_age_s=120.0,
+            description="clauses to synthesize for any stateless TTS replica",
+        ),
+    ]

@@ -1,0 +1,40 @@
+"""Stale-work filtering by turn id (the bus's cancellation model).
+
+The owning gateway publishes CancelTurn(turn_id=N) or Ended on a call's control subject.
+From then on every message of that call with turn_id <= N (or any turn, after Ended) is
+stale, wherever it arrives. Monotonic ids make this race-free without locks or acks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from voxbus.v1.call_pb2 import CallEvent
+
+ENDED = 2**32  # greater than any turn id
+
+
+class StaleTurns:
+    """Remembers, per call, the highest cancelled turn (bounded number of calls)."""
+
+    def __init__(self, max_calls: int = 20000) -> None:
+        self._cancelled: OrderedDict[str, int] = OrderedDict()
+        self._max_calls = max_calls
+
+    def observe(self, event: CallEvent) -> None:
+        """Feed every CallEvent of the control subjects."""
+        kind = event.WhichOneof("kind")
+        if kind == "cancel_turn":
+            self.cancel(event.meta.call_id, event.meta.turn_id)
+        elif kind in ("ended", "ending"):
+            self.cancel(event.meta.call_id, ENDED)
+
+    def cancel(self, call_id: str, up_to_turn: int) -> None:
+        current = self._cancelled.get(call_id, 0)
+        self._cancelled[call_id] = max(current, up_to_turn)
+        self._cancelled.move_to_end(call_id)
+        while len(self._cancelled) > self._max_calls:
+            self._cancelled.popitem(last=False)
+
+    def is_stale(self, call_id: str, turn_id: int) -> bool:
+        return turn_id <= self._cancelled.get(call_id, 0)

@@ -1,0 +1,182 @@
+"""One call's streaming recognition: audio frames in, VAD events and transcripts out.
+
+Frames arrive through an ordered JetStream consumer, so a session (or a replacement worker)
+reads the call's audio from the stream in order. Decoding runs in worker threads; finals are
+published strictly in utterance order, and a partial is dropped once its utterance is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from voxbus.v1.audio_pb2 import AudioFrame
+from voxbus.v1.speech_pb2 import Transcript, VadEvent
+from voxbus_common import subjects
+from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.logs import call_id_var
+from voxbus_common.providers import SpeechToText
+from voxbus_stt.endpointer import Endpointer, SpeechEnded, SpeechStarted
+
+log = logging.getLogger(__name__)
+
+
+class CallSession:
+    """Owns recognition for one call on this worker."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        call_id: str,
+        endpointer: Endpointer,
+        stt: SpeechToText,
+        pool: Executor,
+        partial_interval_ms: int,
+        idle_timeout_s: float = 30.0,
+    ) -> None:
+        self.bus = bus
+        self.call_id = call_id
+        self.endpointer = endpointer
+        self.stt = stt
+        self.pool = pool
+        self.partial_interval_ms = partial_interval_ms
+        self.idle_timeout_s = idle_timeout_s
+        self.sample_rate = endpointer.vad.sample_rate
+        self._sub: Subscription | None = None
+        self._finals: asyncio.Queue[SpeechEnded | None] = asyncio.Queue()
+        self._finalized_uid = 0
+        self._partial_task: asyncio.Task[None] | None = None
+        self._last_partial_ms = 0
+        self._last_frame = time.monotonic()
+        self._closing = False
+        self.closed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        call_id_var.set(self.call_id)
+        self._tasks.append(asyncio.create_task(self._final_loop()))
+        self._tasks.append(asyncio.create_task(self._idle_watch()))
+        self._sub = await self.bus.ordered(subjects.audio_in(self.call_id), self._on_frame)
+        log.info("session started")
+
+    async def _on_frame(self, msg: Msg) -> None:
+        if self._closing:
+            return
+        try:
+            frame = decode(AudioFrame, msg.data)
+        except BadMessage as exc:
+            log.warning("bad audio frame dropped: %s", exc)
+            return
+        if frame.sample_rate != self.sample_rate or len(frame.pcm) % 2:
+            log.warning("audio frame with wrong format dropped", extra={"rate": frame.sample_rate})
+            return
+        self._last_frame = time.monotonic()
+        for event in self.endpointer.push(frame.pcm):
+            if isinstance(event, SpeechStarted):
+                await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
+                self._last_partial_ms = event.start_ms
+            else:
+                await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
+                self._finals.put_nowait(event)
+        self._maybe_partial(frame.stream_offset_ms)
+
+    def _maybe_partial(self, offset_ms: int) -> None:
+        ep = self.endpointer
+        if not ep.in_speech or ep.silence_ms > 0:
+            return  # a pause may be the endpoint: leave the CPU to the final
+        if offset_ms - self._last_partial_ms < self.partial_interval_ms:
+            return
+        if self._partial_task is not None and not self._partial_task.done():
+            return
+        self._last_partial_ms = offset_ms
+        self._partial_task = asyncio.create_task(
+            self._partial(ep.utterance_id, ep.current_audio())
+        )
+
+    async def _partial(self, utterance_id: int, pcm: bytes) -> None:
+        try:
+            text = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.stt.transcribe, pcm, self.sample_rate
+            )
+        except Exception:
+            log.exception("partial transcription failed")
+            return
+        if utterance_id <= self._finalized_uid or not text:
+            return
+        await self._publish_transcript(utterance_id, False, text, 0, 0, 0, 0.0)
+
+    async def _final_loop(self) -> None:
+        while True:
+            event = await self._finals.get()
+            if event is None:
+                break
+            started = time.perf_counter()
+            try:
+                text = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self.stt.transcribe, event.pcm, self.sample_rate
+                )
+            except Exception:
+                log.exception("final transcription failed")
+                text = ""
+            decode_ms = (time.perf_counter() - started) * 1000.0
+            self._finalized_uid = event.utterance_id
+            await self._publish_transcript(
+                event.utterance_id, True, text, event.start_ms, event.end_ms,
+                time.time_ns(), decode_ms,
+            )
+            log.info("final transcript", extra={"utterance": event.utterance_id,
+                                                "decode_ms": round(decode_ms)})
+
+    async def _idle_watch(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(min(5.0, self.idle_timeout_s))
+            if time.monotonic() - self._last_frame > self.idle_timeout_s:
+                log.warning("no audio for %.0f s: closing session", self.idle_timeout_s)
+                await self.close()
+
+    async def close(self) -> None:
+        """Flush the utterance in progress, publish its final, then report STREAM_CLOSED."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - connection may be gone
+                pass
+        last = self.endpointer.flush()
+        if last is not None:
+            await self._publish_vad(VadEvent.SPEECH_END, last.end_ms, last.utterance_id)
+            self._finals.put_nowait(last)
+        self._finals.put_nowait(None)
+        final_task = self._tasks[0]
+        try:
+            await asyncio.wait_for(final_task, timeout=30.0)
+        except TimeoutError:
+            log.error("final transcription did not finish in time")
+        await self._publish_vad(VadEvent.STREAM_CLOSED, 0, self.endpointer.utterance_id)
+        for task in self._tasks[1:]:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self.bus.forget_subjects(self.call_id)
+        self.closed.set()
+        log.info("session closed")
+
+    async def _publish_vad(self, kind: VadEvent.Kind.ValueType, offset_ms: int, uid: int) -> None:
+        subject = subjects.vad(self.call_id)
+        msg = VadEvent(meta=self.bus.meta(self.call_id, 0, subject), kind=kind,
+                       audio_offset_ms=offset_ms, utterance_id=uid)
+        await self.bus.publish(subject, msg, traced=False)
+
+    async def _publish_transcript(self, uid: int, final: bool, text: str, start_ms: int,
+                                  end_ms: int, end_ns: int, decode_ms: float) -> None:
+        subject = subjects.transcript(self.call_id)
+        msg = Transcript(meta=self.bus.meta(self.call_id, 0, subject), utterance_id=uid,
+                         final=final, text=text, speech_start_ms=start_ms, speech_end_ms=end_ms,
+                         speech_end_unix_ns=end_ns, decode_ms=decode_ms)
+        await self.bus.publish(subject, msg)

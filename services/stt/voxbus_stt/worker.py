@@ -1,0 +1,93 @@
+"""STT worker: takes new calls from the work queue (each call lands on exactly one worker)
+and runs a CallSession per call until the owning gateway says the call is ending."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from nats.aio.msg import Msg
+
+from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
+from voxbus_common import subjects
+from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.config import Settings
+from voxbus_common.logs import call_id_var
+from voxbus_common.providers import SpeechToText, VoiceActivityDetector
+from voxbus_stt.endpointer import Endpointer, EndpointerConfig
+from voxbus_stt.session import CallSession
+
+log = logging.getLogger(__name__)
+
+
+class AtCapacity(RuntimeError):
+    """This worker runs its maximum number of calls; the work queue redelivers elsewhere."""
+
+
+class SttWorker:
+    def __init__(self, bus: Bus, settings: Settings, stt: SpeechToText,
+                 vad_factory: Callable[[], VoiceActivityDetector]) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.stt = stt
+        self.vad_factory = vad_factory
+        self.sessions: dict[str, CallSession] = {}
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stt")
+        self._ended: set[str] = set()
+
+    def _endpointer(self) -> Endpointer:
+        s = self.settings
+        cfg = EndpointerConfig(threshold=s.vad_threshold, min_speech_ms=s.vad_min_speech_ms,
+                               hangover_ms=s.vad_hangover_ms, pre_roll_ms=s.vad_pre_roll_ms)
+        return Endpointer(self.vad_factory(), cfg)
+
+    async def on_call(self, msg: Msg) -> None:
+        announce = decode(CallAnnounce, msg.data)
+        call_id = announce.meta.call_id
+        subjects.audio_in(call_id)  # validates the id
+        call_id_var.set(call_id)
+        if call_id in self.sessions or call_id in self._ended:
+            return
+        if len(self.sessions) >= self.settings.stt_max_calls:
+            raise AtCapacity(f"{len(self.sessions)} calls")
+        if announce.sample_rate != self.settings.bus_sample_rate:
+            raise BadMessage(f"call announced at {announce.sample_rate} Hz; the bus carries "
+                             f"{self.settings.bus_sample_rate} Hz")
+        session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
+                              self.settings.stt_partial_interval_ms)
+        self.sessions[call_id] = session
+        await session.start()
+        asyncio.create_task(self._reap(session))
+
+    async def _reap(self, session: CallSession) -> None:
+        await session.closed.wait()
+        self.sessions.pop(session.call_id, None)
+        self._ended.add(session.call_id)
+        if len(self._ended) > 10000:
+            self._ended.clear()
+
+    async def on_control(self, msg: Msg) -> None:
+        try:
+            event = decode(CallEvent, msg.data)
+        except BadMessage as exc:
+            log.warning("bad control event: %s", exc)
+            return
+        if event.WhichOneof("kind") in ("ending", "ended"):
+            session = self.sessions.get(event.meta.call_id)
+            if session is not None:
+                call_id_var.set(session.call_id)
+                asyncio.create_task(session.close())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
+        worker = asyncio.create_task(self.bus.run_pull_worker(
+            stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
+            handler=self.on_call, concurrency=2, stop=stop, ack_wait_s=10.0, max_deliver=50,
+        ))
+        await stop.wait()
+        await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
+                             return_exceptions=True)
+        await worker
+        self.pool.shutdown(wait=False, cancel_futures=True)
