@@ -1,0 +1,177 @@
+"""A scripted caller: streams a WAV file to the gateway in real time and records the reply.
+
+Used by `voxbus call`, the integration tests and the benchmark. It speaks the raw PCM
+WebSocket edge: 20 ms PCM16 frames up, agent audio and JSON events down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import soundfile as sf
+
+from voxbus_common.audio import frame_bytes, resample_pcm16
+
+RATE = 16000
+
+
+class CallerError(RuntimeError):
+    """A problem the user can fix (bad file, no gateway); the message says how."""
+
+
+def load_wav(path: Path, rate: int = RATE) -> bytes:
+    """Any audio file libsndfile reads -> mono PCM16 at `rate`. Garbage is refused."""
+    if not path.is_file():
+        raise CallerError(f"{path}: no such file")
+    try:
+        data, src_rate = sf.read(str(path), dtype="int16", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several kinds
+        raise CallerError(f"{path}: not a readable audio file ({exc})") from None
+    if data.size == 0:
+        raise CallerError(f"{path}: the file holds no audio")
+    mono = data.mean(axis=1).astype(np.int16) if data.shape[1] > 1 else data[:, 0]
+    return resample_pcm16(mono.tobytes(), int(src_rate), rate)
+
+
+@dataclass
+class CallResult:
+    call_id: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    reply_pcm: bytearray = field(default_factory=bytearray)
+    ended_reason: str = ""
+
+    @property
+    def turns(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == "turn"]
+
+    @property
+    def caller_text(self) -> str:
+        return " ".join(e["text"] for e in self.events
+                        if e.get("type") == "transcript" and e.get("final")).strip()
+
+    @property
+    def agent_text(self) -> str:
+        return " ".join(t["agent_text"] for t in self.turns if t.get("agent_text")).strip()
+
+    @property
+    def errors(self) -> list[str]:
+        return [e.get("message", "") for e in self.events if e.get("type") == "error"]
+
+    def summary(self) -> dict[str, Any]:
+        first = self.turns[0] if self.turns else {}
+        return {
+            "call_id": self.call_id,
+            "caller_text": self.caller_text,
+            "agent_text": self.agent_text,
+            "latency_ms": first.get("latency_ms", {}),
+            "turns": [{k: t.get(k) for k in ("turn", "user_text", "agent_text", "heard_text",
+                                             "interrupted", "latency_ms")} for t in self.turns],
+            "reply_audio_seconds": round(len(self.reply_pcm) / 2 / RATE, 2),
+            "errors": self.errors,
+            "ended": self.ended_reason,
+        }
+
+
+async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: float = 90.0,
+                     tail_silence_s: float = 1.0) -> CallResult:
+    """Stream `pcm` (16 kHz PCM16) as a caller would, then wait for every turn to finish."""
+    result = CallResult()
+    params = {"sample_rate": str(RATE)}
+    if call_id:
+        params["call_id"] = call_id
+    async with aiohttp.ClientSession() as session:
+        try:
+            ws = await session.ws_connect(url, params=params, heartbeat=20.0)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise CallerError(f"the gateway refused the call: {exc.status} {exc.message}") from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise CallerError(f"no gateway reachable at {url} ({exc}); is `make run` running?"
+                              ) from None
+        async with ws:
+            await _converse(ws, pcm, result, timeout_s, tail_silence_s)
+    return result
+
+
+async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: CallResult,
+                    timeout_s: float, tail_silence_s: float) -> None:
+    state = {"speech_ends": 0, "resolved": 0, "speaking": False}
+    file_done = asyncio.Event()
+    settled = asyncio.Event()
+
+    def check_settled() -> None:
+        if (file_done.is_set() and not state["speaking"]
+                and state["resolved"] >= state["speech_ends"]):
+            settled.set()
+
+    async def receive() -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                result.reply_pcm += msg.data
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            event = json.loads(msg.data)
+            result.events.append(event)
+            kind = event.get("type")
+            if kind == "call":
+                result.call_id = event["call_id"]
+            elif kind == "vad":
+                state["speaking"] = event["event"] == "speech_start"
+                if event["event"] == "speech_end":
+                    state["speech_ends"] += 1
+            elif kind in ("turn", "turn_skipped"):
+                state["resolved"] += 1
+            elif kind == "ended":
+                result.ended_reason = event.get("reason", "")
+            check_settled()
+
+    async def send() -> None:
+        frame = frame_bytes(RATE)
+        silence = b"\x00" * frame
+        start = time.monotonic()
+        sent = 0
+        offsets = range(0, len(pcm), frame)
+        tail_frames = int(tail_silence_s * 1000 / 20)
+        for i, off in enumerate(offsets):
+            chunk = pcm[off : off + frame]
+            await ws.send_bytes(chunk + b"\x00" * (frame - len(chunk)))
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * 0.02 - time.monotonic()))
+        for _ in range(tail_frames):
+            await ws.send_bytes(silence)
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * 0.02 - time.monotonic()))
+        file_done.set()
+        check_settled()
+        while not settled.is_set():  # keep the line open like a phone: silence until done
+            await ws.send_bytes(silence)
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * 0.02 - time.monotonic()))
+
+    receiver = asyncio.create_task(receive())
+    sender = asyncio.create_task(send())
+    try:
+        await asyncio.wait_for(settled.wait(), timeout=timeout_s + len(pcm) / 2 / RATE)
+    except TimeoutError:
+        result.events.append({"type": "error", "message": "timed out waiting for the agent"})
+    finally:
+        sender.cancel()
+    if not ws.closed:
+        await ws.send_str(json.dumps({"type": "stop"}))
+        try:
+            await asyncio.wait_for(receiver, timeout=30.0)
+        except TimeoutError:
+            receiver.cancel()
+    else:
+        receiver.cancel()
+
+
+def save_wav(path: Path, pcm: bytes, rate: int = RATE) -> None:
+    sf.write(str(path), np.frombuffer(pcm, dtype="<i2"), rate, subtype="PCM_16")

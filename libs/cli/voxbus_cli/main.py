@@ -1,0 +1,111 @@
+"""`voxbus` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="voxbus: real-time voice agents over NATS JetStream.")
+
+STATE_DIR = Path(os.environ.get("VOXBUS_STATE_DIR", ".voxbus"))
+DEFAULT_URL = "ws://127.0.0.1:8765/v1/pcm"
+
+
+@app.command()
+def run(
+    port: int = typer.Option(8765, help="gateway port"),
+    nats_url: str = typer.Option("", envvar="NATS_URL", help="use this NATS instead of embedded"),
+) -> None:
+    """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all."""
+    from voxbus_cli.embedded import EmbeddedError
+    from voxbus_cli.stack import Stack
+
+    stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    typer.echo("starting voxbus (embedded NATS, llama.cpp server, 5 services)...")
+    try:
+        stack.start()
+        stack.wait_ready()
+    except (EmbeddedError, KeyboardInterrupt) as exc:
+        stack.stop()
+        typer.echo(f"voxbus failed to start: {exc}", err=True)
+        raise typer.Exit(1) from None
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    (STATE_DIR / "run.json").write_text(json.dumps(
+        {"gateway_url": stack.gateway_url, "nats_url": stack.nats_url,
+         "llm_base_url": stack.llm_base_url, "pid": os.getpid()}))
+    typer.echo(f"\nvoxbus is up.\n  gateway (raw PCM16 WebSocket): {stack.gateway_url}\n"
+               f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
+               f"place a call in another shell:  .venv/bin/voxbus call YOUR.wav\n"
+               f"Ctrl-C stops everything.")
+    try:
+        while not stopping:
+            for name, proc in stack.service_procs.items():
+                if proc.poll() is not None:
+                    typer.echo(f"service {name} exited ({proc.returncode}); restarting", err=True)
+                    stack.start_service(name)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    typer.echo("stopping voxbus...")
+    stack.stop()
+    (STATE_DIR / "run.json").unlink(missing_ok=True)
+
+
+def _default_url() -> str:
+    try:
+        return str(json.loads((STATE_DIR / "run.json").read_text())["gateway_url"])
+    except (OSError, ValueError, KeyError):
+        return DEFAULT_URL
+
+
+@app.command()
+def call(
+    audio: Path = typer.Argument(..., help="WAV (or any libsndfile format) to speak"),
+    url: str = typer.Option("", help="gateway PCM WebSocket URL (default: the running stack)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    out: Path | None = typer.Option(None, "--out", help="save the agent's reply as WAV"),
+    timeout: float = typer.Option(90.0, help="seconds to wait for the agent after speaking"),
+) -> None:
+    """Speak AUDIO to the agent in real time and print the transcript, reply and latency."""
+    from voxbus_cli.caller import CallerError, load_wav, place_call, save_wav
+
+    try:
+        pcm = load_wav(audio)
+        result = asyncio.run(place_call(url or _default_url(), pcm, timeout_s=timeout))
+    except CallerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if out is not None:
+        save_wav(out, bytes(result.reply_pcm))
+    summary = result.summary()
+    if out is not None:
+        summary["out"] = str(out)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"caller said: {summary['caller_text']}")
+        typer.echo(f"agent said:  {summary['agent_text']}")
+        for stage, ms in summary["latency_ms"].items():
+            typer.echo(f"  {stage:<42} {'-' if ms is None else f'{ms:8.1f} ms'}")
+        typer.echo(f"reply audio: {summary['reply_audio_seconds']} s"
+                   + (f" saved to {out}" if out else ""))
+        for err in summary["errors"]:
+            typer.echo(f"error from the call: {err}", err=True)
+    if not result.turns:
+        typer.echo("error: the agent did not answer", err=True)
+        raise typer.Exit(4)
+

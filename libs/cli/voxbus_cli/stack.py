@@ -1,0 +1,122 @@
+"""Starts and stops the whole platform on one machine: NATS, the local LLM server and the
+five services as separate processes (exactly what runs in Kubernetes, one pod each)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import nats
+
+from voxbus_cli.embedded import EmbeddedError, LLM_ALIAS, spawn, start_llama, start_nats, stop_all
+
+SERVICES = ("memory", "llm", "tts", "stt", "gateway")
+
+
+async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, bool]:
+    """Which services answered a ping, and whether each reported ready."""
+    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("vb.rpc.ping", b"", reply=inbox)
+        status: dict[str, bool] = {}
+        deadline = time.monotonic() + wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=remaining)
+            except (nats.errors.TimeoutError, TimeoutError):
+                break
+            body = json.loads(msg.data)
+            status[body["service"]] = status.get(body["service"], False) or body["ready"]
+        return status
+    finally:
+        await nc.close()
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    gateway_port: int = 8765
+    nats_url: str = ""
+    llm_base_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    service_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway_port}/v1/pcm"
+
+    def _log(self, name: str) -> IO[bytes] | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(f)
+        return f
+
+    def service_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env["VOXBUS_NATS_URL"] = self.nats_url
+        env["VOXBUS_GATEWAY_PORT"] = str(self.gateway_port)
+        if self.llm_base_url:
+            env["VOXBUS_LLM_BASE_URL"] = self.llm_base_url
+            env.setdefault("VOXBUS_LLM_MODEL", LLM_ALIAS)
+        return env
+
+    def start(self) -> None:
+        try:
+            if not self.nats_url:
+                proc, self.nats_url = start_nats(self.workdir / "nats", log=self._log("nats"))
+                self.procs.append(proc)
+            hosted = self.env.get("VOXBUS_LLM_BASE_URL") or os.environ.get(
+                "OPENAI_BASE_URL") or os.environ.get("VOXBUS_LLM_BASE_URL")
+            if not self.llm_base_url and not hosted:
+                proc, self.llm_base_url = start_llama(log=self._log("llama"))
+                self.procs.append(proc)
+            for name in SERVICES:
+                self.start_service(name)
+        except Exception:
+            self.stop()
+            raise
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        proc = spawn([sys.executable, "-m", f"voxbus_{name}"], env=self.service_env(),
+                     log=self._log(name))
+        self.procs.append(proc)
+        self.service_procs[name] = proc
+        return proc
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        status: dict[str, bool] = {}
+        while time.monotonic() < deadline:
+            for name, proc in self.service_procs.items():
+                if proc.poll() is not None:
+                    raise EmbeddedError(f"service {name} exited with code {proc.returncode}")
+            try:
+                status = asyncio.run(ping_services(self.nats_url))
+            except Exception:  # noqa: BLE001 - NATS not reachable yet
+                status = {}
+            if all(status.get(s) for s in SERVICES):
+                return
+        missing = [s for s in SERVICES if not status.get(s)]
+        raise EmbeddedError(f"services not ready after {timeout_s:.0f} s: {', '.join(missing)}")
+
+    def stop(self) -> None:
+        stop_all(self.procs)
+        self.procs.clear()
+        for f in self._logs:
+            f.close()
+        self._logs.clear()

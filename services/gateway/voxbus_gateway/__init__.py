@@ -1,0 +1,1 @@
+"""voxbus gateway: caller edges, call ownership, turn state machine and paced playout."""

@@ -1,0 +1,23 @@
+"""What a caller edge (raw PCM WebSocket, Twilio, browser, ...) offers the call model."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class EdgeSink(Protocol):
+    """The caller side of a call, as the call state machine sees it."""
+
+    name: str
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        """One 20 ms frame of agent audio at the bus rate; the edge converts and sends it."""
+        ...
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        """A call event for the caller's UI or script (transcripts, turns, errors)."""
+        ...
+
+    async def clear(self) -> None:
+        """Drop agent audio the caller has buffered but not yet heard."""
+        ...

@@ -1,0 +1,1 @@
+"""voxbus LLM service: stateless turn workers streaming tokens and clauses for TTS."""

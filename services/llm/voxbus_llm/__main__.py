@@ -1,0 +1,36 @@
+"""`python -m voxbus_llm`: run one stateless LLM worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from voxbus_common.bus import Bus
+from voxbus_common.config import Settings
+from voxbus_common.providers import ChatModel
+from voxbus_common.service import serve
+
+log = logging.getLogger("voxbus_llm")
+ready = asyncio.Event()
+
+
+def make_model(settings: Settings) -> ChatModel:
+    if settings.llm_provider == "openai":
+        from voxbus_llm.openai_chat import OpenAIChat
+
+        return OpenAIChat(settings)
+    raise ValueError(f"unknown llm_provider {settings.llm_provider!r} (known: openai)")
+
+
+async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    from voxbus_llm.worker import LlmWorker
+
+    model = make_model(settings)
+    worker = LlmWorker(bus, settings, model)
+    ready.set()
+    log.info("ready", extra={"model": model.name, "base_url": settings.llm_base_url or "openai"})
+    await worker.run(stop)
+
+
+if __name__ == "__main__":
+    serve("llm", main, ready)

@@ -1,0 +1,123 @@
+"""Stateless LLM turn worker: any replica serves any turn.
+
+For each LlmRequest: fetch the conversation from memory, stream the completion, publish
+token deltas for the gateway and one TtsRequest per clause for any TTS replica. A turn
+that the gateway cancelled is abandoned at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from nats.aio.msg import Msg
+
+from voxbus.v1.call_pb2 import CallEvent
+from voxbus.v1.llm_pb2 import ContextReply, ContextRequest, LlmRequest, TokenDelta, TtsRequest
+from voxbus_common import subjects
+from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.config import Settings
+from voxbus_common.logs import call_id_var, turn_id_var
+from voxbus_common.providers import ChatModel, ChatTurn
+from voxbus_common.turns import StaleTurns
+from voxbus_llm.clauses import ClauseSplitter
+
+log = logging.getLogger(__name__)
+
+
+class LlmWorker:
+    def __init__(self, bus: Bus, settings: Settings, model: ChatModel) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.model = model
+        self.stale = StaleTurns()
+
+    async def on_control(self, msg: Msg) -> None:
+        try:
+            self.stale.observe(decode(CallEvent, msg.data))
+        except BadMessage as exc:
+            log.warning("bad control event: %s", exc)
+
+    async def history(self, call_id: str, turn_id: int) -> list[ChatTurn]:
+        """Conversation before this turn from the memory service; empty if it cannot answer."""
+        req = ContextRequest(meta=self.bus.meta(call_id, turn_id, subjects.RPC_MEMORY_CONTEXT),
+                             max_messages=self.settings.llm_context_messages)
+        try:
+            reply_msg = await self.bus.nc.request(subjects.RPC_MEMORY_CONTEXT,
+                                                  req.SerializeToString(),
+                                                  timeout=self.settings.memory_rpc_timeout_s)
+            reply = decode(ContextReply, reply_msg.data)
+        except Exception as exc:  # noqa: BLE001 - degrade to a context-free turn, loudly
+            log.warning("memory context unavailable: %s", exc or type(exc).__name__)
+            return []
+        if reply.error:
+            log.warning("memory context error: %s", reply.error)
+        return [ChatTurn(m.role, m.content) for m in reply.messages]
+
+    async def on_request(self, msg: Msg) -> None:
+        req = decode(LlmRequest, msg.data)
+        call_id, turn_id = req.meta.call_id, req.meta.turn_id
+        subjects.llm_out(call_id)  # validates the id
+        call_id_var.set(call_id)
+        turn_id_var.set(turn_id)
+        if self.stale.is_stale(call_id, turn_id):
+            log.info("skipping cancelled turn")
+            return
+        messages = [ChatTurn("system", self.settings.system_prompt)]
+        messages += await self.history(call_id, turn_id)
+        messages.append(ChatTurn("user", req.user_text))
+        await self._generate(req, messages)
+
+    async def _generate(self, req: LlmRequest, messages: list[ChatTurn]) -> None:
+        call_id, turn_id = req.meta.call_id, req.meta.turn_id
+        out_subject = subjects.llm_out(call_id)
+        splitter = ClauseSplitter()
+        parts: list[str] = []
+        clauses = 0
+        first_token_ms = 0.0
+        error = ""
+        started = time.perf_counter()
+        try:
+            async for delta in self.model.stream(messages):
+                if self.stale.is_stale(call_id, turn_id):
+                    log.info("turn cancelled during generation")
+                    return
+                if not parts:
+                    first_token_ms = (time.perf_counter() - started) * 1000.0
+                parts.append(delta)
+                await self.bus.publish(out_subject, TokenDelta(
+                    meta=self.bus.meta(call_id, turn_id, out_subject), text=delta), traced=False)
+                for clause in splitter.push(delta):
+                    await self._speak(req, clause, clauses)
+                    clauses += 1
+        except Exception as exc:  # noqa: BLE001 - the gateway must always learn the turn ended
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("generation failed: %s", error)
+        if self.stale.is_stale(call_id, turn_id):
+            return
+        for clause in splitter.flush():
+            await self._speak(req, clause, clauses)
+            clauses += 1
+        full_text = "".join(parts).strip()
+        await self.bus.publish(out_subject, TokenDelta(
+            meta=self.bus.meta(call_id, turn_id, out_subject), done=True, full_text=full_text,
+            clause_count=clauses, error=error, first_token_ms=first_token_ms))
+        log.info("turn generated", extra={"clauses": clauses, "first_token_ms": round(first_token_ms),
+                                          "total_ms": round((time.perf_counter() - started) * 1000)})
+
+    async def _speak(self, req: LlmRequest, clause: str, index: int) -> None:
+        call_id, turn_id = req.meta.call_id, req.meta.turn_id
+        subject = subjects.work_tts(call_id)
+        tts = TtsRequest(meta=self.bus.meta(call_id, turn_id, subject), text=clause,
+                         clause_index=index, sample_rate=req.sample_rate,
+                         voice=self.settings.tts_voice)
+        await self.bus.publish_acked(subject, tts, msg_id=f"{call_id}-{turn_id}-{index}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
+        await self.bus.run_pull_worker(
+            stream="VB_LLM_WORK", durable="llm-workers", subject="vb.work.llm.*",
+            handler=self.on_request, concurrency=self.settings.llm_concurrency, stop=stop,
+            ack_wait_s=self.settings.llm_timeout_s + 5.0,
+        )

@@ -1,0 +1,91 @@
+"""Applies the gateway's call events to the stored session, and answers context requests."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.aio.msg import Msg
+
+from voxbus.v1.call_pb2 import CallEvent
+from voxbus.v1.llm_pb2 import ChatMessage, ContextReply, ContextRequest
+from voxbus.v1.memory_pb2 import Session, TurnRecord
+from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.logs import call_id_var
+from voxbus_memory.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+_ROLE_ORDER = {"user": 0, "assistant": 1}
+
+
+def apply_event(session: Session, event: CallEvent) -> bool:
+    """Pure: fold one call event into the session. Returns False if nothing changed."""
+    kind = event.WhichOneof("kind")
+    turn_id = event.meta.turn_id
+    if kind == "started":
+        if session.started_unix_ns:
+            return False
+        session.started_unix_ns = event.meta.sent_unix_ns
+        session.edge = event.started.edge
+        return True
+    if kind == "ended":
+        if session.ended_unix_ns:
+            return False
+        session.ended_unix_ns = event.meta.sent_unix_ns
+        session.ended_reason = event.ended.reason
+        return True
+    if kind == "user_turn":
+        record = TurnRecord(turn_id=turn_id, role="user", text=event.user_turn.text,
+                            unix_ns=event.meta.sent_unix_ns)
+    elif kind == "agent_turn":
+        a = event.agent_turn
+        record = TurnRecord(turn_id=turn_id, role="assistant", text=a.heard_text,
+                            interrupted=a.interrupted, unix_ns=event.meta.sent_unix_ns,
+                            timings=a.timings)
+    else:
+        return False
+    if any(t.turn_id == record.turn_id and t.role == record.role for t in session.turns):
+        return False  # redelivered event: already applied
+    turns = sorted([*session.turns, record], key=lambda t: (t.turn_id, _ROLE_ORDER[t.role]))
+    del session.turns[:]
+    session.turns.extend(turns)
+    return True
+
+
+def context_messages(session: Session | None, before_turn: int, limit: int) -> list[ChatMessage]:
+    """The conversation before `before_turn`, oldest first, at most `limit` messages."""
+    if session is None:
+        return []
+    messages = [
+        ChatMessage(role=t.role, content=t.text, interrupted=t.interrupted)
+        for t in session.turns
+        if t.turn_id < before_turn and t.text
+    ]
+    return messages[-limit:] if limit > 0 else messages
+
+
+class Recorder:
+    def __init__(self, bus: Bus, store: SessionStore) -> None:
+        self.bus = bus
+        self.store = store
+
+    async def on_event(self, msg: Msg) -> None:
+        event = decode(CallEvent, msg.data)
+        call_id_var.set(event.meta.call_id)
+        await self.store.mutate(event.meta.call_id, lambda s: apply_event(s, event))
+
+    async def on_context(self, msg: Msg) -> None:
+        reply = ContextReply()
+        try:
+            req = decode(ContextRequest, msg.data)
+            reply.meta.CopyFrom(req.meta)
+            session = await self.store.get(req.meta.call_id)
+            reply.messages.extend(context_messages(session, req.meta.turn_id,
+                                                   req.max_messages or 12))
+        except BadMessage as exc:
+            reply.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - answer with the error, never hang the caller
+            log.exception("context request failed")
+            reply.error = f"{type(exc).__name__}: {exc}"
+        if msg.reply:
+            await self.bus.nc.publish(msg.reply, reply.SerializeToString())

@@ -1,0 +1,1 @@
+"""voxbus TTS service: stateless clause synthesis streamed back as audio chunks."""

@@ -1,0 +1,37 @@
+"""`python -m voxbus_tts`: run one stateless TTS worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from voxbus_common.bus import Bus
+from voxbus_common.config import Settings
+from voxbus_common.providers import TextToSpeech
+from voxbus_common.service import serve
+
+log = logging.getLogger("voxbus_tts")
+ready = asyncio.Event()
+
+
+def make_tts(settings: Settings) -> TextToSpeech:
+    if settings.tts_provider == "piper":
+        from voxbus_tts.piper_voice import PiperTextToSpeech
+
+        return PiperTextToSpeech(settings.piper_model_path)
+    raise ValueError(f"unknown tts_provider {settings.tts_provider!r} (known: piper)")
+
+
+async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    from voxbus_tts.worker import TtsWorker
+
+    tts = await asyncio.get_running_loop().run_in_executor(None, make_tts, settings)
+    worker = TtsWorker(bus, settings, tts)
+    await asyncio.get_running_loop().run_in_executor(None, worker._synthesize, "Ready.")  # warm-up
+    ready.set()
+    log.info("ready", extra={"tts": tts.name})
+    await worker.run(stop)
+
+
+if __name__ == "__main__":
+    serve("tts", main, ready)

@@ -1,0 +1,89 @@
+"""Stateless TTS worker: any replica synthesizes any clause of any call.
+
+Audio is resampled to the call's bus rate and cut into chunks of `tts_chunk_ms` so the
+gateway can start playout as soon as the first chunk lands. A clause always ends with a
+`last` chunk, even when synthesis fails, so the gateway's playout never waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from nats.aio.msg import Msg
+
+from voxbus.v1.audio_pb2 import AudioChunk
+from voxbus.v1.call_pb2 import CallEvent
+from voxbus.v1.llm_pb2 import TtsRequest
+from voxbus_common import subjects
+from voxbus_common.audio import frame_bytes, resample_pcm16
+from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.config import Settings
+from voxbus_common.logs import call_id_var, turn_id_var
+from voxbus_common.providers import TextToSpeech
+from voxbus_common.turns import StaleTurns
+
+log = logging.getLogger(__name__)
+
+
+class TtsWorker:
+    def __init__(self, bus: Bus, settings: Settings, tts: TextToSpeech) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.tts = tts
+        self.stale = StaleTurns()
+        self.pool = ThreadPoolExecutor(max_workers=settings.tts_concurrency,
+                                       thread_name_prefix="tts")
+
+    async def on_control(self, msg: Msg) -> None:
+        try:
+            self.stale.observe(decode(CallEvent, msg.data))
+        except BadMessage as exc:
+            log.warning("bad control event: %s", exc)
+
+    def _synthesize(self, text: str) -> bytes:
+        return b"".join(self.tts.synthesize(text))
+
+    async def on_request(self, msg: Msg) -> None:
+        req = decode(TtsRequest, msg.data)
+        call_id, turn_id = req.meta.call_id, req.meta.turn_id
+        subject = subjects.audio_out(call_id)
+        call_id_var.set(call_id)
+        turn_id_var.set(turn_id)
+        if self.stale.is_stale(call_id, turn_id):
+            return
+        rate = req.sample_rate or self.settings.bus_sample_rate
+        started = time.perf_counter()
+        try:
+            raw = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._synthesize, req.text)
+            pcm = resample_pcm16(raw, self.tts.sample_rate, rate)
+        except Exception:
+            log.exception("synthesis failed", extra={"clause": req.clause_index})
+            pcm = b""
+        if self.stale.is_stale(call_id, turn_id):
+            return
+        step = frame_bytes(rate, self.settings.tts_chunk_ms)
+        pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)] or [b""]
+        for index, piece in enumerate(pieces):
+            chunk = AudioChunk(
+                meta=self.bus.meta(call_id, turn_id, subject), sample_rate=rate, pcm=piece,
+                clause_index=req.clause_index, chunk_index=index,
+                last=index == len(pieces) - 1, text=req.text if index == 0 else "",
+                request_unix_ns=req.meta.sent_unix_ns,
+            )
+            await self.bus.publish(subject, chunk, traced=False)
+        log.info("clause synthesized", extra={
+            "clause": req.clause_index, "ms": round((time.perf_counter() - started) * 1000),
+            "audio_ms": len(pcm) * 500 // rate})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
+        await self.bus.run_pull_worker(
+            stream="VB_TTS_WORK", durable="tts-workers", subject="vb.work.tts.*",
+            handler=self.on_request, concurrency=self.settings.tts_concurrency, stop=stop,
+            ack_wait_s=30.0,
+        )
+        self.pool.shutdown(wait=False, cancel_futures=True)
