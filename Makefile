@@ -9,6 +9,11 @@ STAMP := $(VENV)/.voxbus-installed
 GEN := libs/common/voxbus/v1/.generated
 PACKAGES := libs/common libs/cli services/gateway services/stt services/llm services/tts services/memory
 PYTEST_ARGS ?=
+# llama-cpp-python compiles from source: build a portable AVX2 kernel set. A "native" build
+# on these VMs enables AVX-512/AMX paths that crash (general protection fault) at the first
+# token. pip caches the built wheel, so this costs ~5 min once per machine.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX_VNNI=OFF
 
 .PHONY: install run test unit integration lint bench proto clean
 

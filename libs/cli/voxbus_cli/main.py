@@ -27,7 +27,8 @@ def run(
     from voxbus_cli.embedded import EmbeddedError
     from voxbus_cli.stack import Stack
 
-    stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url)
+    stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url,
+                  deps_log_dir=STATE_DIR / "logs")
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -49,6 +50,7 @@ def run(
          "llm_base_url": stack.llm_base_url, "pid": os.getpid()}))
     typer.echo(f"\nvoxbus is up.\n  gateway (raw PCM16 WebSocket): {stack.gateway_url}\n"
                f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
+               f"  NATS and llama.cpp logs: {STATE_DIR / 'logs'}\n"
                f"place a call in another shell:  .venv/bin/voxbus call YOUR.wav\n"
                f"Ctrl-C stops everything.")
     try:

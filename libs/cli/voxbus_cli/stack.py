@@ -48,7 +48,8 @@ class Stack:
     nats_url: str = ""
     llm_base_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
-    log_dir: Path | None = None
+    log_dir: Path | None = None  # all process logs go here (else: inherited stderr)
+    deps_log_dir: Path | None = None  # NATS and llama.cpp logs only (they are verbose)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     service_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -58,10 +59,13 @@ class Stack:
         return f"ws://127.0.0.1:{self.gateway_port}/v1/pcm"
 
     def _log(self, name: str) -> IO[bytes] | None:
-        if self.log_dir is None:
+        folder = self.log_dir
+        if folder is None and name in ("nats", "llama"):
+            folder = self.deps_log_dir
+        if folder is None:
             return None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        f = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(f)
         return f
 

@@ -1,0 +1,33 @@
+from voxbus_llm.clauses import ClauseSplitter, clean_for_speech
+
+
+def feed(text: str, step: int = 3) -> list[str]:
+    splitter = ClauseSplitter()
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += splitter.push(text[i : i + step])
+    return out + splitter.flush()
+
+
+def test_sentences_are_cut_as_they_complete() -> None:
+    assert feed("Hello there. How are you today? Fine!") == [
+        "Hello there.", "How are you today?", "Fine!"]
+
+
+def test_long_clause_cut_at_comma_short_one_not() -> None:
+    assert feed("Yes, I can help with that booking, just tell me the date.") == [
+        "Yes, I can help with that booking,", "just tell me the date."]
+
+
+def test_markdown_is_not_spoken() -> None:
+    assert clean_for_speech("**Sure**, here's `code` #1") == "Sure, here's code 1"
+
+
+def test_run_on_text_is_bounded() -> None:
+    clauses = feed("word " * 100)
+    assert all(len(c) <= 220 for c in clauses)
+    assert " ".join(clauses).split() == ["word"] * 100
+
+
+def test_nothing_lost_without_punctuation() -> None:
+    assert feed("no punctuation at all") == ["no punctuation at all"]
