@@ -32,7 +32,7 @@ def load_wav(path: Path, rate: int = RATE) -> bytes:
         raise CallerError(f"{path}: no such file")
     try:
         data, src_rate = sf.read(str(path), dtype="int16", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises several kinds
+    except Exception as exc:
         raise CallerError(f"{path}: not a readable audio file ({exc})") from None
     if data.size == 0:
         raise CallerError(f"{path}: the file holds no audio")
@@ -139,7 +139,7 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
         sent = 0
         offsets = range(0, len(pcm), frame)
         tail_frames = int(tail_silence_s * 1000 / 20)
-        for i, off in enumerate(offsets):
+        for off in offsets:
             chunk = pcm[off : off + frame]
             await ws.send_bytes(chunk + b"\x00" * (frame - len(chunk)))
             sent += 1

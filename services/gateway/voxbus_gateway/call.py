@@ -271,5 +271,5 @@ class Call:
     async def _emit(self, event: dict[str, Any]) -> None:
         try:
             await self.edge.send_event(event)
-        except Exception as exc:  # noqa: BLE001 - a gone caller must not break the call model
+        except Exception as exc:
             log.debug("edge event not delivered: %s", exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from voxbus_common.config import Settings
 from voxbus_common.providers import ChatTurn
@@ -32,6 +32,7 @@ class OpenAIChat:
             temperature=self._temperature,
             stream=True,
         )
+        assert isinstance(response, AsyncStream)
         try:
             async for chunk in response:
                 if chunk.choices and chunk.choices[0].delta.content:

@@ -48,7 +48,7 @@ class LlmWorker:
                                                   req.SerializeToString(),
                                                   timeout=self.settings.memory_rpc_timeout_s)
             reply = decode(ContextReply, reply_msg.data)
-        except Exception as exc:  # noqa: BLE001 - degrade to a context-free turn, loudly
+        except Exception as exc:
             log.warning("memory context unavailable: %s", exc or type(exc).__name__)
             return []
         if reply.error:
@@ -91,7 +91,7 @@ class LlmWorker:
                 for clause in splitter.push(delta):
                     await self._speak(req, clause, clauses)
                     clauses += 1
-        except Exception as exc:  # noqa: BLE001 - the gateway must always learn the turn ended
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.error("generation failed: %s", error)
         if self.stale.is_stale(call_id, turn_id):
@@ -103,8 +103,9 @@ class LlmWorker:
         await self.bus.publish(out_subject, TokenDelta(
             meta=self.bus.meta(call_id, turn_id, out_subject), done=True, full_text=full_text,
             clause_count=clauses, error=error, first_token_ms=first_token_ms))
-        log.info("turn generated", extra={"clauses": clauses, "first_token_ms": round(first_token_ms),
-                                          "total_ms": round((time.perf_counter() - started) * 1000)})
+        total_ms = round((time.perf_counter() - started) * 1000)
+        log.info("turn generated", extra={"clauses": clauses, "total_ms": total_ms,
+                                          "first_token_ms": round(first_token_ms)})
 
     async def _speak(self, req: LlmRequest, clause: str, index: int) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id

@@ -84,7 +84,7 @@ class Recorder:
                                                    req.max_messages or 12))
         except BadMessage as exc:
             reply.error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - answer with the error, never hang the caller
+        except Exception as exc:
             log.exception("context request failed")
             reply.error = f"{type(exc).__name__}: {exc}"
         if msg.reply:

@@ -51,7 +51,7 @@ class SessionStore:
                 else:
                     await self.kv.update(call_id, data, last=revision)
                 return session
-            except (KeyWrongLastSequenceError, Exception) as exc:  # noqa: BLE001
+            except (KeyWrongLastSequenceError, Exception) as exc:
                 if "wrong last sequence" not in str(exc).lower() and not isinstance(
                         exc, KeyWrongLastSequenceError):
                     raise

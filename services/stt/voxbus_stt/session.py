@@ -8,6 +8,7 @@ published strictly in utterance order, and a partial is dropped once its utteran
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import Executor
@@ -145,10 +146,8 @@ class CallSession:
             return
         self._closing = True
         if self._sub is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be gone
                 await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - connection may be gone
-                pass
         last = self.endpointer.flush()
         if last is not None:
             await self._publish_vad(VadEvent.SPEECH_END, last.end_ms, last.utterance_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -36,6 +37,7 @@ class SttWorker:
         self.sessions: dict[str, CallSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stt")
         self._ended: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     def _endpointer(self) -> Endpointer:
         s = self.settings
@@ -59,7 +61,12 @@ class SttWorker:
                               self.settings.stt_partial_interval_ms)
         self.sessions[call_id] = session
         await session.start()
-        asyncio.create_task(self._reap(session))
+        self._spawn(self._reap(session))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _reap(self, session: CallSession) -> None:
         await session.closed.wait()
@@ -78,7 +85,7 @@ class SttWorker:
             session = self.sessions.get(event.meta.call_id)
             if session is not None:
                 call_id_var.set(session.call_id)
-                asyncio.create_task(session.close())
+                self._spawn(session.close())
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
