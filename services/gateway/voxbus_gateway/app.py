@@ -62,26 +62,26 @@ class Gateway:
         edge = PcmWebSocketEdge(ws, rate, self.settings.bus_sample_rate)
         call = Call(self.bus, self.settings, call_id, edge, self.gateway_id)
         self.calls[call_id] = call
-        reason = "gateway error"
+        reason, code = "gateway error", 1011
         try:
             await call.start()
             await edge.send_event({"type": "call", "call_id": call_id, "sample_rate": rate,
                                    "gateway": self.gateway_id})
-            reason = await asyncio.wait_for(pump_caller(edge, call),
-                                            timeout=self.settings.max_call_seconds)
+            reason, code = await asyncio.wait_for(pump_caller(edge, call),
+                                                  timeout=self.settings.max_call_seconds)
         except TimeoutError:
-            reason = "maximum call duration reached"
+            reason, code = "maximum call duration reached", 1000
         except Exception:
             log.exception("call failed")
         finally:
-            await asyncio.shield(self._finish(call, edge, reason))
+            await asyncio.shield(self._finish(call, edge, reason, code))
         return ws
 
-    async def _finish(self, call: Call, edge: PcmWebSocketEdge, reason: str) -> None:
+    async def _finish(self, call: Call, edge: PcmWebSocketEdge, reason: str, code: int) -> None:
         try:
             await call.hangup(reason)
             await edge.send_event({"type": "ended", "reason": reason})
-            await edge.close(1000, reason)
+            await edge.close(code, reason)
         except Exception:
             log.exception("hang-up failed")
         finally:

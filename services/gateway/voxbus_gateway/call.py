@@ -78,6 +78,7 @@ class Call:
         self.stream_closed = asyncio.Event()
         self.ended = asyncio.Event()
         self.stale_dropped = 0
+        self.last_audio_seq = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -104,7 +105,8 @@ class Call:
             await self._publish_frame(tail)
         if self.turn is not None:
             await self._cancel_turn("call ending")
-        await self._control(self._turn_counter, ending=CallEvent.Ending(reason=reason))
+        await self._control(self._turn_counter, ending=CallEvent.Ending(
+            reason=reason, last_audio_seq=self.last_audio_seq))
         try:
             await asyncio.wait_for(self.stream_closed.wait(), timeout=flush_timeout_s)
         except TimeoutError:
@@ -127,8 +129,9 @@ class Call:
 
     async def _publish_frame(self, pcm: bytes) -> None:
         offset = self.clock.stamp_frame()
-        msg = AudioFrame(meta=self.bus.meta(self.call_id, self._turn_counter, self._audio_subject),
-                         sample_rate=self.rate, pcm=pcm, stream_offset_ms=offset)
+        meta = self.bus.meta(self.call_id, self._turn_counter, self._audio_subject)
+        self.last_audio_seq = meta.seq
+        msg = AudioFrame(meta=meta, sample_rate=self.rate, pcm=pcm, stream_offset_ms=offset)
         await self.bus.publish(self._audio_subject, msg, traced=False)
 
     # -- messages from the services ---------------------------------------------------------

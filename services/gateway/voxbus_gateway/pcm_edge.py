@@ -67,16 +67,15 @@ class PcmWebSocketEdge:
             await self.ws.close(code=code, message=message.encode()[:120])
 
 
-async def pump_caller(edge: PcmWebSocketEdge, call: Any) -> str:
-    """Read the caller's socket until it ends; returns the hang-up reason."""
+async def pump_caller(edge: PcmWebSocketEdge, call: Any) -> tuple[str, int]:
+    """Read the caller's socket until it ends; returns the hang-up reason and close code."""
     async for msg in edge.ws:
         if msg.type == WSMsgType.BINARY:
             try:
                 check_pcm_payload(msg.data, edge.caller_rate)
             except InvalidAudio as exc:
                 await edge.error(str(exc))
-                await edge.close(WSCloseCode.UNSUPPORTED_DATA, str(exc))
-                return f"invalid audio: {exc}"
+                return f"invalid audio: {exc}", WSCloseCode.UNSUPPORTED_DATA
             await call.on_caller_audio(edge.to_bus.process(msg.data))
         elif msg.type == WSMsgType.TEXT:
             try:
@@ -85,8 +84,8 @@ async def pump_caller(edge: PcmWebSocketEdge, call: Any) -> str:
                 await edge.error("text frames must be JSON, e.g. {\"type\": \"stop\"}")
                 continue
             if isinstance(command, dict) and command.get("type") == "stop":
-                return "caller hung up"
+                return "caller hung up", WSCloseCode.OK
             await edge.error(f"unknown command {str(command)[:60]!r}; known: stop")
         elif msg.type == WSMsgType.ERROR:
-            return f"socket error: {edge.ws.exception()}"
-    return "caller disconnected"
+            return f"socket error: {edge.ws.exception()}", WSCloseCode.ABNORMAL_CLOSURE
+    return "caller disconnected", WSCloseCode.OK

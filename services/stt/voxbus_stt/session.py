@@ -55,6 +55,9 @@ class CallSession:
         self._last_partial_ms = 0
         self._last_frame = time.monotonic()
         self._closing = False
+        self._seq_seen = 0
+        self._drain_to = 0
+        self._drained = asyncio.Event()
         self.closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -77,6 +80,9 @@ class CallSession:
             log.warning("audio frame with wrong format dropped", extra={"rate": frame.sample_rate})
             return
         self._last_frame = time.monotonic()
+        self._seq_seen = max(self._seq_seen, frame.meta.seq)
+        if self._drain_to and self._seq_seen >= self._drain_to:
+            self._drained.set()
         for event in self.endpointer.push(frame.pcm):
             if isinstance(event, SpeechStarted):
                 await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
@@ -139,6 +145,17 @@ class CallSession:
             if time.monotonic() - self._last_frame > self.idle_timeout_s:
                 log.warning("no audio for %.0f s: closing session", self.idle_timeout_s)
                 await self.close()
+
+    async def finish(self, last_audio_seq: int, timeout_s: float = 5.0) -> None:
+        """The caller is gone: process audio up to `last_audio_seq`, then close."""
+        if last_audio_seq and self._seq_seen < last_audio_seq and not self._closing:
+            self._drain_to = last_audio_seq
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout=timeout_s)
+            except TimeoutError:
+                log.warning("audio up to seq %d not seen (last %d); closing anyway",
+                            last_audio_seq, self._seq_seen)
+        await self.close()
 
     async def close(self) -> None:
         """Flush the utterance in progress, publish its final, then report STREAM_CLOSED."""

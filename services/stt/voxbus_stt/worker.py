@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,6 +38,8 @@ class SttWorker:
         self.sessions: dict[str, CallSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stt")
         self._ended: set[str] = set()
+        # Endings seen before this worker got the call (the announcement may still be queued).
+        self._early_endings: OrderedDict[str, int] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
 
     def _endpointer(self) -> Endpointer:
@@ -62,6 +65,9 @@ class SttWorker:
         self.sessions[call_id] = session
         await session.start()
         self._spawn(self._reap(session))
+        early = self._early_endings.pop(call_id, None)
+        if early is not None:
+            self._spawn(session.finish(early))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -81,11 +87,19 @@ class SttWorker:
         except BadMessage as exc:
             log.warning("bad control event: %s", exc)
             return
-        if event.WhichOneof("kind") in ("ending", "ended"):
-            session = self.sessions.get(event.meta.call_id)
-            if session is not None:
-                call_id_var.set(session.call_id)
-                self._spawn(session.close())
+        kind = event.WhichOneof("kind")
+        if kind not in ("ending", "ended"):
+            return
+        call_id = event.meta.call_id
+        session = self.sessions.get(call_id)
+        last_seq = event.ending.last_audio_seq if kind == "ending" else 0
+        if session is not None:
+            call_id_var.set(call_id)
+            self._spawn(session.finish(last_seq))
+        elif kind == "ending" and call_id not in self._ended:
+            self._early_endings[call_id] = last_seq
+            while len(self._early_endings) > 10000:
+                self._early_endings.popitem(last=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)

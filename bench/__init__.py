@@ -1,0 +1,1 @@
+"""voxbus benchmarks (`make bench`). Benchmarks report figures; tests never assert timings."""
