@@ -69,20 +69,27 @@ async def test_two_turns_are_stored_and_served_as_context(stack: Stack) -> None:
     gap = b"\x00\x00" * 16000 * 6  # let the first answer finish before speaking again
     result = await place_call(stack.gateway_url, first + gap + second,
                               call_id="two-turns", timeout_s=120)
-    assert len(result.turns) == 2, result.events
+    # a reader's pause may split the second sentence into two turns: at least two turns
+    assert len(result.turns) >= 2, result.events
     session = await stored_session(stack, "two-turns")
     users = [words(t.text) for t in session.turns if t.role == "user"]
-    assert "journey home" in users[0] and "counted his old coins" in users[1]
-    assert [t.turn_id for t in session.turns] == [1, 1, 2, 2]
+    assert "journey home" in users[0] and "counted his old coins" in " ".join(users[1:])
+    turn_ids = [t.turn_id for t in session.turns]
+    assert turn_ids == sorted(turn_ids) and turn_ids[0] == 1
+    last_turn = turn_ids[-1]
 
     # the LLM's view: what memory hands it for a third turn
     nc = await nats.connect(stack.nats_url)
     try:
-        req = ContextRequest(meta=Meta(call_id="two-turns", turn_id=3), max_messages=10)
+        req = ContextRequest(meta=Meta(call_id="two-turns", turn_id=last_turn + 1),
+                             max_messages=10)
         reply = ContextReply()
         reply.ParseFromString((await nc.request(RPC_MEMORY_CONTEXT, req.SerializeToString(),
                                                 timeout=10)).data)
     finally:
         await nc.close()
-    assert [m.role for m in reply.messages] == ["user", "assistant", "user", "assistant"]
+    assert not reply.error
+    assert [m.role for m in reply.messages[:2]] == ["user", "assistant"]
     assert "journey home" in words(reply.messages[0].content)
+    assert reply.messages[1].content == session.turns[1].text
+    assert sum(m.role == "user" for m in reply.messages) == len(users)

@@ -119,8 +119,13 @@ class Stack:
         raise EmbeddedError(f"services not ready after {timeout_s:.0f} s: {', '.join(missing)}")
 
     def stop(self) -> None:
-        stop_all(self.procs)
+        """Services first (they hang up calls and drain while NATS is still there), then
+        the LLM server and NATS."""
+        services = list(self.service_procs.values())
+        stop_all(services)
+        stop_all([p for p in self.procs if p not in services])
         self.procs.clear()
+        self.service_procs.clear()
         for f in self._logs:
             f.close()
         self._logs.clear()
