@@ -43,8 +43,10 @@ proto: $(GEN)
 run: install
 	$(VENV)/bin/voxbus run
 
+# pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 unit: install
 	$(PY) -m pytest tests/unit services $(PYTEST_ARGS)

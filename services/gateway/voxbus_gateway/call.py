@@ -226,7 +226,11 @@ class Call:
     # -- turns ------------------------------------------------------------------------------
 
     async def _run_turn(self, turn: Turn) -> None:
-        await turn.player.play()
+        try:
+            await turn.player.play()
+        except (ConnectionError, RuntimeError) as exc:  # the caller's socket went away
+            log.info("playout stopped: %s", exc)
+            turn.player.stalled = True
         if self.turn is not turn:
             return
         if turn.player.stalled:
