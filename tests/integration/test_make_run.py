@@ -1,0 +1,82 @@
+"""`voxbus run` (what `make run` starts): comes up, takes a call, and Ctrl-C leaves no process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.integration.conftest import SPEECH, words
+from voxbus_cli.embedded import free_port
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    env = dict(os.environ, VOXBUS_STATE_DIR=str(tmp_path / "state"))
+    env.pop("NATS_URL", None)
+    port = free_port()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "voxbus_cli", "run", "--port", str(port)], env=env,
+        stdout=subprocess.PIPE, stderr=(tmp_path / "services.log").open("wb"), text=True,
+        start_new_session=True)
+    up = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert launcher.stdout is not None
+        for line in launcher.stdout:
+            lines.append(line)
+            if "voxbus is up" in line:
+                up.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert up.wait(timeout=240), "".join(lines)
+        children = descendants(launcher.pid)
+        assert len(children) >= 7, children  # nats, llama.cpp and five services
+        call = subprocess.run(
+            [sys.executable, "-m", "voxbus_cli", "call", str(SPEECH / "arctic_aew_a0001.wav"),
+             "--json"], env=env, capture_output=True, text=True, timeout=180)
+        assert call.returncode == 0, call.stderr
+        doc = json.loads(call.stdout)
+        assert "danger trail" in words(doc["caller_text"])
+        assert doc["agent_text"]
+    finally:
+        os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        launcher.wait(timeout=60)
+    leftovers = [pid for pid in children if alive(pid)]
+    assert not leftovers, f"orphans after Ctrl-C: {leftovers}"
+    assert f"ws://127.0.0.1:{port}/v1/pcm" in "".join(lines)
