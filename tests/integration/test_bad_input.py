@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import nats
 import pytest
 
 from tests.integration.conftest import SPEECH, assert_services_alive, words
 from tests.integration.test_first_call import stored_session
+from voxbus.v1.llm_pb2 import ContextReply
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
@@ -85,6 +87,25 @@ async def test_abrupt_disconnect_mid_utterance_keeps_what_was_said(stack: Stack)
     assert session.ended_reason == "caller disconnected"
     said = words(" ".join(t.text for t in session.turns if t.role == "user"))
     assert "reader" in said or "excuse me" in said, said
+    assert_services_alive(stack)
+
+
+@pytest.mark.parametrize("junk", [b"", b"\xff\xfe garbage \x00\x01", bytes(range(256)) * 4])
+async def test_garbage_on_the_bus_is_dropped_not_fatal(stack: Stack, junk: bytes) -> None:
+    nc = await nats.connect(stack.nats_url)
+    try:
+        js = nc.jetstream()
+        for subject in ("vb.work.calls", "vb.work.llm.junk", "vb.work.tts.junk"):
+            await js.publish(subject, junk)
+        for subject in ("vb.call.junk.ctl", "vb.call.junk.in.audio", "vb.call.junk.out.llm"):
+            await nc.publish(subject, junk)
+        reply = ContextReply()
+        reply.ParseFromString((await nc.request("vb.rpc.memory.context", junk, timeout=10)).data)
+        # memory answers every context request: an error, or an empty context
+        assert reply.error or not reply.messages
+        await nc.flush()
+    finally:
+        await nc.close()
     assert_services_alive(stack)
 
 

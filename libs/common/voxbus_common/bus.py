@@ -10,6 +10,7 @@ for low-rate work items where losing one would lose a turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -25,11 +26,13 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
+from opentelemetry import context as otel_context
 
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
+from voxbus_common.ids import InvalidCallId
 from voxbus_common.subjects import SESSIONS_BUCKET, StreamSpec, stream_specs
-from voxbus_common.telemetry import inject_headers
+from voxbus_common.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +212,10 @@ class Bus:
                     await asyncio.sleep(0.5)
                     continue
                 for msg in msgs:
+                    token = otel_context.attach(extract_context(msg.headers))
                     try:
                         await handler(msg)
-                    except BadMessage as exc:
+                    except (BadMessage, InvalidCallId) as exc:
                         log.warning("dropping bad work item: %s", exc, extra={"stream": stream})
                         await msg.term()
                         continue
@@ -219,9 +223,13 @@ class Bus:
                         log.exception("work item failed", extra={"stream": stream})
                         await msg.nak(delay=0.2)
                         continue
+                    finally:
+                        otel_context.detach(token)
                     await msg.ack()
 
         await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
+        with contextlib.suppress(Exception):  # lets drain() finish instead of waiting on it
+            await sub.unsubscribe()
 
     async def close(self) -> None:
         if not self.nc.is_closed:

@@ -10,6 +10,7 @@ from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.llm_pb2 import ChatMessage, ContextReply, ContextRequest
 from voxbus.v1.memory_pb2 import Session, TurnRecord
 from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_memory.store import SessionStore
 
@@ -71,7 +72,7 @@ class Recorder:
 
     async def on_event(self, msg: Msg) -> None:
         event = decode(CallEvent, msg.data)
-        call_id_var.set(event.meta.call_id)
+        call_id_var.set(validate_call_id(event.meta.call_id))
         await self.store.mutate(event.meta.call_id, lambda s: apply_event(s, event))
 
     async def on_context(self, msg: Msg) -> None:
@@ -79,10 +80,11 @@ class Recorder:
         try:
             req = decode(ContextRequest, msg.data)
             reply.meta.CopyFrom(req.meta)
+            validate_call_id(req.meta.call_id)
             session = await self.store.get(req.meta.call_id)
             reply.messages.extend(context_messages(session, req.meta.turn_id,
                                                    req.max_messages or 12))
-        except BadMessage as exc:
+        except (BadMessage, InvalidCallId) as exc:
             reply.error = str(exc)
         except Exception as exc:
             log.exception("context request failed")
