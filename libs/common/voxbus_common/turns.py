@@ -7,9 +7,16 @@ stale, wherever it arrives. Monotonic ids make this race-free without locks or a
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
+from nats.aio.msg import Msg
+
 from voxbus.v1.call_pb2 import CallEvent
+from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.subjects import CONTROL_ALL
+
+log = logging.getLogger(__name__)
 
 ENDED = 2**32  # greater than any turn id
 
@@ -38,3 +45,14 @@ class StaleTurns:
 
     def is_stale(self, call_id: str, turn_id: int) -> bool:
         return turn_id <= self._cancelled.get(call_id, 0)
+
+    async def follow(self, bus: Bus) -> None:
+        """Keep this tracker current from every call's control subject."""
+
+        async def on_control(msg: Msg) -> None:
+            try:
+                self.observe(decode(CallEvent, msg.data))
+            except BadMessage as exc:
+                log.warning("bad control event: %s", exc)
+
+        await bus.subscribe(CONTROL_ALL, on_control)

@@ -13,10 +13,9 @@ import time
 
 from nats.aio.msg import Msg
 
-from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.llm_pb2 import ContextReply, ContextRequest, LlmRequest, TokenDelta, TtsRequest
 from voxbus_common import subjects
-from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.providers import ChatModel, ChatTurn
@@ -32,12 +31,6 @@ class LlmWorker:
         self.settings = settings
         self.model = model
         self.stale = StaleTurns()
-
-    async def on_control(self, msg: Msg) -> None:
-        try:
-            self.stale.observe(decode(CallEvent, msg.data))
-        except BadMessage as exc:
-            log.warning("bad control event: %s", exc)
 
     async def history(self, call_id: str, turn_id: int) -> list[ChatTurn]:
         """Conversation before this turn from the memory service; empty if it cannot answer."""
@@ -116,7 +109,7 @@ class LlmWorker:
         await self.bus.publish_acked(subject, tts, msg_id=f"{call_id}-{turn_id}-{index}")
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
+        await self.stale.follow(self.bus)
         await self.bus.run_pull_worker(
             stream="VB_LLM_WORK", durable="llm-workers", subject="vb.work.llm.*",
             handler=self.on_request, concurrency=self.settings.llm_concurrency, stop=stop,

@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from nats.aio.msg import Msg
 
 from voxbus.v1.audio_pb2 import AudioChunk
-from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.llm_pb2 import TtsRequest
 from voxbus_common import subjects
 from voxbus_common.audio import frame_bytes, resample_pcm16
-from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.providers import TextToSpeech
@@ -36,12 +35,6 @@ class TtsWorker:
         self.stale = StaleTurns()
         self.pool = ThreadPoolExecutor(max_workers=settings.tts_concurrency,
                                        thread_name_prefix="tts")
-
-    async def on_control(self, msg: Msg) -> None:
-        try:
-            self.stale.observe(decode(CallEvent, msg.data))
-        except BadMessage as exc:
-            log.warning("bad control event: %s", exc)
 
     def _synthesize(self, text: str) -> bytes:
         return b"".join(self.tts.synthesize(text))
@@ -80,7 +73,7 @@ class TtsWorker:
             "audio_ms": len(pcm) * 500 // rate})
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
+        await self.stale.follow(self.bus)
         await self.bus.run_pull_worker(
             stream="VB_TTS_WORK", durable="tts-workers", subject="vb.work.tts.*",
             handler=self.on_request, concurrency=self.settings.tts_concurrency, stop=stop,
