@@ -4,13 +4,20 @@ import pytest
 
 from tests.fakes import EnergyVad, silence, tone
 from voxbus_common.audio import resample_pcm16
-from voxbus_stt.endpointer import Endpointer, EndpointerConfig, SpeechEnded, SpeechStarted
+from voxbus_stt.endpointer import (
+    Endpointer,
+    EndpointerConfig,
+    EndpointEvent,
+    SpeechEnded,
+    SpeechOnset,
+    SpeechStarted,
+)
 
 SPEECH = Path(__file__).resolve().parents[2] / "speech"
 
 
-def run(ep: Endpointer, pcm: bytes) -> list[SpeechStarted | SpeechEnded]:
-    events: list[SpeechStarted | SpeechEnded] = []
+def run(ep: Endpointer, pcm: bytes) -> list[EndpointEvent]:
+    events: list[EndpointEvent] = []
     for i in range(0, len(pcm), 640):
         events += ep.push(pcm[i : i + 640])
     return events
@@ -20,8 +27,9 @@ def test_one_utterance_with_pre_roll_and_hangover() -> None:
     ep = Endpointer(EnergyVad(), EndpointerConfig(min_speech_ms=96, hangover_ms=320,
                                                   pre_roll_ms=192))
     events = run(ep, silence(1024) + tone(992) + silence(1024))
-    assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
-    start, end = events
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted, SpeechEnded]
+    onset, start, end = events
+    assert isinstance(onset, SpeechOnset) and onset.onset_ms == 1024 and onset.utterance_id == 1
     assert isinstance(start, SpeechStarted) and isinstance(end, SpeechEnded)
     assert start.start_ms == 1024
     assert end.end_ms == 1024 + 992
@@ -30,14 +38,17 @@ def test_one_utterance_with_pre_roll_and_hangover() -> None:
 
 
 def test_short_noise_is_not_speech() -> None:
-    ep = Endpointer(EnergyVad(), EndpointerConfig(min_speech_ms=160))
-    assert run(ep, silence(500) + tone(64) + silence(800)) == []
+    ep = Endpointer(EnergyVad(), EndpointerConfig(min_speech_ms=160, onset_ms=64))
+    events = run(ep, silence(500) + tone(64) + silence(800))
+    assert all(isinstance(e, SpeechOnset) for e in events)  # tentative at most
+    fresh = Endpointer(EnergyVad(), EndpointerConfig(min_speech_ms=160, onset_ms=64))
+    assert run(fresh, tone(20) + silence(500)) == []
 
 
 def test_flush_closes_an_open_utterance() -> None:
     ep = Endpointer(EnergyVad(), EndpointerConfig(min_speech_ms=96))
     events = run(ep, tone(600))
-    assert len(events) == 1 and ep.in_speech
+    assert [type(e) for e in events] == [SpeechOnset, SpeechStarted] and ep.in_speech
     end = ep.flush()
     assert end is not None and end.utterance_id == 1
     assert ep.flush() is None

@@ -39,10 +39,12 @@ class Settings(BaseSettings):
     stt_provider: str = "whisper"
     vad_provider: str = "silero"
     vad_threshold: float = 0.5
+    vad_onset_ms: int = 64
     vad_min_speech_ms: int = 160
     vad_hangover_ms: int = 320
     vad_pre_roll_ms: int = 200
     stt_partial_interval_ms: int = 700
+    stt_speculate_after_ms: int = 96
     whisper_model_path: str = ""
     whisper_threads: int = 2
     stt_max_calls: int = 64

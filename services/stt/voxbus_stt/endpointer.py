@@ -12,6 +12,14 @@ from voxbus_common.providers import VoiceActivityDetector
 
 
 @dataclass(frozen=True)
+class SpeechOnset:
+    """The first voiced windows of what may become an utterance (the barge-in trigger)."""
+
+    utterance_id: int  # the id the utterance will have if it is confirmed
+    onset_ms: int
+
+
+@dataclass(frozen=True)
 class SpeechStarted:
     utterance_id: int
     start_ms: int
@@ -25,12 +33,13 @@ class SpeechEnded:
     pcm: bytes
 
 
-EndpointEvent = SpeechStarted | SpeechEnded
+EndpointEvent = SpeechOnset | SpeechStarted | SpeechEnded
 
 
 @dataclass
 class EndpointerConfig:
     threshold: float = 0.5
+    onset_ms: int = 64
     min_speech_ms: int = 160
     hangover_ms: int = 320
     pre_roll_ms: int = 200
@@ -67,6 +76,10 @@ class Endpointer:
     def silence_ms(self) -> int:
         return self._silence_ms
 
+    @property
+    def last_voiced_end_ms(self) -> int:
+        return self._last_voiced_end_ms
+
     def current_audio(self) -> bytes:
         """Audio of the utterance in progress (for partial transcripts)."""
         return bytes(self._speech) if self._speech is not None else b""
@@ -97,7 +110,8 @@ class Endpointer:
         if self._speech is None:
             if voiced:
                 self._candidate.append(window)
-                if len(self._candidate) * self._win_ms >= self.cfg.min_speech_ms:
+                voiced_ms = len(self._candidate) * self._win_ms
+                if voiced_ms >= self.cfg.min_speech_ms:
                     self._utterance_id += 1
                     pre = b"".join(self._pre_roll)
                     self._speech_start_ms = (
@@ -110,6 +124,9 @@ class Endpointer:
                     self._silence_ms = 0
                     self._last_voiced_end_ms = start_of_window + self._win_ms
                     return SpeechStarted(self._utterance_id, self._speech_start_ms)
+                if voiced_ms - self._win_ms < self.cfg.onset_ms <= voiced_ms:
+                    return SpeechOnset(self._utterance_id + 1,
+                                       start_of_window + self._win_ms - voiced_ms)
             elif unvoiced or not self._candidate:
                 self._pre_roll.extend(self._candidate)
                 self._candidate.clear()

@@ -22,7 +22,7 @@ from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.logs import call_id_var
 from voxbus_common.providers import SpeechToText
-from voxbus_stt.endpointer import Endpointer, SpeechEnded, SpeechStarted
+from voxbus_stt.endpointer import Endpointer, SpeechEnded, SpeechOnset, SpeechStarted
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class CallSession:
         pool: Executor,
         partial_interval_ms: int,
         idle_timeout_s: float = 30.0,
+        speculate_after_ms: int = 96,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -47,9 +48,14 @@ class CallSession:
         self.pool = pool
         self.partial_interval_ms = partial_interval_ms
         self.idle_timeout_s = idle_timeout_s
+        self.speculate_after_ms = speculate_after_ms
         self.sample_rate = endpointer.vad.sample_rate
         self._sub: Subscription | None = None
-        self._finals: asyncio.Queue[SpeechEnded | None] = asyncio.Queue()
+        self._finals: asyncio.Queue[tuple[SpeechEnded, asyncio.Task[str] | None] | None] = (
+            asyncio.Queue())
+        # Speculative final: decoded when silence begins; reused if the silence becomes the
+        # endpoint (the hangover adds only silence), which hides the decode behind it.
+        self._spec: tuple[int, int, asyncio.Task[str]] | None = None
         self._finalized_uid = 0
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_ms = 0
@@ -84,13 +90,51 @@ class CallSession:
         if self._drain_to and self._seq_seen >= self._drain_to:
             self._drained.set()
         for event in self.endpointer.push(frame.pcm):
-            if isinstance(event, SpeechStarted):
+            if isinstance(event, SpeechOnset):
+                await self._publish_vad(VadEvent.SPEECH_ONSET, event.onset_ms, event.utterance_id)
+            elif isinstance(event, SpeechStarted):
                 await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
                 self._last_partial_ms = event.start_ms
             else:
                 await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
-                self._finals.put_nowait(event)
+                self._finals.put_nowait((event, self._take_spec(event)))
+        self._maybe_speculate()
         self._maybe_partial(frame.stream_offset_ms)
+
+    def _maybe_speculate(self) -> None:
+        ep = self.endpointer
+        if not ep.in_speech or ep.silence_ms < self.speculate_after_ms:
+            return
+        key = (ep.utterance_id, ep.last_voiced_end_ms)
+        if self._spec is not None and self._spec[:2] == key:
+            return
+        task = asyncio.create_task(self._decode(ep.current_audio()))
+        self._spec = (*key, task)
+        task.add_done_callback(lambda t: self._publish_stable(key, t))
+
+    def _take_spec(self, end: SpeechEnded) -> asyncio.Task[str] | None:
+        spec, self._spec = self._spec, None
+        if spec is not None and spec[:2] == (end.utterance_id, end.end_ms):
+            return spec[2]
+        if spec is not None:
+            spec[2].cancel()
+        return None
+
+    def _publish_stable(self, key: tuple[int, int], task: asyncio.Task[str]) -> None:
+        """Announce the speculative text as a stable partial while the silence lasts."""
+        ep = self.endpointer
+        if task.cancelled() or task.exception() is not None or not task.result():
+            return
+        if ep.in_speech and (ep.utterance_id, ep.last_voiced_end_ms) != key:
+            return  # speech resumed: this text is already out of date
+        if key[0] <= self._finalized_uid:
+            return
+        asyncio.get_running_loop().create_task(self._publish_transcript(
+            key[0], False, task.result(), 0, key[1], 0, 0.0, stable=True))
+
+    async def _decode(self, pcm: bytes) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, self.stt.transcribe, pcm, self.sample_rate)
 
     def _maybe_partial(self, offset_ms: int) -> None:
         ep = self.endpointer
@@ -107,9 +151,7 @@ class CallSession:
 
     async def _partial(self, utterance_id: int, pcm: bytes) -> None:
         try:
-            text = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self.stt.transcribe, pcm, self.sample_rate
-            )
+            text = await self._decode(pcm)
         except Exception:
             log.exception("partial transcription failed")
             return
@@ -119,14 +161,13 @@ class CallSession:
 
     async def _final_loop(self) -> None:
         while True:
-            event = await self._finals.get()
-            if event is None:
+            item = await self._finals.get()
+            if item is None:
                 break
+            event, spec = item
             started = time.perf_counter()
             try:
-                text = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, self.stt.transcribe, event.pcm, self.sample_rate
-                )
+                text = await spec if spec is not None else await self._decode(event.pcm)
             except Exception:
                 log.exception("final transcription failed")
                 text = ""
@@ -168,7 +209,7 @@ class CallSession:
         last = self.endpointer.flush()
         if last is not None:
             await self._publish_vad(VadEvent.SPEECH_END, last.end_ms, last.utterance_id)
-            self._finals.put_nowait(last)
+            self._finals.put_nowait((last, self._take_spec(last)))
         self._finals.put_nowait(None)
         final_task = self._tasks[0]
         try:
@@ -190,9 +231,10 @@ class CallSession:
         await self.bus.publish(subject, msg, traced=False)
 
     async def _publish_transcript(self, uid: int, final: bool, text: str, start_ms: int,
-                                  end_ms: int, end_ns: int, decode_ms: float) -> None:
+                                  end_ms: int, end_ns: int, decode_ms: float,
+                                  stable: bool = False) -> None:
         subject = subjects.transcript(self.call_id)
         msg = Transcript(meta=self.bus.meta(self.call_id, 0, subject), utterance_id=uid,
                          final=final, text=text, speech_start_ms=start_ms, speech_end_ms=end_ms,
-                         speech_end_unix_ns=end_ns, decode_ms=decode_ms)
+                         speech_end_unix_ns=end_ns, decode_ms=decode_ms, stable=stable)
         await self.bus.publish(subject, msg)

@@ -44,7 +44,8 @@ class SttWorker:
 
     def _endpointer(self) -> Endpointer:
         s = self.settings
-        cfg = EndpointerConfig(threshold=s.vad_threshold, min_speech_ms=s.vad_min_speech_ms,
+        cfg = EndpointerConfig(threshold=s.vad_threshold, onset_ms=s.vad_onset_ms,
+                               min_speech_ms=s.vad_min_speech_ms,
                                hangover_ms=s.vad_hangover_ms, pre_roll_ms=s.vad_pre_roll_ms)
         return Endpointer(self.vad_factory(), cfg)
 
@@ -61,7 +62,8 @@ class SttWorker:
             raise BadMessage(f"call announced at {announce.sample_rate} Hz; the bus carries "
                              f"{self.settings.bus_sample_rate} Hz")
         session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
-                              self.settings.stt_partial_interval_ms)
+                              self.settings.stt_partial_interval_ms,
+                              speculate_after_ms=self.settings.stt_speculate_after_ms)
         self.sessions[call_id] = session
         await session.start()
         self._spawn(self._reap(session))
