@@ -6,7 +6,7 @@ import soundfile as sf
 
 from tests.fakes import tone
 from voxbus_cli.caller import CallerError, load_wav
-from voxbus_gateway.pcm_edge import InvalidAudio, check_pcm_payload
+from voxbus_gateway.edges.pcm_ws import InvalidAudio, check_pcm_payload
 
 
 def test_pcm_payload_checks() -> None:

@@ -32,8 +32,20 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8765
     bus_sample_rate: int = 16000
+    public_url: str = ""  # https://voice.example.com as carriers reach the gateway
+    twilio_auth_token: str = Field(
+        default="", validation_alias=AliasChoices("VOXBUS_TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"))
+    handshake_timeout_s: float = 10.0
     max_call_seconds: float = 3600.0
     playout_lead_ms: int = 60
+    barge_in_confirm_ms: int = 500  # onset without confirmed speech for this long: resume
+    backchannels: str = (
+        "mhm,mm,mmm,hmm,uh huh,uh-huh,yeah,yes,yep,yup,okay,ok,right,sure,i see,got it,"
+        "alright,all right,aha,ah,oh,uh,um,cool,nice,great,wow")
+    idle_reprompt_s: float = 12.0
+    idle_hangup_s: float = 40.0
+    idle_reprompt_text: str = "Are you still there?"
+    dtmf_timeout_s: float = 1.5
 
     # stt
     stt_provider: str = "whisper"

@@ -1,20 +1,37 @@
-"""The gateway's HTTP server: health, the raw PCM WebSocket edge, and call bookkeeping."""
+"""The gateway's HTTP server: health, the caller edges, and call bookkeeping.
+
+Every edge is a WebSocket adapter (edges/) that hands the gateway a call id after its
+protocol's handshake; `serve_edge` runs the call from there, identically for all edges.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+from typing import Any
+from xml.sax.saxutils import quoteattr
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_gateway.call import Call
-from voxbus_gateway.pcm_edge import SUPPORTED_RATES, PcmWebSocketEdge, pump_caller
+from voxbus_gateway.edges.base import ProtocolViolation, WsEdge
+from voxbus_gateway.edges.pcm_ws import SUPPORTED_RATES, PcmWebSocketEdge
+from voxbus_gateway.edges.twilio import TwilioEdge
+from voxbus_gateway.edges.twilio_auth import valid_twilio_signature
 
 log = logging.getLogger(__name__)
+
+
+def is_loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
 
 
 class Gateway:
@@ -24,11 +41,14 @@ class Gateway:
         self.gateway_id = gateway_id
         self.calls: dict[str, Call] = {}
         self.draining = False
+        self._warned_unsigned = False
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/v1/pcm", self.pcm_call)
+        app.router.add_get("/v1/twilio", self.twilio_stream)
+        app.router.add_post("/v1/twilio/voice", self.twilio_twiml)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -36,7 +56,9 @@ class Gateway:
                                   "active_calls": len(self.calls),
                                   "nats_connected": self.bus.nc.is_connected})
 
-    def _call_params(self, request: web.Request) -> tuple[str, int]:
+    # -- raw PCM ------------------------------------------------------------------------------
+
+    async def pcm_call(self, request: web.Request) -> web.StreamResponse:
         raw_id = request.query.get("call_id") or new_call_id()
         try:
             call_id = validate_call_id(raw_id)
@@ -48,40 +70,113 @@ class Gateway:
             raise web.HTTPBadRequest(text="sample_rate must be an integer") from None
         if rate not in SUPPORTED_RATES:
             raise web.HTTPBadRequest(text=f"sample_rate must be one of {SUPPORTED_RATES}")
+        self._check_admission(call_id)
+        ws = await self._upgrade(request)
+        edge = PcmWebSocketEdge(ws, call_id, rate, self.settings.bus_sample_rate)
+        await self.serve_edge(edge)
+        return ws
+
+    # -- Twilio ---------------------------------------------------------------------------------
+
+    def _public_url(self, request: web.Request, ws: bool) -> str:
+        """The URL as the carrier requested it (behind a TLS proxy: from VOXBUS_PUBLIC_URL)."""
+        base = self.settings.public_url.rstrip("/")
+        if base:
+            if ws:
+                base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+            return base + request.path_qs
+        scheme = ("wss" if request.secure else "ws") if ws else request.scheme
+        return f"{scheme}://{request.host}{request.path_qs}"
+
+    async def _check_twilio(self, request: web.Request, ws: bool) -> None:
+        token = self.settings.twilio_auth_token
+        if not token:
+            if not is_loopback(request):
+                raise web.HTTPForbidden(text="Twilio endpoint: no auth token configured "
+                                             "(VOXBUS_TWILIO_AUTH_TOKEN); loopback callers only")
+            if not self._warned_unsigned:
+                log.warning("Twilio requests are not signature-checked: set "
+                            "VOXBUS_TWILIO_AUTH_TOKEN (loopback callers only until then)")
+                self._warned_unsigned = True
+            return
+        params = {} if ws else {k: str(v) for k, v in (await request.post()).items()}
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not valid_twilio_signature(self._public_url(request, ws), params, token, signature):
+            raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+
+    async def twilio_stream(self, request: web.Request) -> web.StreamResponse:
+        await self._check_twilio(request, ws=True)
+        ws = await self._upgrade(request)
+        await self.serve_edge(TwilioEdge(ws, self.settings.bus_sample_rate))
+        return ws
+
+    async def twilio_twiml(self, request: web.Request) -> web.Response:
+        """The voice webhook: connect the call to our bidirectional media stream."""
+        await self._check_twilio(request, ws=False)
+        stream_url = self._public_url(request, ws=True).split("?")[0].replace(
+            "/v1/twilio/voice", "/v1/twilio")
+        twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+                 f"<Stream url={quoteattr(stream_url)}/></Connect></Response>")
+        return web.Response(text=twiml, content_type="text/xml")
+
+    # -- common -------------------------------------------------------------------------------
+
+    def _check_admission(self, call_id: str) -> None:
         if call_id in self.calls:
             raise web.HTTPConflict(text=f"call {call_id} is already connected")
         if self.draining:
             raise web.HTTPServiceUnavailable(text="gateway is draining; retry another replica")
-        return call_id, rate
 
-    async def pcm_call(self, request: web.Request) -> web.StreamResponse:
-        call_id, rate = self._call_params(request)
+    async def _upgrade(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=256 * 1024, heartbeat=20.0)
         await ws.prepare(request)
+        return ws
+
+    async def serve_edge(self, edge: WsEdge) -> None:
+        """Handshake, then run the call until the caller or the agent ends it."""
+        try:
+            call_id = await asyncio.wait_for(edge.handshake(),
+                                             timeout=self.settings.handshake_timeout_s)
+            if call_id in self.calls:
+                raise ProtocolViolation(f"call {call_id} is already connected")
+        except ProtocolViolation as exc:
+            log.warning("edge handshake refused: %s", exc, extra={"edge": edge.name})
+            await edge.send_event({"type": "error", "message": str(exc)})
+            await edge.finish(str(exc), exc.code)
+            return
+        except TimeoutError:
+            await edge.finish("no handshake in time", WSCloseCode.POLICY_VIOLATION)
+            return
         call_id_var.set(call_id)
-        edge = PcmWebSocketEdge(ws, rate, self.settings.bus_sample_rate)
         call = Call(self.bus, self.settings, call_id, edge, self.gateway_id)
         self.calls[call_id] = call
-        reason, code = "gateway error", 1011
+        reason, code = "gateway error", int(WSCloseCode.INTERNAL_ERROR)
         try:
             await call.start()
-            await edge.send_event({"type": "call", "call_id": call_id, "sample_rate": rate,
-                                   "gateway": self.gateway_id})
-            reason, code = await asyncio.wait_for(pump_caller(edge, call),
-                                                  timeout=self.settings.max_call_seconds)
-        except TimeoutError:
-            reason, code = "maximum call duration reached", 1000
+            pump = asyncio.create_task(edge.pump(call))
+            waiters: set[asyncio.Future[Any]] = {pump, call.hangup_requested}
+            done, _ = await asyncio.wait(waiters,
+                                         timeout=self.settings.max_call_seconds,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if pump in done:
+                reason, code = pump.result()
+            else:
+                pump.cancel()
+                reason = (call.hangup_requested.result() if call.hangup_requested.done()
+                          else "maximum call duration reached")
+                code = WSCloseCode.OK
+        except ProtocolViolation as exc:
+            await edge.send_event({"type": "error", "message": str(exc)})
+            reason, code = str(exc), exc.code
         except Exception:
             log.exception("call failed")
         finally:
             await asyncio.shield(self._finish(call, edge, reason, code))
-        return ws
 
-    async def _finish(self, call: Call, edge: PcmWebSocketEdge, reason: str, code: int) -> None:
+    async def _finish(self, call: Call, edge: WsEdge, reason: str, code: int) -> None:
         try:
             await call.hangup(reason)
-            await edge.send_event({"type": "ended", "reason": reason})
-            await edge.close(code, reason)
+            await edge.finish(reason, code)
         except Exception:
             log.exception("hang-up failed")
         finally:

@@ -9,6 +9,7 @@ class EdgeSink(Protocol):
     """The caller side of a call, as the call state machine sees it."""
 
     name: str
+    supports_marks: bool  # the edge reports playout progress (mark echoes)
 
     async def send_audio(self, pcm16: bytes) -> None:
         """One 20 ms frame of agent audio at the bus rate; the edge converts and sends it."""
@@ -16,6 +17,11 @@ class EdgeSink(Protocol):
 
     async def send_event(self, event: dict[str, Any]) -> None:
         """A call event for the caller's UI or script (transcripts, turns, errors)."""
+        ...
+
+    async def send_mark(self, name: str) -> None:
+        """Ask the edge to report `name` back (via Call.on_mark) once the audio before it
+        has been played. Only called when supports_marks is true."""
         ...
 
     async def clear(self) -> None:

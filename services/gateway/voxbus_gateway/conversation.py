@@ -1,0 +1,395 @@
+"""The turn state machine of one call: turns, preemptive generation, barge-in, DTMF, idle.
+
+- A final transcript with words opens turn N+1 (LLM request) and cancels turn N if running.
+- A *stable* partial (decoded when the caller's silence began) opens the turn early, paused:
+  the LLM and TTS work while the endpoint is confirmed; the final must agree, else it is
+  cancelled and reopened from the final text.
+- Caller speech onset while the agent is audible pauses playout and clears the edge's
+  buffer at once. A backchannel, noise or the agent's own echo resumes playout where the
+  caller stopped hearing it; real words (a partial or final) interrupt: the turn is cancelled
+  everywhere and only what the caller heard is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from voxbus.v1.audio_pb2 import AudioChunk
+from voxbus.v1.call_pb2 import CallEvent
+from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
+from voxbus.v1.speech_pb2 import Transcript, VadEvent
+from voxbus_common import subjects
+from voxbus_common.logs import turn_id_var
+from voxbus_gateway.playout import TurnPlayer
+from voxbus_gateway.turn import Backchannels, Turn, has_words, latency_breakdown, normalized
+
+if TYPE_CHECKING:
+    from voxbus_gateway.call import Call
+
+log = logging.getLogger(__name__)
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+@dataclass
+class PendingInterrupt:
+    utterance_id: int
+    onset_ns: int
+    cleared_ns: int
+    confirmed: bool = False
+    timer: asyncio.Task[None] | None = None
+
+
+class Conversation:
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.settings = call.settings
+        self.turn_counter = 0
+        self.turn: Turn | None = None
+        self.interrupt: PendingInterrupt | None = None
+        self.backchannels = Backchannels(self.settings.backchannels)
+        self._stable_text: dict[int, str] = {}
+        self._digits: list[str] = []
+        self._digit_timer: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        self._last_activity = time.monotonic()
+        self._caller_speaking = False
+        self._clear_epoch = 0
+        self.stale_dropped = 0
+
+    def start(self) -> None:
+        self._idle_task = asyncio.create_task(self._idle_watch())
+
+    async def stop(self) -> None:
+        for task in (self._idle_task, self._digit_timer):
+            if task is not None:
+                task.cancel()
+        if self.interrupt is not None and self.interrupt.timer is not None:
+            self.interrupt.timer.cancel()
+        if self.turn is not None:
+            await self._cancel_turn("call ending")
+
+    # -- caller speech --------------------------------------------------------------------------
+
+    async def on_vad(self, event: VadEvent) -> None:
+        self._last_activity = time.monotonic()
+        uid = event.utterance_id
+        if event.kind == VadEvent.SPEECH_ONSET:
+            await self._caller_onset(uid, event.audio_offset_ms)
+            return
+        if event.kind == VadEvent.SPEECH_START:
+            self._caller_speaking = True
+            if self.interrupt is not None and self.interrupt.utterance_id == uid:
+                self.interrupt.confirmed = True
+            else:
+                await self._caller_onset(uid, event.audio_offset_ms)
+        elif event.kind == VadEvent.SPEECH_END:
+            self._caller_speaking = False
+        name = "speech_start" if event.kind == VadEvent.SPEECH_START else "speech_end"
+        await self.call.emit({"type": "vad", "event": name, "utterance": uid,
+                              "audio_offset_ms": event.audio_offset_ms})
+
+    async def _caller_onset(self, uid: int, offset_ms: int) -> None:
+        turn = self.turn
+        if turn is not None and turn.preemptive:
+            await self._drop_preemptive("the caller went on speaking")
+            return
+        if turn is None or self.interrupt is not None or turn.player.paused:
+            return
+        if turn.player.frames_sent == 0:
+            return  # nothing audible yet: a final from this speech will supersede the turn
+        turn.player.pause()
+        self._clear_epoch += 1
+        await self.call.edge.clear()
+        onset_ns = self.call.clock.wall_at(offset_ms)
+        self.interrupt = PendingInterrupt(uid, onset_ns, time.time_ns())
+        self.interrupt.timer = asyncio.create_task(self._resume_unless_confirmed(uid))
+        reaction = (self.interrupt.cleared_ns - onset_ns) / 1e6
+        await self.call.emit({"type": "barge_in", "phase": "paused", "utterance": uid,
+                              "turn": turn.turn_id, "reaction_ms": round(reaction, 1)})
+
+    async def _resume_unless_confirmed(self, uid: int) -> None:
+        await asyncio.sleep(self.settings.barge_in_confirm_ms / 1000)
+        pending = self.interrupt
+        if pending is not None and pending.utterance_id == uid and not pending.confirmed:
+            await self._resume("no speech followed the onset")
+
+    async def _resume(self, why: str) -> None:
+        pending, self.interrupt = self.interrupt, None
+        if pending is None or self.turn is None:
+            return
+        if pending.timer is not None and pending.timer is not asyncio.current_task():
+            pending.timer.cancel()
+        self.turn.player.resume()
+        await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
+            utterance_id=pending.utterance_id, false_interruption=True,
+            reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
+        await self.call.emit({"type": "barge_in", "phase": "resumed", "reason": why,
+                              "utterance": pending.utterance_id, "turn": self.turn.turn_id})
+
+    async def _commit_interrupt(self) -> None:
+        pending, self.interrupt = self.interrupt, None
+        if pending is None or self.turn is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
+            utterance_id=pending.utterance_id,
+            reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
+        await self._cancel_turn("caller barged in")
+
+    async def on_transcript(self, t: Transcript) -> None:
+        pending = self.interrupt
+        if not t.final:
+            if pending is not None and pending.utterance_id == t.utterance_id and (
+                    not self.backchannels.matches(t.text)):
+                await self._commit_interrupt()
+            await self.call.emit({"type": "transcript", "final": False, "text": t.text,
+                                  "utterance": t.utterance_id, "stable": t.stable})
+            if t.stable and pending is None and not self.call.ending:
+                await self._preempt(t)
+            return
+        self._last_activity = time.monotonic()
+        text = t.text.strip()
+        if pending is not None and pending.utterance_id == t.utterance_id:
+            if self.backchannels.matches(text):
+                await self._resume("backchannel" if has_words(text) else "noise")
+                await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
+                                      "reason": "backchannel", "text": text})
+                return
+            await self._commit_interrupt()
+        if not has_words(text):
+            await self._drop_preemptive("no words recognised")
+            await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
+                                  "reason": "no words recognised"})
+            return
+        await self._user_turn(text, self.call.clock.wall_at(t.speech_end_ms), t.utterance_id,
+                              t.decode_ms)
+
+    async def _user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
+                         decode_ms: float = 0.0) -> None:
+        turn = self.turn
+        confirmed = turn is not None and turn.preemptive and (
+            self._stable_text.get(turn.turn_id) == normalized(text))
+        if not confirmed:
+            await self._drop_preemptive("the final transcript differs")
+            self.turn_counter += 1
+        turn_id = self.turn_counter
+        turn_id_var.set(turn_id)
+        await self.call.control(turn_id, user_turn=CallEvent.UserTurn(text=text))
+        await self.call.emit({"type": "transcript", "final": True, "text": text,
+                              "utterance": utterance, "turn": turn_id,
+                              "decode_ms": round(decode_ms, 1), "preempted": confirmed})
+        if self.call.ending:
+            return  # what the caller said is kept; nobody is left to answer
+        if confirmed and turn is not None:
+            turn.preemptive = False
+            turn.timings.speech_end = speech_end_ns
+            turn.timings.final_transcript = time.time_ns()
+            turn.player.resume()
+            return
+        if self.turn is not None:
+            await self._cancel_turn("caller spoke again")
+        await self._open_turn(turn_id, text, speech_end_ns)
+
+    async def _preempt(self, t: Transcript) -> None:
+        """Start the LLM on the stable partial; the final decides whether it is kept."""
+        if not has_words(t.text) or self.backchannels.matches(t.text):
+            return
+        if self.turn is not None and not self.turn.preemptive:
+            return  # the agent's current turn is handled by the barge-in logic
+        await self._drop_preemptive("a newer stable partial")
+        self.turn_counter += 1
+        turn_id = self.turn_counter
+        self._stable_text[turn_id] = normalized(t.text)
+        await self._open_turn(turn_id, t.text.strip(), self.call.clock.wall_at(t.speech_end_ms),
+                              preemptive=True)
+
+    async def _drop_preemptive(self, why: str) -> None:
+        turn = self.turn
+        if turn is None or not turn.preemptive:
+            return
+        self.turn = None
+        if turn.task is not None:
+            turn.task.cancel()
+        await self.call.control(turn.turn_id, cancel_turn=CallEvent.CancelTurn(reason=why))
+        log.info("preemptive turn dropped", extra={"reason": why, "turn": turn.turn_id})
+
+    # -- keypad -----------------------------------------------------------------------------
+
+    async def on_dtmf(self, digit: str) -> None:
+        if len(digit) != 1 or digit not in DTMF_DIGITS:
+            log.warning("ignoring DTMF %r", digit[:8])
+            return
+        self._last_activity = time.monotonic()
+        await self.call.control(self.turn_counter, dtmf=CallEvent.Dtmf(digit=digit))
+        await self.call.emit({"type": "dtmf", "digit": digit})
+        self._digits.append(digit)
+        if self._digit_timer is not None:
+            self._digit_timer.cancel()
+        if digit == "#":
+            await self._flush_digits()
+        else:
+            self._digit_timer = asyncio.create_task(self._flush_digits_later())
+
+    async def _flush_digits_later(self) -> None:
+        await asyncio.sleep(self.settings.dtmf_timeout_s)
+        await self._flush_digits()
+
+    async def _flush_digits(self) -> None:
+        digits, self._digits = self._digits, []
+        if digits and not self.call.ending:
+            text = f"(the caller pressed {' '.join(digits)} on the keypad)"
+            await self._user_turn(text, time.time_ns())
+
+    # -- agent turns ------------------------------------------------------------------------
+
+    async def _open_turn(self, turn_id: int, text: str, speech_end_ns: int,
+                         preemptive: bool = False, say: str = "") -> None:
+        player = TurnPlayer(self.call.edge.send_audio, self.call.rate,
+                            self.settings.playout_lead_ms,
+                            on_mark_point=self._send_mark if self.call.edge.supports_marks
+                            else None)
+        turn = Turn(turn_id=turn_id, user_text=text, player=player, preemptive=preemptive)
+        if preemptive:
+            player.pause()
+        turn.timings.speech_end = speech_end_ns
+        turn.timings.final_transcript = 0 if preemptive else time.time_ns()
+        self.turn = turn
+        rate = self.call.rate
+        if say:  # the agent speaks fixed text: straight to TTS, no LLM
+            subject = subjects.work_tts(self.call.call_id)
+            await self.call.bus.publish_acked(subject, TtsRequest(
+                meta=self.call.bus.meta(self.call.call_id, turn_id, subject), text=say,
+                clause_index=0, sample_rate=rate, voice=self.settings.tts_voice))
+            turn.agent_text, turn.llm_done = say, True
+            turn.timings.first_token = time.time_ns()
+            player.set_clause_count(1)
+        else:
+            subject = subjects.work_llm(self.call.call_id)
+            await self.call.bus.publish_acked(subject, LlmRequest(
+                meta=self.call.bus.meta(self.call.call_id, turn_id, subject), user_text=text,
+                speech_end_unix_ns=speech_end_ns, sample_rate=rate),
+                msg_id=f"{self.call.call_id}-llm-{turn_id}")
+        turn.task = asyncio.create_task(self._run_turn(turn))
+
+    async def _send_mark(self, cursor: int) -> None:
+        if self.turn is not None:
+            await self.call.edge.send_mark(f"{self.turn.turn_id}:{self._clear_epoch}:{cursor}")
+
+    def on_mark(self, name: str) -> None:
+        try:
+            turn_id, epoch, cursor = (int(part) for part in name.split(":"))
+        except ValueError:
+            return  # not one of ours
+        if self.turn is not None and turn_id == self.turn.turn_id and epoch == self._clear_epoch:
+            self.turn.player.mark_played(cursor)
+
+    async def on_tokens(self, delta: TokenDelta) -> None:
+        turn = self._current(delta.meta.turn_id)
+        if turn is None:
+            return
+        if not turn.timings.first_token and delta.text:
+            turn.timings.first_token = delta.meta.sent_unix_ns
+        if delta.text and not turn.preemptive:
+            await self.call.emit({"type": "agent_text", "turn": turn.turn_id,
+                                  "delta": delta.text})
+        if delta.done:
+            turn.llm_done = True
+            turn.agent_text = delta.full_text
+            if delta.error:
+                await self.call.emit({"type": "error", "turn": turn.turn_id,
+                                      "message": f"the language model failed: {delta.error}"})
+            turn.player.set_clause_count(delta.clause_count)
+
+    def on_audio(self, chunk: AudioChunk) -> None:
+        turn = self._current(chunk.meta.turn_id)
+        if turn is None:
+            return
+        if not turn.timings.first_audio_chunk:
+            turn.timings.first_audio_chunk = chunk.meta.sent_unix_ns
+        turn.player.add(chunk)
+
+    def _current(self, turn_id: int) -> Turn | None:
+        if self.turn is None or self.turn.turn_id != turn_id:
+            self.stale_dropped += 1
+            return None
+        return self.turn
+
+    async def _run_turn(self, turn: Turn) -> None:
+        try:
+            await turn.player.play()
+        except (ConnectionError, RuntimeError) as exc:  # the caller's socket went away
+            log.info("playout stopped: %s", exc)
+            turn.player.stalled = True
+        if self.turn is not turn:
+            return
+        if turn.player.stalled:
+            await self.call.emit({"type": "error", "turn": turn.turn_id,
+                                  "message": "the agent's reply stalled; turn abandoned"})
+        turn.timings.first_audio_played = turn.player.first_frame_ns
+        turn.timings.playout_done = time.time_ns()
+        self.turn = None
+        if turn.user_text:  # an idle re-prompt does not count as conversation
+            self._last_activity = time.monotonic()
+        await self._record_agent_turn(turn, interrupted=turn.player.stalled, heard_all=True)
+
+    async def _cancel_turn(self, reason: str) -> None:
+        turn = self.turn
+        if turn is None:
+            return
+        if turn.preemptive:
+            await self._drop_preemptive(reason)
+            return
+        self.turn = None
+        turn.player.pause()
+        if turn.task is not None:
+            turn.task.cancel()
+        await self.call.control(turn.turn_id, cancel_turn=CallEvent.CancelTurn(reason=reason))
+        with contextlib.suppress(Exception):
+            await self.call.edge.clear()
+        turn.timings.first_audio_played = turn.player.first_frame_ns
+        await self._record_agent_turn(turn, interrupted=True)
+        log.info("turn cancelled", extra={"reason": reason})
+
+    async def _record_agent_turn(self, turn: Turn, interrupted: bool,
+                                 heard_all: bool = False) -> None:
+        full = turn.agent_text or turn.player.full_text()
+        heard = turn.player.heard_text(len(turn.player.timeline.frames) if heard_all else None)
+        agent = CallEvent.AgentTurn(heard_text=heard, full_text=full, interrupted=interrupted,
+                                    timings=turn.timings)
+        await self.call.control(turn.turn_id, agent_turn=agent)
+        await self.call.emit({
+            "type": "turn", "turn": turn.turn_id, "user_text": turn.user_text,
+            "agent_text": full, "heard_text": heard, "interrupted": interrupted,
+            "audio_ms": turn.player.frames_sent * 20,
+            "latency_ms": latency_breakdown(turn.timings),
+        })
+
+    # -- idle -------------------------------------------------------------------------------
+
+    async def _idle_watch(self) -> None:
+        """Re-prompt once after `idle_reprompt_s` of silence; hang up after `idle_hangup_s`."""
+        reprompted_for = -1.0
+        while not self.call.ending:
+            await asyncio.sleep(0.5)
+            busy = self.turn is not None and bool(self.turn.user_text)
+            if busy or self._caller_speaking or self.interrupt is not None:
+                self._last_activity = time.monotonic()
+                continue
+            idle = time.monotonic() - self._last_activity
+            if idle >= self.settings.idle_hangup_s:
+                log.info("idle timeout: hanging up")
+                self.call.request_hangup("idle timeout")
+                return
+            if idle >= self.settings.idle_reprompt_s and reprompted_for != self._last_activity:
+                reprompted_for = self._last_activity
+                if self.turn is None:
+                    self.turn_counter += 1
+                    await self._open_turn(self.turn_counter, "", time.time_ns(),
+                                          say=self.settings.idle_reprompt_text)

@@ -1,0 +1,1 @@
+"""Caller edges: one small adapter per media-stream protocol over the one call model."""

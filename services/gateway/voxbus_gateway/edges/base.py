@@ -1,0 +1,81 @@
+"""Shared plumbing of WebSocket edges: JSON sending, protocol-error accounting, closing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, web
+
+if TYPE_CHECKING:
+    from voxbus_gateway.call import Call
+
+log = logging.getLogger(__name__)
+
+MAX_PROTOCOL_ERRORS = 50  # a caller that keeps sending garbage is cut off
+
+
+class ProtocolViolation(Exception):
+    """The peer broke the protocol badly enough that the call ends (reason, close code)."""
+
+    def __init__(self, reason: str, code: int = WSCloseCode.POLICY_VIOLATION) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class WsEdge:
+    """One caller connection over an aiohttp WebSocket. Subclasses speak a protocol."""
+
+    name = "ws"
+    supports_marks = False
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.errors = 0
+        self.call: Call | None = None
+
+    async def handshake(self) -> str:
+        """Read the protocol's opening messages; return the call id."""
+        raise ProtocolViolation("edge has no handshake")
+
+    async def pump(self, call: Call) -> tuple[str, int]:
+        """Read caller messages until the call ends; return (reason, close code)."""
+        raise ProtocolViolation("edge has no pump")
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        raise ProtocolViolation("edge cannot play audio")
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        """Most carrier protocols have no place for our events: they are dropped."""
+
+    async def send_mark(self, name: str) -> None:
+        """Edges without marks ignore them."""
+
+    async def clear(self) -> None:
+        """Edges without a clear command ignore it."""
+
+    async def send_json(self, doc: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(json.dumps(doc))
+
+    async def protocol_error(self, message: str) -> None:
+        """Report a recoverable protocol error; too many of them end the call."""
+        self.errors += 1
+        log.warning("protocol error: %s", message, extra={"edge": self.name})
+        await self.send_event({"type": "error", "message": message})
+        if self.errors >= MAX_PROTOCOL_ERRORS:
+            raise ProtocolViolation(f"too many protocol errors (last: {message})")
+
+    async def finish(self, reason: str, code: int) -> None:
+        await self.send_event({"type": "ended", "reason": reason})
+        if not self.ws.closed:
+            await self.ws.close(code=code, message=reason.encode()[:120])
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """A JSON object or ValueError with a short reason."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object")
+    return doc

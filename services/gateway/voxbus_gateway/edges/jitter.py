@@ -1,0 +1,37 @@
+"""A small reorder buffer for carriers that deliver media frames out of order (Telnyx warns
+they may) or in bursts: frames are released in sequence; a gap that persists for `depth`
+frames is given up on and filled with silence, so a lost frame never stalls the call."""
+
+from __future__ import annotations
+
+
+class ReorderBuffer:
+    def __init__(self, depth: int = 4, max_gap: int = 50) -> None:
+        self.depth = depth
+        self.max_gap = max_gap  # a jump larger than this is a reset, not loss
+        self._next: int | None = None
+        self._held: dict[int, bytes] = {}
+        self.lost = 0
+        self.late = 0
+
+    def push(self, seq: int, payload: bytes, silence: bytes) -> list[bytes]:
+        """Frames ready to play, in order (lost ones replaced by `silence`)."""
+        if self._next is None or abs(seq - self._next) > self.max_gap:
+            self._next = seq
+            self._held.clear()
+        if seq < self._next or seq in self._held:
+            self.late += 1
+            return []  # too late or duplicated: already played past it
+        self._held[seq] = payload
+        out: list[bytes] = []
+        while self._held:
+            if self._next in self._held:
+                out.append(self._held.pop(self._next))
+                self._next += 1
+            elif len(self._held) > self.depth:
+                out.append(silence)
+                self.lost += 1
+                self._next += 1
+            else:
+                break
+        return out

@@ -1,0 +1,60 @@
+"""One agent turn and its latency marks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+from voxbus.v1.call_pb2 import TurnTimings
+from voxbus_gateway.playout import TurnPlayer
+
+
+def latency_breakdown(t: TurnTimings) -> dict[str, float | None]:
+    """Milliseconds between the stages of a turn (None where a stage was not reached)."""
+
+    def ms(a: int, b: int) -> float | None:
+        return round((b - a) / 1e6, 1) if a and b else None
+
+    return {
+        "end_of_speech_to_final_transcript": ms(t.speech_end, t.final_transcript),
+        "final_transcript_to_first_token": ms(t.final_transcript, t.first_token),
+        "first_token_to_first_audio_chunk": ms(t.first_token, t.first_audio_chunk),
+        "first_audio_chunk_to_first_audio_played": ms(t.first_audio_chunk, t.first_audio_played),
+        "voice_to_voice": ms(t.speech_end, t.first_audio_played),
+    }
+
+
+@dataclass
+class Turn:
+    turn_id: int
+    user_text: str
+    player: TurnPlayer
+    timings: TurnTimings = field(default_factory=TurnTimings)
+    agent_text: str = ""
+    llm_done: bool = False
+    preemptive: bool = False  # opened on a stable partial; plays only once the final agrees
+    task: asyncio.Task[None] | None = None
+
+
+def normalized(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def has_words(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+class Backchannels:
+    """Short acknowledgements ("mhm", "okay", "yeah") that must not interrupt the agent."""
+
+    def __init__(self, phrases: str, max_words: int = 3) -> None:
+        self.phrases = {normalized(p) for p in phrases.split(",") if p.strip()}
+        self.words = {w for p in self.phrases for w in p.split()}
+        self.max_words = max_words
+
+    def matches(self, text: str) -> bool:
+        words = normalized(text).split()
+        if not words:
+            return True  # noise: no words at all
+        return len(words) <= self.max_words and all(w in self.words for w in words)
