@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import nats
 import numpy as np
 
-from tests.integration.conftest import SPEECH, assert_services_alive, words
+from tests.integration.conftest import SPEECH, assert_services_alive, wait_for_session, words
 from voxbus.v1.llm_pb2 import ContextReply, ContextRequest
 from voxbus.v1.memory_pb2 import Session
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.stack import Stack
 from voxbus_common.audio import rms_dbfs
-from voxbus_common.subjects import RPC_MEMORY_CONTEXT, SESSIONS_BUCKET
+from voxbus_common.subjects import RPC_MEMORY_CONTEXT
 
 
 async def stored_session(stack: Stack, call_id: str) -> Session:
-    nc = await nats.connect(stack.nats_url)
-    try:
-        kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
-        for _ in range(100):  # the recorder applies events asynchronously
-            session = Session()
-            try:
-                entry = await kv.get(call_id)
-                session.ParseFromString(entry.value or b"")
-            except nats.js.errors.KeyNotFoundError:
-                pass
-            if session.ended_unix_ns:
-                return session
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"session {call_id} was never closed in the KV store")
-    finally:
-        await nc.close()
+    """The call's stored session once the gateway has closed it."""
+    return await wait_for_session(stack, call_id, lambda s: s.ended_unix_ns > 0)
 
 
 async def test_jfk_call_gets_a_spoken_answer(stack: Stack) -> None:
