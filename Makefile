@@ -16,6 +16,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 	-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX_VNNI=OFF
 
 .PHONY: install run test unit integration lint bench proto clean
+CHROMIUM := /usr/bin/chromium
 
 install: $(STAMP) $(GEN)
 
@@ -40,18 +41,23 @@ $(GEN): $(wildcard proto/voxbus/v1/*.proto) $(STAMP)
 
 proto: $(GEN)
 
+# Debian's Chromium for the headless browser test (Playwright drives it; no browser download).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	else echo "chromium is missing: 'sudo apt-get install chromium' enables the browser test"; fi
+
 run: install
 	$(VENV)/bin/voxbus run
 
 # pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
-test: install
+test: install $(CHROMIUM)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 unit: install
 	$(PY) -m pytest tests/unit services $(PYTEST_ARGS)
 
-integration: install
+integration: install $(CHROMIUM)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: install

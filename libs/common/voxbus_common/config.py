@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     twilio_auth_token: str = Field(
         default="", validation_alias=AliasChoices("VOXBUS_TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"))
     handshake_timeout_s: float = 10.0
+    media_token_keys: str = ""  # kid:secret[,kid:secret]; empty = loopback callers only
     max_call_seconds: float = 3600.0
     playout_lead_ms: int = 60
     barge_in_confirm_ms: int = 500  # onset without confirmed speech for this long: resume

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -18,6 +19,7 @@ from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
+from voxbus_common.tokens import InvalidToken, MediaTokens
 from voxbus_gateway.call import Call
 from voxbus_gateway.edges.base import ProtocolViolation, WsEdge
 from voxbus_gateway.edges.pcm_ws import SUPPORTED_RATES, PcmWebSocketEdge
@@ -25,6 +27,8 @@ from voxbus_gateway.edges.twilio import TwilioEdge
 from voxbus_gateway.edges.twilio_auth import valid_twilio_signature
 
 log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
 
 
 def is_loopback(request: web.Request) -> bool:
@@ -42,11 +46,15 @@ class Gateway:
         self.calls: dict[str, Call] = {}
         self.draining = False
         self._warned_unsigned = False
+        self.tokens = MediaTokens(settings.media_token_keys)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.health)
+        app.router.add_get("/", self.browser_page)
+        app.router.add_static("/static", STATIC, show_index=False)
         app.router.add_get("/v1/pcm", self.pcm_call)
+        app.router.add_get("/v1/browser", self.pcm_call)
         app.router.add_get("/v1/twilio", self.twilio_stream)
         app.router.add_post("/v1/twilio/voice", self.twilio_twiml)
         return app
@@ -58,10 +66,31 @@ class Gateway:
 
     # -- raw PCM ------------------------------------------------------------------------------
 
-    async def pcm_call(self, request: web.Request) -> web.StreamResponse:
-        raw_id = request.query.get("call_id") or new_call_id()
+    async def browser_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    def _check_media_token(self, request: web.Request, call_id: str) -> str:
+        """Refuse unauthenticated media before any audio is processed; returns the call id
+        (a token may bind one)."""
+        if not self.tokens.enabled:
+            if not is_loopback(request):
+                raise web.HTTPUnauthorized(text="media tokens are not configured "
+                                                "(VOXBUS_MEDIA_TOKEN_KEYS): loopback callers only")
+            return call_id
+        token = request.query.get("token", "")
+        auth = request.headers.get("Authorization", "")
+        if not token and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
         try:
-            call_id = validate_call_id(raw_id)
+            claims = self.tokens.verify(token, call_id)
+        except InvalidToken as exc:
+            raise web.HTTPUnauthorized(text=str(exc)) from None
+        return call_id or claims.call_id
+
+    async def pcm_call(self, request: web.Request) -> web.StreamResponse:
+        raw_id = self._check_media_token(request, request.query.get("call_id", ""))
+        try:
+            call_id = validate_call_id(raw_id or new_call_id())
         except InvalidCallId as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         try:
@@ -72,7 +101,10 @@ class Gateway:
             raise web.HTTPBadRequest(text=f"sample_rate must be one of {SUPPORTED_RATES}")
         self._check_admission(call_id)
         ws = await self._upgrade(request)
-        edge = PcmWebSocketEdge(ws, call_id, rate, self.settings.bus_sample_rate)
+        browser = request.path.endswith("/browser")
+        edge = PcmWebSocketEdge(ws, call_id, rate, self.settings.bus_sample_rate,
+                                marks=browser or request.query.get("marks") == "1",
+                                name="browser" if browser else "pcm-ws")
         await self.serve_edge(edge)
         return ws
 

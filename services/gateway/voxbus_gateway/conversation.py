@@ -60,6 +60,7 @@ class Conversation:
         self._last_activity = time.monotonic()
         self._caller_speaking = False
         self._clear_epoch = 0
+        self._finalized_utterance = 0
         self.stale_dropped = 0
 
     def start(self) -> None:
@@ -145,6 +146,10 @@ class Conversation:
 
     async def on_transcript(self, t: Transcript) -> None:
         pending = self.interrupt
+        if t.utterance_id <= self._finalized_utterance:
+            return  # a late partial (or a repeated final) of an utterance already decided
+        if t.final:
+            self._finalized_utterance = t.utterance_id
         if not t.final:
             if pending is not None and pending.utterance_id == t.utterance_id and (
                     not self.backchannels.matches(t.text)):

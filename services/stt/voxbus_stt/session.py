@@ -56,6 +56,7 @@ class CallSession:
         # Speculative final: decoded when silence begins; reused if the silence becomes the
         # endpoint (the hangover adds only silence), which hides the decode behind it.
         self._spec: tuple[int, int, asyncio.Task[str]] | None = None
+        self._stable_task: asyncio.Task[None] | None = None
         self._finalized_uid = 0
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_ms = 0
@@ -129,8 +130,12 @@ class CallSession:
             return  # speech resumed: this text is already out of date
         if key[0] <= self._finalized_uid:
             return
-        asyncio.get_running_loop().create_task(self._publish_transcript(
-            key[0], False, task.result(), 0, key[1], 0, 0.0, stable=True))
+        self._stable_task = asyncio.get_running_loop().create_task(
+            self._publish_stable_now(key, task.result()))
+
+    async def _publish_stable_now(self, key: tuple[int, int], text: str) -> None:
+        if key[0] > self._finalized_uid:  # the final may have overtaken us meanwhile
+            await self._publish_transcript(key[0], False, text, 0, key[1], 0, 0.0, stable=True)
 
     async def _decode(self, pcm: bytes) -> str:
         return await asyncio.get_running_loop().run_in_executor(

@@ -39,11 +39,14 @@ def check_pcm_payload(data: bytes, sample_rate: int) -> None:
 
 
 class PcmWebSocketEdge(WsEdge):
-    name = "pcm-ws"
+    """With `marks`, the client echoes `{"type": "mark", "name": ..}` once it has played the
+    audio sent before each mark event (the browser page does): a true playout clock."""
 
     def __init__(self, ws: web.WebSocketResponse, call_id: str, caller_rate: int,
-                 bus_rate: int) -> None:
+                 bus_rate: int, marks: bool = False, name: str = "pcm-ws") -> None:
         super().__init__(ws)
+        self.name = name
+        self.supports_marks = marks
         self.call_id = call_id
         self.caller_rate = caller_rate
         self.to_bus = StreamResampler(caller_rate, bus_rate)
@@ -64,6 +67,9 @@ class PcmWebSocketEdge(WsEdge):
 
     async def clear(self) -> None:
         await self.send_event({"type": "clear"})
+
+    async def send_mark(self, name: str) -> None:
+        await self.send_event({"type": "mark", "name": name})
 
     async def pump(self, call: Call) -> tuple[str, int]:
         async for msg in self.ws:
@@ -87,8 +93,11 @@ class PcmWebSocketEdge(WsEdge):
                 if kind == "dtmf" and isinstance(command.get("digit"), str):
                     await call.on_dtmf(command["digit"][:1])
                     continue
+                if kind == "mark" and isinstance(command.get("name"), str):
+                    await call.on_mark(command["name"])
+                    continue
                 await self.protocol_error(f"unknown command {str(command)[:60]!r}; "
-                                          "known: stop, dtmf")
+                                          "known: stop, dtmf, mark")
             elif msg.type == WSMsgType.ERROR:
                 return f"socket error: {self.ws.exception()}", WSCloseCode.ABNORMAL_CLOSURE
         return "caller disconnected", WSCloseCode.OK
