@@ -79,4 +79,6 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         launcher.wait(timeout=60)
     leftovers = [pid for pid in children if alive(pid)]
     assert not leftovers, f"orphans after Ctrl-C: {leftovers}"
-    assert f"ws://127.0.0.1:{port}/v1/pcm" in "".join(lines)
+    printed = "".join(lines)
+    assert f"ws://127.0.0.1:{port}/v1/pcm" in printed
+    assert f"http://127.0.0.1:{port}/?token=" in printed  # a ready browser link

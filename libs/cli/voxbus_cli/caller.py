@@ -80,12 +80,14 @@ class CallResult:
 
 
 async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: float = 90.0,
-                     tail_silence_s: float = 1.0) -> CallResult:
+                     tail_silence_s: float = 1.0, token: str = "") -> CallResult:
     """Stream `pcm` (16 kHz PCM16) as a caller would, then wait for every turn to finish."""
     result = CallResult()
     params = {"sample_rate": str(RATE)}
     if call_id:
         params["call_id"] = call_id
+    if token:
+        params["token"] = token
     async with aiohttp.ClientSession() as session:
         try:
             ws = await session.ws_connect(url, params=params, heartbeat=20.0)

@@ -26,9 +26,13 @@ def run(
     """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all."""
     from voxbus_cli.embedded import EmbeddedError
     from voxbus_cli.stack import Stack
+    from voxbus_common.tokens import MediaTokens, new_key_spec
 
     stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url,
                   deps_log_dir=STATE_DIR / "logs")
+    keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
+    stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
+    token = MediaTokens(keys).issue(subject="local", ttl_s=12 * 3600)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -46,9 +50,16 @@ def run(
         raise typer.Exit(1) from None
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "run.json").write_text(json.dumps(
-        {"gateway_url": stack.gateway_url, "nats_url": stack.nats_url,
+        {"gateway_url": stack.gateway_url, "nats_url": stack.nats_url, "token": token,
          "llm_base_url": stack.llm_base_url, "pid": os.getpid()}))
-    typer.echo(f"\nvoxbus is up.\n  gateway (raw PCM16 WebSocket): {stack.gateway_url}\n"
+    http = f"http://127.0.0.1:{port}"
+    ws = f"ws://127.0.0.1:{port}"
+    typer.echo(f"\nvoxbus is up.\n"
+               f"  browser:  {http}/?token={token}\n"
+               f"  raw PCM16 WebSocket:   {stack.gateway_url}?token=<token>\n"
+               f"  Twilio Media Streams:  {ws}/v1/twilio   (TwiML webhook: POST {http}"
+               f"/v1/twilio/voice)\n"
+               f"  media token (12 h):    {token}\n"
                f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
                f"  NATS and llama.cpp logs: {STATE_DIR / 'logs'}\n"
                f"place a call in another shell:  .venv/bin/voxbus call YOUR.wav\n"
@@ -67,11 +78,13 @@ def run(
     (STATE_DIR / "run.json").unlink(missing_ok=True)
 
 
-def _default_url() -> str:
+def _running_stack() -> tuple[str, str]:
+    """(gateway URL, media token) of the stack `voxbus run` started, if any."""
     try:
-        return str(json.loads((STATE_DIR / "run.json").read_text())["gateway_url"])
+        doc = json.loads((STATE_DIR / "run.json").read_text())
+        return str(doc["gateway_url"]), str(doc.get("token", ""))
     except (OSError, ValueError, KeyError):
-        return DEFAULT_URL
+        return DEFAULT_URL, ""
 
 
 @app.command()
@@ -81,13 +94,16 @@ def call(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Path | None = typer.Option(None, "--out", help="save the agent's reply as WAV"),
     timeout: float = typer.Option(90.0, help="seconds to wait for the agent after speaking"),
+    token: str = typer.Option("", envvar="VOXBUS_MEDIA_TOKEN", help="media token"),
 ) -> None:
     """Speak AUDIO to the agent in real time and print the transcript, reply and latency."""
     from voxbus_cli.caller import CallerError, load_wav, place_call, save_wav
 
     try:
         pcm = load_wav(audio)
-        result = asyncio.run(place_call(url or _default_url(), pcm, timeout_s=timeout))
+        running_url, running_token = _running_stack()
+        result = asyncio.run(place_call(url or running_url, pcm, timeout_s=timeout,
+                                        token=token or (running_token if not url else "")))
     except CallerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -1,0 +1,124 @@
+"""Ingress authentication on a gateway configured like production: media tokens (with a
+rotated key) on the PCM/browser edges, X-Twilio-Signature on the Twilio endpoints."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import assert_services_alive
+from voxbus_cli.embedded import free_port, spawn, stop_all
+from voxbus_cli.stack import Stack
+from voxbus_common.tokens import MediaTokens
+from voxbus_gateway.edges.twilio_auth import twilio_signature
+
+OLD_KEY = "old:" + "o" * 40
+NEW_KEY = "new:" + "n" * 40
+TWILIO_TOKEN = "12345"
+
+
+@pytest.fixture(scope="module")
+def secured(stack: Stack) -> Iterator[str]:
+    """A second gateway replica on the same bus, with auth configured. Yields its base URL."""
+    port = free_port()
+    env = stack.service_env()
+    env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+                "VOXBUS_MEDIA_TOKEN_KEYS": f"{NEW_KEY},{OLD_KEY}"})
+    assert stack.log_dir is not None
+    log = (stack.log_dir / "gateway-secured.log").open("ab")
+    proc = spawn([sys.executable, "-m", "voxbus_gateway"], env=env, log=log)
+    base = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{base}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("secured gateway did not start") from None
+            time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        stop_all([proc])
+        log.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def refused(http: aiohttp.ClientSession, url: str, **kw: object) -> tuple[int, str]:
+    async with http.get(url, **kw) as resp:  # type: ignore[arg-type]
+        return resp.status, await resp.text()
+
+
+async def test_media_without_a_valid_token_is_refused_before_any_audio(
+        secured: str, http: aiohttp.ClientSession) -> None:
+    url = f"http://{secured}/v1/pcm"
+    assert await refused(http, url) == (401, "a media token is required (query parameter "
+                                             "'token')")
+    status, text = await refused(http, url, params={"token": "nonsense"})
+    assert status == 401 and "malformed" in text
+    retired = MediaTokens("gone:" + "g" * 40).issue()
+    status, text = await refused(http, url, params={"token": retired})
+    assert status == 401 and "unknown or retired key" in text
+    other_call = MediaTokens(NEW_KEY).issue(call_id="callA")
+    status, text = await refused(http, url, params={"token": other_call, "call_id": "callB"})
+    assert status == 401 and "another call" in text
+
+
+@pytest.mark.parametrize("key", [NEW_KEY, OLD_KEY])
+async def test_tokens_from_current_and_rotated_keys_open_a_call(
+        secured: str, http: aiohttp.ClientSession, key: str) -> None:
+    token = MediaTokens(key).issue(call_id=f"tok-{key[:3]}", ttl_s=60)
+    ws = await http.ws_connect(f"ws://{secured}/v1/browser", params={"token": token})
+    first = json.loads((await ws.receive(timeout=30)).data)
+    assert first["type"] == "call" and first["call_id"] == f"tok-{key[:3]}"
+    await ws.send_bytes(b"\x00" * 640)
+    await ws.send_str(json.dumps({"type": "stop"}))
+    events = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+    assert events[-1] == {"type": "ended", "reason": "caller hung up"}
+
+
+async def test_twilio_stream_requires_a_valid_signature(
+        secured: str, http: aiohttp.ClientSession, stack: Stack) -> None:
+    url = f"ws://{secured}/v1/twilio"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await http.ws_connect(url)
+    assert err.value.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await http.ws_connect(url, headers={"X-Twilio-Signature": "AAAA"})
+    signature = twilio_signature(url, {}, TWILIO_TOKEN)
+    ws = await http.ws_connect(url, headers={"X-Twilio-Signature": signature})
+    await ws.send_str(json.dumps({"event": "connected"}))
+    await ws.send_str(json.dumps({"event": "start", "streamSid": "MZs", "start": {
+        "callSid": "CAsigned1", "mediaFormat": {"encoding": "audio/x-mulaw",
+                                                "sampleRate": 8000}}}))
+    await ws.send_str(json.dumps({"event": "stop"}))
+    async for _ in ws:
+        pass
+    assert ws.close_code == 1000
+    assert_services_alive(stack)
+
+
+async def test_twiml_webhook_signature(secured: str, http: aiohttp.ClientSession) -> None:
+    url = f"http://{secured}/v1/twilio/voice"
+    form = {"CallSid": "CA9", "From": "+15550001111"}
+    async with http.post(url, data=form, headers={"X-Twilio-Signature": "bad"}) as resp:
+        assert resp.status == 403
+    good = twilio_signature(url, form, TWILIO_TOKEN)
+    async with http.post(url, data=form, headers={"X-Twilio-Signature": good}) as resp:
+        assert resp.status == 200
+        assert f"ws://{secured}/v1/twilio" in await resp.text()
+
+
