@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("VOXBUS_TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"))
     handshake_timeout_s: float = 10.0
     media_token_keys: str = ""  # kid:secret[,kid:secret]; empty = loopback callers only
+    audiosocket_port: int = 0  # Asterisk AudioSocket TCP listener; 0 = off
+    carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
     max_call_seconds: float = 3600.0
     playout_lead_ms: int = 60
     barge_in_confirm_ms: int = 500  # onset without confirmed speech for this long: resume

@@ -23,12 +23,18 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
     await site.start()
+    audiosocket = None
+    if settings.audiosocket_port:
+        audiosocket = await asyncio.start_server(gateway.serve_audiosocket,
+                                                 settings.gateway_host, settings.audiosocket_port)
     ready.set()
     log.info("ready", extra={"url": f"ws://{settings.gateway_host}:{settings.gateway_port}/v1/pcm"})
     await stop.wait()
     gateway.draining = True
     await asyncio.gather(*(c.hangup("gateway shutting down") for c in list(gateway.calls.values())),
                          return_exceptions=True)
+    if audiosocket is not None:
+        audiosocket.close()
     await runner.cleanup()
 
 

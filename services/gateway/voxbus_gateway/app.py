@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -21,14 +22,25 @@ from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.tokens import InvalidToken, MediaTokens
 from voxbus_gateway.call import Call
+from voxbus_gateway.edge import CallerEdge
+from voxbus_gateway.edges.asterisk import AsteriskWsEdge
+from voxbus_gateway.edges.audiosocket import AudioSocketEdge
 from voxbus_gateway.edges.base import ProtocolViolation, WsEdge
 from voxbus_gateway.edges.pcm_ws import SUPPORTED_RATES, PcmWebSocketEdge
+from voxbus_gateway.edges.teler import TelerEdge
 from voxbus_gateway.edges.twilio import TwilioEdge
 from voxbus_gateway.edges.twilio_auth import valid_twilio_signature
+from voxbus_gateway.edges.twilio_like import ExotelEdge, PlivoEdge, TelnyxEdge
+from voxbus_gateway.edges.vonage import VonageEdge
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CARRIERS: dict[str, type[WsEdge]] = {
+    "/v1/telnyx": TelnyxEdge, "/v1/exotel": ExotelEdge, "/v1/plivo": PlivoEdge,
+    "/v1/teler": TelerEdge, "/v1/vonage": VonageEdge, "/v1/asterisk": AsteriskWsEdge,
+}
 
 
 def is_loopback(request: web.Request) -> bool:
@@ -57,7 +69,28 @@ class Gateway:
         app.router.add_get("/v1/browser", self.pcm_call)
         app.router.add_get("/v1/twilio", self.twilio_stream)
         app.router.add_post("/v1/twilio/voice", self.twilio_twiml)
+        for path, edge in CARRIERS.items():
+            app.router.add_get(path, self._carrier_handler(edge))
         return app
+
+    def _carrier_handler(self, edge_type: type[WsEdge]) -> Handler:
+        """Carriers whose streams carry no signature: admitted from loopback (a local SBC or
+        proxy that authenticates them) unless VOXBUS_CARRIER_ALLOW_LOOPBACK_ONLY=false."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if self.settings.carrier_allow_loopback_only and not is_loopback(request):
+                raise web.HTTPForbidden(text=f"{edge_type.name}: only accepted from loopback "
+                                             "(put the authenticating proxy in front)")
+            ws = await self._upgrade(request)
+            await self.serve_edge(edge_type(ws, self.settings.bus_sample_rate))  # type: ignore[call-arg]
+            return ws
+
+        return handler
+
+    async def serve_audiosocket(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        """One Asterisk AudioSocket TCP connection = one call."""
+        await self.serve_edge(AudioSocketEdge(reader, writer, self.settings.bus_sample_rate))
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "gateway": self.gateway_id,
@@ -164,7 +197,7 @@ class Gateway:
         await ws.prepare(request)
         return ws
 
-    async def serve_edge(self, edge: WsEdge) -> None:
+    async def serve_edge(self, edge: CallerEdge) -> None:
         """Handshake, then run the call until the caller or the agent ends it."""
         try:
             call_id = await asyncio.wait_for(edge.handshake(),
@@ -205,7 +238,7 @@ class Gateway:
         finally:
             await asyncio.shield(self._finish(call, edge, reason, code))
 
-    async def _finish(self, call: Call, edge: WsEdge, reason: str, code: int) -> None:
+    async def _finish(self, call: Call, edge: CallerEdge, reason: str, code: int) -> None:
         try:
             await call.hangup(reason)
             await edge.finish(reason, code)

@@ -27,3 +27,19 @@ class EdgeSink(Protocol):
     async def clear(self) -> None:
         """Drop agent audio the caller has buffered but not yet heard."""
         ...
+
+
+class CallerEdge(EdgeSink, Protocol):
+    """A connection the gateway serves as one call (WebSocket or TCP)."""
+
+    async def handshake(self) -> str:
+        """Read the protocol's opening; return the call id (raise ProtocolViolation)."""
+        ...
+
+    async def pump(self, call: Any) -> tuple[str, int]:
+        """Read caller input until the call ends; return (reason, close code)."""
+        ...
+
+    async def finish(self, reason: str, code: int) -> None:
+        """Say goodbye in the protocol's terms and close the connection."""
+        ...

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
+
+from voxbus_common.ids import new_call_id, validate_call_id
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
@@ -71,6 +75,26 @@ class WsEdge:
         await self.send_event({"type": "ended", "reason": reason})
         if not self.ws.closed:
             await self.ws.close(code=code, message=reason.encode()[:120])
+
+
+def carrier_call_id(raw: str) -> str:
+    """A carrier's call identifier made into one subject token (Telnyx ids contain ':')."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in raw)
+    cleaned = cleaned.strip("_")[:64]
+    return validate_call_id(cleaned) if cleaned else new_call_id()
+
+
+def decode_b64(value: Any, limit: int) -> bytes:
+    """Strict base64 of a bounded size, or ValueError with a reason."""
+    if not isinstance(value, str):
+        raise ValueError("audio payload missing")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("audio payload is not valid base64") from None
+    if not data or len(data) > limit:
+        raise ValueError(f"audio payload of {len(data)} bytes refused")
+    return data
 
 
 def parse_json_object(text: str) -> dict[str, Any]:

@@ -9,14 +9,19 @@ playout clock for heard-text accounting. Barge-in sends `clear`.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from voxbus_common.ids import InvalidCallId, validate_call_id
-from voxbus_gateway.edges.base import ProtocolViolation, WsEdge, parse_json_object
+from voxbus_gateway.edges.base import (
+    ProtocolViolation,
+    WsEdge,
+    carrier_call_id,
+    decode_b64,
+    parse_json_object,
+)
 from voxbus_gateway.edges.jitter import ReorderBuffer
 from voxbus_gateway.edges.transcode import Transcoder, UnsupportedFormat, encoding_from_mime
 
@@ -25,13 +30,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PAYLOAD_BYTES = 8000  # 1 s of 8 kHz μ-law; Twilio sends 160-byte frames
+MAX_PAYLOAD_BYTES = 96000  # 1 s at 48 kHz PCM16; Twilio itself sends 160-byte frames
 
 
 class TwilioEdge(WsEdge):
+    """Twilio's protocol; Telnyx, Exotel and Plivo adapters override the names below."""
+
     name = "twilio"
     supports_marks = True
     snake_case = False  # Telnyx/Exotel speak the same protocol with snake_case keys
+    stream_key = "streamSid"
+    call_keys: tuple[str, ...] = ("callSid", "streamSid")
+    default_encoding = "audio/x-mulaw"
+    strict_call_id = True  # Twilio SIDs are always valid tokens: anything else is forged
+    ignored_events: tuple[str, ...] = ()
 
     def __init__(self, ws: web.WebSocketResponse, bus_rate: int) -> None:
         super().__init__(ws)
@@ -46,12 +58,33 @@ class TwilioEdge(WsEdge):
             return camel
         return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
+    def encoding(self, declared: str) -> str:
+        return encoding_from_mime(declared)
+
     def media_format(self, start: dict[str, Any]) -> Transcoder:
         fmt = start.get(self.key("mediaFormat")) or {}
         if not isinstance(fmt, dict):
             raise ProtocolViolation("mediaFormat must be an object")
-        encoding = encoding_from_mime(str(fmt.get("encoding", "audio/x-mulaw")))
+        encoding = self.encoding(str(fmt.get("encoding", self.default_encoding)))
         return Transcoder(encoding, int(fmt.get(self.key("sampleRate"), 8000)), self.bus_rate)
+
+    def call_id_from(self, doc: dict[str, Any], start: dict[str, Any]) -> str:
+        raw = next((str(v) for k in self.call_keys
+                    if (v := start.get(k) or doc.get(k))), "")
+        if not self.strict_call_id:
+            return carrier_call_id(raw)
+        try:
+            return validate_call_id(raw)
+        except InvalidCallId as exc:
+            raise ProtocolViolation(str(exc)) from None
+
+    def mark_name(self, doc: dict[str, Any]) -> str | None:
+        """The name of a played-mark echo, if `doc` is one."""
+        mark = doc.get("mark")
+        if doc.get("event") == "mark" and isinstance(mark, dict):
+            name = mark.get("name")
+            return name if isinstance(name, str) else None
+        return None
 
     async def handshake(self) -> str:
         async for msg in self.ws:
@@ -70,19 +103,14 @@ class TwilioEdge(WsEdge):
             start = doc.get("start")
             if not isinstance(start, dict):
                 raise ProtocolViolation("'start' message without a start object")
-            self.stream_sid = str(doc.get(self.key("streamSid")) or
-                                  start.get(self.key("streamSid")) or "")
+            self.stream_sid = str(doc.get(self.stream_key) or start.get(self.stream_key) or "")
             custom = start.get(self.key("customParameters"))
             self.custom = custom if isinstance(custom, dict) else {}
             try:
                 self.codec = self.media_format(start)
             except (UnsupportedFormat, ValueError, TypeError) as exc:
                 raise ProtocolViolation(str(exc), WSCloseCode.UNSUPPORTED_DATA) from None
-            raw_id = str(start.get(self.key("callSid")) or self.stream_sid)
-            try:
-                return validate_call_id(raw_id)
-            except InvalidCallId as exc:
-                raise ProtocolViolation(str(exc)) from None
+            return self.call_id_from(doc, start)
         raise ProtocolViolation("the stream closed before 'start'", WSCloseCode.OK)
 
     async def pump(self, call: Call) -> tuple[str, int]:
@@ -98,18 +126,19 @@ class TwilioEdge(WsEdge):
                 await self.protocol_error(f"bad JSON: {exc}")
                 continue
             event = doc.get("event")
+            mark = self.mark_name(doc)
             if event == "media":
                 await self._media(call, doc.get("media"))
-            elif event == "mark":
-                mark = doc.get("mark")
-                if isinstance(mark, dict) and isinstance(mark.get("name"), str):
-                    await call.on_mark(mark["name"])
+            elif mark is not None:
+                await call.on_mark(mark)
             elif event == "dtmf":
                 dtmf = doc.get("dtmf")
                 if isinstance(dtmf, dict) and isinstance(dtmf.get("digit"), str):
                     await call.on_dtmf(dtmf["digit"])
             elif event == "stop":
                 return "carrier ended the stream", WSCloseCode.OK
+            elif event in self.ignored_events:
+                continue
             else:
                 await self.protocol_error(f"unexpected event {str(event)[:40]!r}")
         return "carrier disconnected", WSCloseCode.OK
@@ -121,12 +150,9 @@ class TwilioEdge(WsEdge):
         if media.get("track", "inbound") not in ("inbound", "inbound_track"):
             return
         try:
-            payload = base64.b64decode(media["payload"], validate=True)
-        except (binascii.Error, ValueError):
-            await self.protocol_error("media payload is not valid base64")
-            return
-        if not payload or len(payload) > MAX_PAYLOAD_BYTES:
-            await self.protocol_error(f"media payload of {len(payload)} bytes refused")
+            payload = decode_b64(media["payload"], MAX_PAYLOAD_BYTES)
+        except ValueError as exc:
+            await self.protocol_error(str(exc))
             return
         try:
             seq = int(media.get("chunk") or 0)
@@ -138,15 +164,15 @@ class TwilioEdge(WsEdge):
 
     async def send_audio(self, pcm16: bytes) -> None:
         payload = base64.b64encode(self.codec.from_bus(pcm16)).decode()
-        await self.send_json({"event": "media", self.key("streamSid"): self.stream_sid,
+        await self.send_json({"event": "media", self.stream_key: self.stream_sid,
                               "media": {"payload": payload}})
 
     async def send_mark(self, name: str) -> None:
-        await self.send_json({"event": "mark", self.key("streamSid"): self.stream_sid,
+        await self.send_json({"event": "mark", self.stream_key: self.stream_sid,
                               "mark": {"name": name}})
 
     async def clear(self) -> None:
-        await self.send_json({"event": "clear", self.key("streamSid"): self.stream_sid})
+        await self.send_json({"event": "clear", self.stream_key: self.stream_sid})
 
     async def finish(self, reason: str, code: int) -> None:
         if not self.ws.closed:
