@@ -29,7 +29,7 @@ def secured(stack: Stack) -> Iterator[str]:
     port = free_port()
     env = stack.service_env()
     env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-                "VOXBUS_MEDIA_TOKEN_KEYS": f"{NEW_KEY},{OLD_KEY}"})
+                "VOXBUS_MEDIA_TOKEN_KEYS": f"{NEW_KEY},{OLD_KEY}", "VOXBUS_AUDIOSOCKET_PORT": "0"})
     assert stack.log_dir is not None
     log = (stack.log_dir / "gateway-secured.log").open("ab")
     proc = spawn([sys.executable, "-m", "voxbus_gateway"], env=env, log=log)
