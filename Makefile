@@ -66,6 +66,7 @@ lint: install
 
 bench: install
 	$(PY) -m bench.voice_to_voice
+	$(PY) -m bench.barge_in
 
 clean:
 	rm -rf $(VENV) libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache
