@@ -22,6 +22,7 @@ DEFAULT_URL = "ws://127.0.0.1:8765/v1/pcm"
 def run(
     port: int = typer.Option(8765, help="gateway port"),
     nats_url: str = typer.Option("", envvar="NATS_URL", help="use this NATS instead of embedded"),
+    audiosocket_port: int = typer.Option(9092, help="Asterisk AudioSocket TCP port (0 = off)"),
 ) -> None:
     """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all."""
     from voxbus_cli.embedded import EmbeddedError
@@ -32,6 +33,7 @@ def run(
                   deps_log_dir=STATE_DIR / "logs")
     keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
     stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
+    stack.env["VOXBUS_AUDIOSOCKET_PORT"] = str(audiosocket_port)
     token = MediaTokens(keys).issue(subject="local", ttl_s=12 * 3600)
     stopping = False
 
@@ -59,6 +61,8 @@ def run(
                f"  raw PCM16 WebSocket:   {stack.gateway_url}?token=<token>\n"
                f"  Twilio Media Streams:  {ws}/v1/twilio   (TwiML webhook: POST {http}"
                f"/v1/twilio/voice)\n"
+               f"  other carriers:        {ws}/v1/{{telnyx,exotel,plivo,teler,vonage,asterisk}}\n"
+               f"  Asterisk AudioSocket:  tcp://127.0.0.1:{audiosocket_port}\n"
                f"  media token (12 h):    {token}\n"
                f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
                f"  NATS and llama.cpp logs: {STATE_DIR / 'logs'}\n"
