@@ -15,8 +15,13 @@ def test_sentences_are_cut_as_they_complete() -> None:
 
 
 def test_long_clause_cut_at_comma_short_one_not() -> None:
-    assert feed("Yes, I can help with that booking, just tell me the date.") == [
-        "Yes, I can help with that booking,", "just tell me the date."]
+    assert feed("Sure thing. Yes, I can help with that booking, just tell me the date.") == [
+        "Sure thing.", "Yes, I can help with that booking,", "just tell me the date."]
+
+
+def test_first_clause_may_be_short_for_a_fast_first_audio() -> None:
+    assert feed("Of course, I can help with that booking, just tell me the date.") == [
+        "Of course,", "I can help with that booking,", "just tell me the date."]
 
 
 def test_markdown_is_not_spoken() -> None:

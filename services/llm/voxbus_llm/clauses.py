@@ -18,13 +18,17 @@ class ClauseSplitter:
     """Incremental splitter: feed deltas, receive finished clauses.
 
     A sentence end always cuts; a comma/semicolon cuts once the clause is long enough to
-    sound natural (`min_clause_chars`); a run-on is cut at a space past `max_chars`.
+    sound natural (`min_clause_chars`; the first clause of a reply may be shorter, since
+    time to first audio is what the caller waits for); a run-on is cut past `max_chars`.
     """
 
-    def __init__(self, min_clause_chars: int = 24, max_chars: int = 220) -> None:
+    def __init__(self, min_clause_chars: int = 24, max_chars: int = 220,
+                 first_min_clause_chars: int = 8) -> None:
         self.min_clause_chars = min_clause_chars
+        self.first_min_clause_chars = first_min_clause_chars
         self.max_chars = max_chars
         self._buf = ""
+        self._emitted = 0
 
     def push(self, delta: str) -> list[str]:
         self._buf += delta
@@ -37,6 +41,7 @@ class ClauseSplitter:
             self._buf = self._buf[cut:]
             if clause:
                 out.append(clause)
+                self._emitted += 1
         return out
 
     def flush(self) -> list[str]:
@@ -48,8 +53,9 @@ class ClauseSplitter:
         m = _SENTENCE_END.search(self._buf)
         if m:
             return m.end()
+        minimum = self.first_min_clause_chars if not self._emitted else self.min_clause_chars
         for m in _CLAUSE_END.finditer(self._buf):
-            if m.end() >= self.min_clause_chars:
+            if m.end() >= minimum:
                 return m.end()
         if len(self._buf) > self.max_chars:
             space = self._buf.rfind(" ", 0, self.max_chars)
