@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -149,3 +150,27 @@ def test_cli_json_output(stack: Stack, tmp_path: Path) -> None:
 
     data, rate = sf.read(str(reply))
     assert rate == 16000 and len(data) > 4800
+
+
+async def test_a_flooding_caller_is_cut_off_while_another_call_is_served(stack: Stack) -> None:
+    async def flood() -> int | None:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(stack.gateway_url.replace("/v1/pcm", "/v1/twilio"))
+            await ws.send_str(json.dumps({"event": "start", "start": {
+                "callSid": "CAflood0001", "mediaFormat": {"encoding": "audio/x-mulaw",
+                                                          "sampleRate": 8000}}}))
+            for _ in range(2000):
+                if ws.closed:
+                    break
+                await ws.send_str("{garbage")
+            async for _ in ws:
+                pass
+            return ws.close_code
+
+    good = place_call(stack.gateway_url, load_wav(SPEECH / "osr_us0034_8k_s10.wav"),
+                      timeout_s=120)
+    close_code, result = await asyncio.gather(flood(), good)
+    assert close_code == 1008, "the flooding stream must be closed for policy violation"
+    assert "bell" in words(result.caller_text)
+    assert result.turns and result.turns[-1]["agent_text"]
+    assert_services_alive(stack)

@@ -37,7 +37,12 @@ def resample_pcm16(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
 
 
 class StreamResampler:
-    """Streaming resampler that keeps filter state between chunks (no clicks at borders)."""
+    """Streaming resampler that keeps filter state between chunks (no clicks at borders).
+
+    Quality VHQ on purpose: measured here, soxr's streaming HQ holds back 89 ms of audio
+    for an 8 <-> 16 kHz conversion (MQ 75, LQ 48) while VHQ holds 21 ms at the same
+    ~3 µs per 20 ms frame, and every held millisecond is added to the turn's latency.
+    """
 
     def __init__(self, src_rate: int, dst_rate: int) -> None:
         self.src_rate = src_rate
@@ -45,7 +50,7 @@ class StreamResampler:
         self._rs = (
             None
             if src_rate == dst_rate
-            else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16", quality="HQ")
+            else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16", quality="VHQ")
         )
 
     def process(self, pcm: bytes, last: bool = False) -> bytes:
