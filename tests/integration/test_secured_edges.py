@@ -4,10 +4,13 @@ rotated key) on the PCM/browser edges, X-Twilio-Signature on the Twilio endpoint
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import aiohttp
 import pytest
@@ -23,32 +26,42 @@ NEW_KEY = "new:" + "n" * 40
 TWILIO_TOKEN = "12345"
 
 
-@pytest.fixture(scope="module")
-def secured(stack: Stack) -> Iterator[str]:
-    """A second gateway replica on the same bus, with auth configured. Yields its base URL."""
+@contextmanager
+def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
+                  ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Another gateway replica on the same bus with its own settings; yields host:port."""
     port = free_port()
     env = stack.service_env()
-    env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-                "VOXBUS_MEDIA_TOKEN_KEYS": f"{NEW_KEY},{OLD_KEY}", "VOXBUS_AUDIOSOCKET_PORT": "0"})
+    env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_AUDIOSOCKET_PORT": "0", **env_extra})
     assert stack.log_dir is not None
-    log = (stack.log_dir / "gateway-secured.log").open("ab")
+    log = (stack.log_dir / f"gateway-{name}.log").open("ab")
     proc = spawn([sys.executable, "-m", "voxbus_gateway"], env=env, log=log)
     base = f"127.0.0.1:{port}"
+    scheme = "https" if ssl_context else "http"
     deadline = time.monotonic() + 60
-    while True:
+    while True:  # bounded readiness probe of a separate process
         try:
-            with urllib.request.urlopen(f"http://{base}/healthz", timeout=1) as resp:
+            with urllib.request.urlopen(f"{scheme}://{base}/healthz", timeout=1,
+                                        context=ssl_context) as resp:
                 if resp.status == 200:
                     break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("secured gateway did not start") from None
+                raise AssertionError(f"gateway {name} did not start") from None
             time.sleep(0.1)
     try:
         yield base
     finally:
         stop_all([proc])
         log.close()
+
+
+@pytest.fixture(scope="module")
+def secured(stack: Stack) -> Iterator[str]:
+    """A second gateway replica on the same bus, with auth configured. Yields its base URL."""
+    with extra_gateway(stack, "secured", {"VOXBUS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+                                          "VOXBUS_MEDIA_TOKEN_KEYS": f"{NEW_KEY},{OLD_KEY}"}) as b:
+        yield b
 
 
 @pytest.fixture
@@ -122,3 +135,33 @@ async def test_twiml_webhook_signature(secured: str, http: aiohttp.ClientSession
         assert f"ws://{secured}/v1/twilio" in await resp.text()
 
 
+
+
+@pytest.fixture(scope="module")
+def tls_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[str, ssl.SSLContext]]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    trust = ssl.create_default_context(cafile=str(cert))
+    env = {"VOXBUS_TLS_CERT_FILE": str(cert), "VOXBUS_TLS_KEY_FILE": str(key),
+           "VOXBUS_MEDIA_TOKEN_KEYS": NEW_KEY}
+    with extra_gateway(stack, "tls", env, ssl_context=trust) as base:
+        yield base, trust
+
+
+async def test_the_gateway_serves_wss_when_a_certificate_is_configured(
+        tls_gateway: tuple[str, ssl.SSLContext]) -> None:
+    base, trust = tls_gateway
+    token = MediaTokens(NEW_KEY).issue(call_id="tls-call-1", ttl_s=60)
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientError):  # plaintext is not served
+            await http.get(f"http://{base}/healthz")
+        ws = await http.ws_connect(f"wss://{base}/v1/pcm", params={"token": token}, ssl=trust)
+        first = json.loads((await ws.receive(timeout=30)).data)
+        assert first["call_id"] == "tls-call-1"
+        await ws.send_str(json.dumps({"type": "stop"}))
+        events = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+    assert events[-1]["type"] == "ended"

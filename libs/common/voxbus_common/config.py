@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     handshake_timeout_s: float = 10.0
     media_token_keys: str = ""  # kid:secret[,kid:secret]; empty = loopback callers only
     audiosocket_port: int = 0  # Asterisk AudioSocket TCP listener; 0 = off
+    tls_cert_file: str = ""  # with tls_key_file: the gateway serves https/wss itself
+    tls_key_file: str = ""
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
     max_call_seconds: float = 3600.0
     playout_lead_ms: int = 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -15,20 +16,32 @@ log = logging.getLogger("voxbus_gateway")
 ready = asyncio.Event()
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """https/wss when a certificate is configured (else terminate TLS at the ingress)."""
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_gateway.app import Gateway
 
     gateway = Gateway(bus, settings, bus.name)
     runner = web.AppRunner(gateway.app(), handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
+    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port,
+                       ssl_context=tls_context(settings))
     await site.start()
     audiosocket = None
     if settings.audiosocket_port:
         audiosocket = await asyncio.start_server(gateway.serve_audiosocket,
                                                  settings.gateway_host, settings.audiosocket_port)
     ready.set()
-    log.info("ready", extra={"url": f"ws://{settings.gateway_host}:{settings.gateway_port}/v1/pcm"})
+    scheme = "wss" if settings.tls_cert_file else "ws"
+    log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}"})
     await stop.wait()
     gateway.draining = True
     await asyncio.gather(*(c.hangup("gateway shutting down") for c in list(gateway.calls.values())),
