@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -48,6 +49,7 @@ class Call:
         self.ended = asyncio.Event()
         self.hangup_requested: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_audio_seq = 0
+        self._recent_in: deque[bytes] = deque(maxlen=100)  # 2 s of caller audio (echo checks)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -106,8 +108,15 @@ class Call:
         offset = self.clock.stamp_frame()
         meta = self.bus.meta(self.call_id, self.conversation.turn_counter, self._audio_subject)
         self.last_audio_seq = meta.seq
+        self._recent_in.append(pcm)
         msg = AudioFrame(meta=meta, sample_rate=self.rate, pcm=pcm, stream_offset_ms=offset)
         await self.bus.publish(self._audio_subject, msg, traced=False)
+
+    def caller_audio_since(self, offset_ms: int) -> bytes:
+        """The caller's audio from `offset_ms` (audio time) to now, within the last 2 s."""
+        frames = max(0, (self.clock.offset_ms - offset_ms) // 20)
+        recent = list(self._recent_in)
+        return b"".join(recent[-frames:]) if frames else b""
 
     async def on_mark(self, name: str) -> None:
         """The edge played everything before mark `name`."""

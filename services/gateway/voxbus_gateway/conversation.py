@@ -1,14 +1,6 @@
-"""The turn state machine of one call: turns, preemptive generation, barge-in, DTMF, idle.
-
-- A final transcript with words opens turn N+1 (LLM request) and cancels turn N if running.
-- A *stable* partial (decoded when the caller's silence began) opens the turn early, paused:
-  the LLM and TTS work while the endpoint is confirmed; the final must agree, else it is
-  cancelled and reopened from the final text.
-- Caller speech onset while the agent is audible pauses playout and clears the edge's
-  buffer at once. A backchannel, noise or the agent's own echo resumes playout where the
-  caller stopped hearing it; real words (a partial or final) interrupt: the turn is cancelled
-  everywhere and only what the caller heard is recorded.
-"""
+"""The turn state machine of one call: turns, preemptive generation on stable partials,
+barge-in (pause, then resume or interrupt), echo and backchannel rejection. DTMF and idle
+handling come from keypad.py and idle.py. The policy and its knobs: docs/conversation.md."""
 
 from __future__ import annotations
 
@@ -25,6 +17,9 @@ from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.logs import turn_id_var
+from voxbus_gateway.echo import ECHO_CORRELATION, echo_correlation, is_echo_text
+from voxbus_gateway.idle import watch_idle
+from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
 from voxbus_gateway.turn import Backchannels, Turn, has_words, latency_breakdown, normalized
 
@@ -32,8 +27,6 @@ if TYPE_CHECKING:
     from voxbus_gateway.call import Call
 
 log = logging.getLogger(__name__)
-
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
 @dataclass
@@ -54,22 +47,39 @@ class Conversation:
         self.interrupt: PendingInterrupt | None = None
         self.backchannels = Backchannels(self.settings.backchannels)
         self._stable_text: dict[int, str] = {}
-        self._digits: list[str] = []
-        self._digit_timer: asyncio.Task[None] | None = None
+        self.keypad = KeypadCollector(self.settings.dtmf_timeout_s, self._keypad_entry)
         self._idle_task: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
         self._caller_speaking = False
         self._clear_epoch = 0
         self._finalized_utterance = 0
+        self._echo_utterances: set[int] = set()
         self.stale_dropped = 0
 
     def start(self) -> None:
-        self._idle_task = asyncio.create_task(self._idle_watch())
+        self._idle_task = asyncio.create_task(watch_idle(
+            reprompt_s=self.settings.idle_reprompt_s, hangup_s=self.settings.idle_hangup_s,
+            busy=self._busy, last_activity=lambda: self._last_activity, touch=self._touch,
+            reprompt=self._reprompt, hangup=lambda: self.call.request_hangup("idle timeout"),
+            ended=lambda: self.call.ending))
+
+    def _busy(self) -> bool:
+        agent_talking = self.turn is not None and bool(self.turn.user_text)
+        return agent_talking or self._caller_speaking or self.interrupt is not None
+
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
+
+    async def _reprompt(self) -> None:
+        if self.turn is None:
+            self.turn_counter += 1
+            await self._open_turn(self.turn_counter, "", time.time_ns(),
+                                  say=self.settings.idle_reprompt_text)
 
     async def stop(self) -> None:
-        for task in (self._idle_task, self._digit_timer):
-            if task is not None:
-                task.cancel()
+        self.keypad.cancel()
+        if self._idle_task is not None:
+            self._idle_task.cancel()
         if self.interrupt is not None and self.interrupt.timer is not None:
             self.interrupt.timer.cancel()
         if self.turn is not None:
@@ -104,6 +114,20 @@ class Conversation:
             return
         if turn.player.frames_sent == 0:
             return  # nothing audible yet: a final from this speech will supersede the turn
+        if uid in self._echo_utterances:
+            return
+        inbound = self.call.caller_audio_since(max(0, offset_ms - 40))
+        # silence in front, so an echo of the turn's very first frames still lines up
+        reference = b"\x00" * 9600 + turn.player.recent_sent(75)
+        correlation = echo_correlation(inbound, reference)
+        log.debug("onset during playout", extra={"correlation": round(correlation, 2)})
+        if correlation >= ECHO_CORRELATION:
+            self._echo_utterances.add(uid)
+            log.info("caller audio is the agent's echo: not interrupting",
+                     extra={"correlation": round(correlation, 2), "utterance": uid})
+            await self.call.emit({"type": "echo_ignored", "utterance": uid,
+                                  "correlation": round(correlation, 2)})
+            return
         turn.player.pause()
         self._clear_epoch += 1
         await self.call.edge.clear()
@@ -152,7 +176,7 @@ class Conversation:
             self._finalized_utterance = t.utterance_id
         if not t.final:
             if pending is not None and pending.utterance_id == t.utterance_id and (
-                    not self.backchannels.matches(t.text)):
+                    not self.backchannels.matches(t.text)) and not self._is_echo(t):
                 await self._commit_interrupt()
             await self.call.emit({"type": "transcript", "final": False, "text": t.text,
                                   "utterance": t.utterance_id, "stable": t.stable})
@@ -161,6 +185,12 @@ class Conversation:
             return
         self._last_activity = time.monotonic()
         text = t.text.strip()
+        if self._is_echo(t):
+            if pending is not None and pending.utterance_id == t.utterance_id:
+                await self._resume("the agent's own echo")
+            await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
+                                  "reason": "echo of the agent", "text": text})
+            return
         if pending is not None and pending.utterance_id == t.utterance_id:
             if self.backchannels.matches(text):
                 await self._resume("backchannel" if has_words(text) else "noise")
@@ -175,6 +205,15 @@ class Conversation:
             return
         await self._user_turn(text, self.call.clock.wall_at(t.speech_end_ms), t.utterance_id,
                               t.decode_ms)
+
+    def _is_echo(self, t: Transcript) -> bool:
+        """Caller speech that is the agent's own voice coming back."""
+        if t.utterance_id in self._echo_utterances:
+            return True
+        turn = self.turn
+        if turn is None or turn.preemptive or turn.player.frames_sent == 0:
+            return False
+        return is_echo_text(t.text, turn.agent_text or turn.player.full_text())
 
     async def _user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
                          decode_ms: float = 0.0) -> None:
@@ -234,21 +273,10 @@ class Conversation:
         self._last_activity = time.monotonic()
         await self.call.control(self.turn_counter, dtmf=CallEvent.Dtmf(digit=digit))
         await self.call.emit({"type": "dtmf", "digit": digit})
-        self._digits.append(digit)
-        if self._digit_timer is not None:
-            self._digit_timer.cancel()
-        if digit == "#":
-            await self._flush_digits()
-        else:
-            self._digit_timer = asyncio.create_task(self._flush_digits_later())
+        await self.keypad.add(digit)
 
-    async def _flush_digits_later(self) -> None:
-        await asyncio.sleep(self.settings.dtmf_timeout_s)
-        await self._flush_digits()
-
-    async def _flush_digits(self) -> None:
-        digits, self._digits = self._digits, []
-        if digits and not self.call.ending:
+    async def _keypad_entry(self, digits: list[str]) -> None:
+        if not self.call.ending:
             text = f"(the caller pressed {' '.join(digits)} on the keypad)"
             await self._user_turn(text, time.time_ns())
 
@@ -375,26 +403,3 @@ class Conversation:
             "audio_ms": turn.player.frames_sent * 20,
             "latency_ms": latency_breakdown(turn.timings),
         })
-
-    # -- idle -------------------------------------------------------------------------------
-
-    async def _idle_watch(self) -> None:
-        """Re-prompt once after `idle_reprompt_s` of silence; hang up after `idle_hangup_s`."""
-        reprompted_for = -1.0
-        while not self.call.ending:
-            await asyncio.sleep(0.5)
-            busy = self.turn is not None and bool(self.turn.user_text)
-            if busy or self._caller_speaking or self.interrupt is not None:
-                self._last_activity = time.monotonic()
-                continue
-            idle = time.monotonic() - self._last_activity
-            if idle >= self.settings.idle_hangup_s:
-                log.info("idle timeout: hanging up")
-                self.call.request_hangup("idle timeout")
-                return
-            if idle >= self.settings.idle_reprompt_s and reprompted_for != self._last_activity:
-                reprompted_for = self._last_activity
-                if self.turn is None:
-                    self.turn_counter += 1
-                    await self._open_turn(self.turn_counter, "", time.time_ns(),
-                                          say=self.settings.idle_reprompt_text)

@@ -160,6 +160,10 @@ class TurnPlayer:
             break
         return " ".join(words)
 
+    def recent_sent(self, frames: int) -> bytes:
+        """The last `frames` frames sent (the reference for echo checks)."""
+        return b"".join(self.timeline.frames[max(0, self.cursor - frames) : self.cursor])
+
     def full_text(self) -> str:
         return " ".join(c.text for c in self.timeline.clauses if c.text)
 

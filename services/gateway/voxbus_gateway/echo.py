@@ -1,0 +1,54 @@
+"""Is the caller's "speech" the agent's own voice coming back (no or weak echo cancellation
+on the caller's side)?
+
+Two cheap checks, run only when caller speech starts while the agent is audible:
+- acoustic: the normalized cross-correlation of the caller's audio around the onset with
+  the agent audio sent in the last second, over every lag (FFT); an echo correlates at
+  0.6-0.99 even through μ-law and gain changes, another voice stays near 0.1-0.3;
+- textual: the final transcript's words are (almost all) words the agent was just saying.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voxbus_gateway.turn import normalized
+
+ECHO_CORRELATION = 0.5
+ECHO_WORD_OVERLAP = 0.8
+
+
+def echo_correlation(inbound: bytes, reference: bytes) -> float:
+    """Max normalized cross-correlation of `inbound` against `reference` at any lag >= 0."""
+    x = np.frombuffer(inbound, dtype="<i2").astype(np.float64)
+    r = np.frombuffer(reference, dtype="<i2").astype(np.float64)
+    n = len(x)
+    if n < 800 or len(r) < n:  # under 50 ms at 16 kHz: too little to tell
+        return 0.0
+    x = x - x.mean()
+    x_norm = float(np.sqrt(np.dot(x, x)))
+    if x_norm < 1e-6:
+        return 0.0
+    size = 1 << int(np.ceil(np.log2(len(r) + n)))
+    corr = np.fft.irfft(np.fft.rfft(r, size) * np.conj(np.fft.rfft(x, size)), size)
+    corr = corr[: len(r) - n + 1]
+    c1 = np.concatenate([[0.0], np.cumsum(r)])
+    c2 = np.concatenate([[0.0], np.cumsum(r * r)])
+    sums = c1[n:] - c1[:-n]
+    energy = np.maximum((c2[n:] - c2[:-n]) - sums * sums / n, 0.0)  # mean-removed
+    # windows of (near) silence say nothing, and their tiny energies would only amplify
+    # floating-point noise: require an RMS of at least ~-62 dBFS in the reference window
+    audible = energy > n * 25.0**2
+    if not np.any(audible):
+        return 0.0
+    ncc = corr[audible] / (x_norm * np.sqrt(energy[audible]))
+    return float(min(1.0, np.max(ncc)))
+
+
+def is_echo_text(heard: str, agent_said: str) -> bool:
+    """True when (nearly) every word the caller 'said' is a word the agent was saying."""
+    caller = normalized(heard).split()
+    agent = set(normalized(agent_said).split())
+    if not caller or not agent:
+        return False
+    return sum(w in agent for w in caller) / len(caller) >= ECHO_WORD_OVERLAP
