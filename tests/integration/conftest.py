@@ -4,15 +4,19 @@ SmolLM2, and the five real services as separate processes, started once per test
 from __future__ import annotations
 
 import re
+import ssl
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nats
 import pytest
 
 from voxbus.v1.memory_pb2 import Session
-from voxbus_cli.embedded import free_port
+from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.stack import Stack
 from voxbus_common.subjects import SESSIONS_BUCKET
 
@@ -76,3 +80,33 @@ async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session],
     finally:
         await nc.close()
     raise AssertionError(f"session {call_id} never reached the expected state: {last}")
+
+
+@contextmanager
+def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
+                  ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Another gateway replica on the same bus with its own settings; yields host:port."""
+    port = free_port()
+    env = stack.service_env()
+    env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_AUDIOSOCKET_PORT": "0", **env_extra})
+    assert stack.log_dir is not None
+    log = (stack.log_dir / f"gateway-{name}.log").open("ab")
+    proc = spawn([sys.executable, "-m", "voxbus_gateway"], env=env, log=log)
+    base = f"127.0.0.1:{port}"
+    scheme = "https" if ssl_context else "http"
+    deadline = time.monotonic() + 60
+    while True:  # bounded readiness probe of a separate process
+        try:
+            with urllib.request.urlopen(f"{scheme}://{base}/healthz", timeout=1,
+                                        context=ssl_context) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gateway {name} did not start") from None
+            time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        stop_all([proc])
+        log.close()

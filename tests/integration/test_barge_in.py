@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from tests.integration.conftest import SPEECH, assert_services_alive
+from tests.integration.conftest import SPEECH, assert_services_alive, extra_gateway
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
 
@@ -113,3 +114,33 @@ async def test_a_backchannel_pauses_the_agent_only_briefly(stack: Stack,
     assert not turn["interrupted"], "a backchannel must not cut the agent off"
     skipped = [e for e in events if e["type"] == "turn_skipped"]
     assert skipped and skipped[0]["reason"] == "backchannel"
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(stack: Stack) -> Iterator[str]:
+    with extra_gateway(stack, "idle", {"VOXBUS_IDLE_REPROMPT_S": "2",
+                                       "VOXBUS_IDLE_HANGUP_S": "6"}) as base:
+        yield base
+
+
+async def test_silence_gets_a_reprompt_then_a_hang_up(impatient_gateway: str) -> None:
+    events: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"ws://{impatient_gateway}/v1/pcm",
+                                   params={"call_id": "idle-1"})
+
+        async def line() -> None:  # an open line with nobody talking
+            started, n = time.monotonic(), 0
+            while not ws.closed:
+                await ws.send_bytes(b"\0" * FRAME)
+                n += 1
+                await asyncio.sleep(max(0.0, started + n * 0.02 - time.monotonic()))
+
+        sender = asyncio.create_task(line())
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                events.append(json.loads(msg.data))
+        sender.cancel()
+    turns = [e for e in events if e["type"] == "turn"]
+    assert turns and turns[0]["agent_text"] == "Are you still there?"
+    assert events[-1] == {"type": "ended", "reason": "idle timeout"}

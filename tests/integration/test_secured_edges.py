@@ -6,17 +6,12 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 
 import aiohttp
 import pytest
 
-from tests.integration.conftest import assert_services_alive
-from voxbus_cli.embedded import free_port, spawn, stop_all
+from tests.integration.conftest import assert_services_alive, extra_gateway
 from voxbus_cli.stack import Stack
 from voxbus_common.tokens import MediaTokens
 from voxbus_gateway.edges.twilio_auth import twilio_signature
@@ -24,36 +19,6 @@ from voxbus_gateway.edges.twilio_auth import twilio_signature
 OLD_KEY = "old:" + "o" * 40
 NEW_KEY = "new:" + "n" * 40
 TWILIO_TOKEN = "12345"
-
-
-@contextmanager
-def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
-                  ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Another gateway replica on the same bus with its own settings; yields host:port."""
-    port = free_port()
-    env = stack.service_env()
-    env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_AUDIOSOCKET_PORT": "0", **env_extra})
-    assert stack.log_dir is not None
-    log = (stack.log_dir / f"gateway-{name}.log").open("ab")
-    proc = spawn([sys.executable, "-m", "voxbus_gateway"], env=env, log=log)
-    base = f"127.0.0.1:{port}"
-    scheme = "https" if ssl_context else "http"
-    deadline = time.monotonic() + 60
-    while True:  # bounded readiness probe of a separate process
-        try:
-            with urllib.request.urlopen(f"{scheme}://{base}/healthz", timeout=1,
-                                        context=ssl_context) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gateway {name} did not start") from None
-            time.sleep(0.1)
-    try:
-        yield base
-    finally:
-        stop_all([proc])
-        log.close()
 
 
 @pytest.fixture(scope="module")
