@@ -17,7 +17,12 @@ from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.logs import turn_id_var
-from voxbus_gateway.echo import ECHO_CORRELATION, echo_correlation, is_echo_text
+from voxbus_gateway.echo import (
+    ECHO_CORRELATION,
+    ECHO_SUSPECT,
+    echo_correlation,
+    is_echo_text,
+)
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
@@ -54,6 +59,7 @@ class Conversation:
         self._clear_epoch = 0
         self._finalized_utterance = 0
         self._echo_utterances: set[int] = set()
+        self._onset_correlation: dict[int, float] = {}
         self.stale_dropped = 0
 
     def start(self) -> None:
@@ -120,7 +126,7 @@ class Conversation:
         # silence in front, so an echo of the turn's very first frames still lines up
         reference = b"\x00" * 9600 + turn.player.recent_sent(75)
         correlation = echo_correlation(inbound, reference)
-        log.debug("onset during playout", extra={"correlation": round(correlation, 2)})
+        self._onset_correlation[uid] = correlation
         if correlation >= ECHO_CORRELATION:
             self._echo_utterances.add(uid)
             log.info("caller audio is the agent's echo: not interrupting",
@@ -128,6 +134,7 @@ class Conversation:
             await self.call.emit({"type": "echo_ignored", "utterance": uid,
                                   "correlation": round(correlation, 2)})
             return
+        log.info("caller onset during playout", extra={"correlation": round(correlation, 2)})
         turn.player.pause()
         self._clear_epoch += 1
         await self.call.edge.clear()
@@ -212,6 +219,10 @@ class Conversation:
             return True
         turn = self.turn
         if turn is None or turn.preemptive or turn.player.frames_sent == 0:
+            return False
+        # words alone are no proof (callers repeat the agent, small LLMs repeat callers):
+        # they only decide when the audio at the onset already looked like the agent's
+        if self._onset_correlation.get(t.utterance_id, 0.0) < ECHO_SUSPECT:
             return False
         return is_echo_text(t.text, turn.agent_text or turn.player.full_text())
 
