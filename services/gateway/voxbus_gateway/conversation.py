@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from voxbus.v1.audio_pb2 import AudioChunk
@@ -20,27 +19,18 @@ from voxbus_common.logs import turn_id_var
 from voxbus_gateway.echo import (
     ECHO_CORRELATION,
     ECHO_SUSPECT,
-    echo_correlation,
     is_echo_text,
+    onset_echo_correlation,
 )
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
-from voxbus_gateway.turn import Backchannels, Turn, has_words, latency_breakdown, normalized
+from voxbus_gateway.turn import Backchannels, PendingInterrupt, Turn, has_words, normalized
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PendingInterrupt:
-    utterance_id: int
-    onset_ns: int
-    cleared_ns: int
-    confirmed: bool = False
-    timer: asyncio.Task[None] | None = None
 
 
 class Conversation:
@@ -122,10 +112,8 @@ class Conversation:
             return  # nothing audible yet: a final from this speech will supersede the turn
         if uid in self._echo_utterances:
             return
-        inbound = self.call.caller_audio_since(max(0, offset_ms - 40))
-        # silence in front, so an echo of the turn's very first frames still lines up
-        reference = b"\x00" * 9600 + turn.player.recent_sent(75)
-        correlation = echo_correlation(inbound, reference)
+        correlation = onset_echo_correlation(
+            self.call.caller_audio_since(max(0, offset_ms - 40)), turn.player.recent_sent(75))
         self._onset_correlation[uid] = correlation
         if correlation >= ECHO_CORRELATION:
             self._echo_utterances.add(uid)
@@ -403,14 +391,6 @@ class Conversation:
 
     async def _record_agent_turn(self, turn: Turn, interrupted: bool,
                                  heard_all: bool = False) -> None:
-        full = turn.agent_text or turn.player.full_text()
-        heard = turn.player.heard_text(len(turn.player.timeline.frames) if heard_all else None)
-        agent = CallEvent.AgentTurn(heard_text=heard, full_text=full, interrupted=interrupted,
-                                    timings=turn.timings)
+        agent = turn.agent_record(interrupted, heard_all)
         await self.call.control(turn.turn_id, agent_turn=agent)
-        await self.call.emit({
-            "type": "turn", "turn": turn.turn_id, "user_text": turn.user_text,
-            "agent_text": full, "heard_text": heard, "interrupted": interrupted,
-            "audio_ms": turn.player.frames_sent * 20,
-            "latency_ms": latency_breakdown(turn.timings),
-        })
+        await self.call.emit(turn.summary(agent))

@@ -49,6 +49,12 @@ def echo_correlation(inbound: bytes, reference: bytes) -> float:
     return float(min(1.0, np.max(ncc)))
 
 
+def onset_echo_correlation(caller_since_onset: bytes, sent_recently: bytes) -> float:
+    """Echo score at a caller onset; silence goes in front of the reference so that an
+    echo of the turn's very first frames still lines up."""
+    return echo_correlation(caller_since_onset, b"\x00" * 9600 + sent_recently)
+
+
 def _pre_emphasis(x: np.ndarray) -> np.ndarray:
     """Whiten speech a little (y[n] = x[n] - 0.97 x[n-1]): voiced low frequencies make
     unrelated voices correlate by chance; the echo keeps its fine structure."""

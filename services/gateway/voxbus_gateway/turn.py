@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from voxbus.v1.call_pb2 import TurnTimings
+from voxbus.v1.call_pb2 import CallEvent, TurnTimings
 from voxbus_gateway.playout import TurnPlayer
 
 
@@ -26,6 +27,17 @@ def latency_breakdown(t: TurnTimings) -> dict[str, float | None]:
 
 
 @dataclass
+class PendingInterrupt:
+    """Caller speech over the agent, not yet confirmed as an interruption."""
+
+    utterance_id: int
+    onset_ns: int
+    cleared_ns: int
+    confirmed: bool = False
+    timer: asyncio.Task[None] | None = None
+
+
+@dataclass
 class Turn:
     turn_id: int
     user_text: str
@@ -35,6 +47,20 @@ class Turn:
     llm_done: bool = False
     preemptive: bool = False  # opened on a stable partial; plays only once the final agrees
     task: asyncio.Task[None] | None = None
+
+    def agent_record(self, interrupted: bool, heard_all: bool = False) -> CallEvent.AgentTurn:
+        """What the agent said and what the caller heard of it (for memory and analytics)."""
+        frames = len(self.player.timeline.frames) if heard_all else None
+        return CallEvent.AgentTurn(heard_text=self.player.heard_text(frames),
+                                   full_text=self.agent_text or self.player.full_text(),
+                                   interrupted=interrupted, timings=self.timings)
+
+    def summary(self, agent: CallEvent.AgentTurn) -> dict[str, Any]:
+        """The `turn` event for the caller's UI or script."""
+        return {"type": "turn", "turn": self.turn_id, "user_text": self.user_text,
+                "agent_text": agent.full_text, "heard_text": agent.heard_text,
+                "interrupted": agent.interrupted, "audio_ms": self.player.frames_sent * 20,
+                "latency_ms": latency_breakdown(self.timings)}
 
 
 def normalized(text: str) -> str:

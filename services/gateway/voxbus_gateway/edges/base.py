@@ -6,9 +6,10 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from voxbus_common.ids import new_call_id, validate_call_id
 
@@ -37,6 +38,7 @@ class WsEdge:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.errors = 0
+        self.socket_error = ""
         self.call: Call | None = None
 
     async def handshake(self) -> str:
@@ -62,6 +64,32 @@ class WsEdge:
     async def send_json(self, doc: dict[str, Any]) -> None:
         if not self.ws.closed:
             await self.ws.send_str(json.dumps(doc))
+
+    async def json_messages(self, handshake: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """JSON objects from a JSON-only protocol. Bad JSON and stray binary frames are
+        protocol errors (binary is fatal during the handshake); a socket error ends the
+        iteration and is kept for `closed_reason`."""
+        async for msg in self.ws:
+            if msg.type == WSMsgType.ERROR:
+                self.socket_error = str(self.ws.exception())
+                return
+            if msg.type != WSMsgType.TEXT:
+                if handshake:
+                    raise ProtocolViolation("expected JSON text messages",
+                                            WSCloseCode.UNSUPPORTED_DATA)
+                await self.protocol_error("binary messages are not part of this protocol")
+                continue
+            try:
+                doc = parse_json_object(msg.data)
+            except ValueError as exc:
+                await self.protocol_error(f"bad JSON: {exc}")
+                continue
+            yield doc
+
+    def closed_reason(self) -> tuple[str, int]:
+        if self.socket_error:
+            return f"socket error: {self.socket_error}", WSCloseCode.ABNORMAL_CLOSURE
+        return "carrier disconnected", WSCloseCode.OK
 
     async def protocol_error(self, message: str) -> None:
         """Report a recoverable protocol error; too many of them end the call."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from voxbus_gateway.edges.base import (
     ProtocolViolation,
     WsEdge,
     carrier_call_id,
     decode_b64,
-    parse_json_object,
 )
 from voxbus_gateway.edges.jitter import ReorderBuffer
 from voxbus_gateway.edges.transcode import Transcoder, UnsupportedFormat, encoding_from_mime
@@ -36,14 +35,7 @@ class TelerEdge(WsEdge):
         self.chunk_id = 0
 
     async def handshake(self) -> str:
-        async for msg in self.ws:
-            if msg.type != WSMsgType.TEXT:
-                raise ProtocolViolation("expected a JSON 'start' message first")
-            try:
-                doc = parse_json_object(msg.data)
-            except ValueError as exc:
-                await self.protocol_error(f"bad JSON: {exc}")
-                continue
+        async for doc in self.json_messages(handshake=True):
             if doc.get("type") != "start":
                 raise ProtocolViolation(f"expected 'start' before {doc.get('type')!r}")
             data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
@@ -60,17 +52,7 @@ class TelerEdge(WsEdge):
         raise ProtocolViolation("the stream closed before 'start'", WSCloseCode.OK)
 
     async def pump(self, call: Call) -> tuple[str, int]:
-        async for msg in self.ws:
-            if msg.type == WSMsgType.ERROR:
-                return f"socket error: {self.ws.exception()}", WSCloseCode.ABNORMAL_CLOSURE
-            if msg.type != WSMsgType.TEXT:
-                await self.protocol_error("binary messages are not part of this protocol")
-                continue
-            try:
-                doc = parse_json_object(msg.data)
-            except ValueError as exc:
-                await self.protocol_error(f"bad JSON: {exc}")
-                continue
+        async for doc in self.json_messages():
             if doc.get("type") != "audio":
                 await self.protocol_error(f"unexpected message type {str(doc.get('type'))[:40]!r}")
                 continue
@@ -87,7 +69,7 @@ class TelerEdge(WsEdge):
             for frame in frames:
                 if frame:
                     await call.on_caller_audio(self.codec.to_bus(frame))
-        return "carrier disconnected", WSCloseCode.OK
+        return self.closed_reason()
 
     async def send_audio(self, pcm16: bytes) -> None:
         self.chunk_id += 1

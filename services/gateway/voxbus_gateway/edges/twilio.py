@@ -12,7 +12,7 @@ import base64
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_gateway.edges.base import (
@@ -20,7 +20,6 @@ from voxbus_gateway.edges.base import (
     WsEdge,
     carrier_call_id,
     decode_b64,
-    parse_json_object,
 )
 from voxbus_gateway.edges.jitter import ReorderBuffer
 from voxbus_gateway.edges.transcode import Transcoder, UnsupportedFormat, encoding_from_mime
@@ -87,14 +86,7 @@ class TwilioEdge(WsEdge):
         return None
 
     async def handshake(self) -> str:
-        async for msg in self.ws:
-            if msg.type != WSMsgType.TEXT:
-                raise ProtocolViolation("expected JSON text messages", WSCloseCode.UNSUPPORTED_DATA)
-            try:
-                doc = parse_json_object(msg.data)
-            except ValueError as exc:
-                await self.protocol_error(f"bad JSON: {exc}")
-                continue
+        async for doc in self.json_messages(handshake=True):
             event = doc.get("event")
             if event == "connected":
                 continue
@@ -114,17 +106,7 @@ class TwilioEdge(WsEdge):
         raise ProtocolViolation("the stream closed before 'start'", WSCloseCode.OK)
 
     async def pump(self, call: Call) -> tuple[str, int]:
-        async for msg in self.ws:
-            if msg.type == WSMsgType.ERROR:
-                return f"socket error: {self.ws.exception()}", WSCloseCode.ABNORMAL_CLOSURE
-            if msg.type != WSMsgType.TEXT:
-                await self.protocol_error("binary messages are not part of this protocol")
-                continue
-            try:
-                doc = parse_json_object(msg.data)
-            except ValueError as exc:
-                await self.protocol_error(f"bad JSON: {exc}")
-                continue
+        async for doc in self.json_messages():
             event = doc.get("event")
             mark = self.mark_name(doc)
             if event == "media":
@@ -141,7 +123,7 @@ class TwilioEdge(WsEdge):
                 continue
             else:
                 await self.protocol_error(f"unexpected event {str(event)[:40]!r}")
-        return "carrier disconnected", WSCloseCode.OK
+        return self.closed_reason()
 
     async def _media(self, call: Call, media: Any) -> None:
         if not isinstance(media, dict) or not isinstance(media.get("payload"), str):
