@@ -15,7 +15,15 @@ from typing import IO
 
 import nats
 
-from voxbus_cli.embedded import LLM_ALIAS, EmbeddedError, spawn, start_llama, start_nats, stop_all
+from voxbus_cli.embedded import (
+    LLM_ALIAS,
+    EmbeddedError,
+    free_port,
+    spawn,
+    start_llama,
+    start_nats,
+    stop_all,
+)
 
 SERVICES = ("memory", "llm", "tts", "stt", "gateway")
 
@@ -53,6 +61,7 @@ class Stack:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     service_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def gateway_url(self) -> str:
@@ -96,8 +105,10 @@ class Stack:
             raise
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
-        proc = spawn([sys.executable, "-m", f"voxbus_{name}"], env=self.service_env(),
-                     log=self._log(name))
+        env = self.service_env()
+        port = self.metrics_ports.setdefault(name, free_port())
+        env["VOXBUS_METRICS_PORT"] = str(port)
+        proc = spawn([sys.executable, "-m", f"voxbus_{name}"], env=env, log=self._log(name))
         self.procs.append(proc)
         self.service_procs[name] = proc
         return proc

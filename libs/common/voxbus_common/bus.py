@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId
+from voxbus_common.metrics import ERRORS, WORK_IN_FLIGHT
 from voxbus_common.subjects import SESSIONS_BUCKET, StreamSpec, stream_specs
 from voxbus_common.telemetry import extract_context, inject_headers
 
@@ -65,6 +66,7 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self.name = name
+        self.service = name.split("-", 1)[0]
         self._seq: dict[str, itertools.count[int]] = {}
 
     @classmethod
@@ -199,6 +201,8 @@ class Bus:
             config=ConsumerConfig(ack_wait=ack_wait_s, max_deliver=max_deliver),
         )
 
+        in_flight = WORK_IN_FLIGHT.labels(stream)
+
         async def loop() -> None:
             while not stop.is_set():
                 try:
@@ -213,17 +217,21 @@ class Bus:
                     continue
                 for msg in msgs:
                     token = otel_context.attach(extract_context(msg.headers))
+                    in_flight.inc()
                     try:
                         await handler(msg)
                     except (BadMessage, InvalidCallId) as exc:
                         log.warning("dropping bad work item: %s", exc, extra={"stream": stream})
+                        ERRORS.labels(self.service, "bad_work_item").inc()
                         await msg.term()
                         continue
                     except Exception:
                         log.exception("work item failed", extra={"stream": stream})
+                        ERRORS.labels(self.service, "work_item_failed").inc()
                         await msg.nak(delay=0.2)
                         continue
                     finally:
+                        in_flight.dec()
                         otel_context.detach(token)
                     await msg.ack()
 

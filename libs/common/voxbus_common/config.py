@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     instance_id: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
+    metrics_port: int = 0  # Prometheus /metrics; 0 = off (Kubernetes: 9100 in every pod)
 
     # gateway
     gateway_host: str = "127.0.0.1"

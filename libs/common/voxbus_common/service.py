@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings, get_settings
 from voxbus_common.logs import setup_logging
+from voxbus_common.metrics import serve_metrics
 from voxbus_common.subjects import RPC_PING
 from voxbus_common.telemetry import setup_tracing
 
@@ -53,6 +54,7 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    serve_metrics(settings.metrics_port)
     bus = await Bus.connect(settings, instance)
     await bus.ensure_streams()
     await _answer_pings(bus, service, instance, ready)

@@ -20,6 +20,7 @@ from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
+from voxbus_common.metrics import ACTIVE_CALLS, CALLS
 from voxbus_common.tokens import InvalidToken, MediaTokens
 from voxbus_gateway.call import Call
 from voxbus_gateway.edge import CallerEdge
@@ -215,6 +216,8 @@ class Gateway:
         call_id_var.set(call_id)
         call = Call(self.bus, self.settings, call_id, edge, self.gateway_id)
         self.calls[call_id] = call
+        CALLS.labels(edge.name).inc()
+        ACTIVE_CALLS.inc()
         reason, code = "gateway error", int(WSCloseCode.INTERNAL_ERROR)
         try:
             await call.start()
@@ -245,4 +248,5 @@ class Gateway:
         except Exception:
             log.exception("hang-up failed")
         finally:
-            self.calls.pop(call.call_id, None)
+            if self.calls.pop(call.call_id, None) is not None:
+                ACTIVE_CALLS.dec()

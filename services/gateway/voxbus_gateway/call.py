@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -23,6 +24,7 @@ from voxbus_common.audio import Framer, frame_bytes
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
+from voxbus_common.metrics import ERRORS, observe_hop
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
@@ -130,13 +132,20 @@ class Call:
     async def on_bus(self, msg: Msg) -> None:
         kind = msg.subject.rsplit(".", 1)[-1]
         conv = self.conversation
+        now = time.time_ns()
         try:
             if kind == "audio":
-                conv.on_audio(decode(AudioChunk, msg.data))
+                chunk = decode(AudioChunk, msg.data)
+                observe_hop("audio_chunk", chunk.meta.sent_unix_ns, now)
+                conv.on_audio(chunk)
             elif kind == "llm":
-                await conv.on_tokens(decode(TokenDelta, msg.data))
+                delta = decode(TokenDelta, msg.data)
+                observe_hop("token_delta", delta.meta.sent_unix_ns, now)
+                await conv.on_tokens(delta)
             elif kind == "transcript":
-                await conv.on_transcript(decode(Transcript, msg.data))
+                transcript = decode(Transcript, msg.data)
+                observe_hop("transcript", transcript.meta.sent_unix_ns, now)
+                await conv.on_transcript(transcript)
             elif kind == "vad":
                 event = decode(VadEvent, msg.data)
                 if event.kind == VadEvent.STREAM_CLOSED:
@@ -144,6 +153,7 @@ class Call:
                 else:
                     await conv.on_vad(event)
         except BadMessage as exc:
+            ERRORS.labels("gateway", "bad_bus_message").inc()
             log.warning("bad message from the bus: %s", exc, extra={"subject": msg.subject})
 
     # -- helpers for the conversation ---------------------------------------------------------

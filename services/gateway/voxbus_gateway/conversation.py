@@ -16,6 +16,11 @@ from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.logs import turn_id_var
+from voxbus_common.metrics import (
+    BARGE_IN_REACTION,
+    INTERRUPTIONS,
+    STALE_DROPPED,
+)
 from voxbus_gateway.echo import (
     ECHO_CORRELATION,
     ECHO_SUSPECT,
@@ -25,7 +30,14 @@ from voxbus_gateway.echo import (
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
-from voxbus_gateway.turn import Backchannels, PendingInterrupt, Turn, has_words, normalized
+from voxbus_gateway.turn import (
+    Backchannels,
+    PendingInterrupt,
+    Turn,
+    has_words,
+    normalized,
+    record_turn_metrics,
+)
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
@@ -130,6 +142,7 @@ class Conversation:
         self.interrupt = PendingInterrupt(uid, onset_ns, time.time_ns())
         self.interrupt.timer = asyncio.create_task(self._resume_unless_confirmed(uid))
         reaction = (self.interrupt.cleared_ns - onset_ns) / 1e6
+        BARGE_IN_REACTION.observe(reaction / 1000)
         await self.call.emit({"type": "barge_in", "phase": "paused", "utterance": uid,
                               "turn": turn.turn_id, "reaction_ms": round(reaction, 1)})
 
@@ -146,6 +159,7 @@ class Conversation:
         if pending.timer is not None and pending.timer is not asyncio.current_task():
             pending.timer.cancel()
         self.turn.player.resume()
+        INTERRUPTIONS.labels("false").inc()
         await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
             utterance_id=pending.utterance_id, false_interruption=True,
             reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
@@ -158,6 +172,7 @@ class Conversation:
             return
         if pending.timer is not None:
             pending.timer.cancel()
+        INTERRUPTIONS.labels("confirmed").inc()
         await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
             utterance_id=pending.utterance_id,
             reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
@@ -350,6 +365,7 @@ class Conversation:
     def _current(self, turn_id: int) -> Turn | None:
         if self.turn is None or self.turn.turn_id != turn_id:
             self.stale_dropped += 1
+            STALE_DROPPED.labels("gateway").inc()
             return None
         return self.turn
 
@@ -393,4 +409,6 @@ class Conversation:
                                  heard_all: bool = False) -> None:
         agent = turn.agent_record(interrupted, heard_all)
         await self.call.control(turn.turn_id, agent_turn=agent)
-        await self.call.emit(turn.summary(agent))
+        summary = turn.summary(agent)
+        record_turn_metrics(summary, stalled=turn.player.stalled)
+        await self.call.emit(summary)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxbus.v1.call_pb2 import CallEvent, TurnTimings
+from voxbus_common.metrics import TURN_STAGE, TURNS, VOICE_TO_VOICE
 from voxbus_gateway.playout import TurnPlayer
 
 
@@ -24,6 +25,19 @@ def latency_breakdown(t: TurnTimings) -> dict[str, float | None]:
         "first_audio_chunk_to_first_audio_played": ms(t.first_audio_chunk, t.first_audio_played),
         "voice_to_voice": ms(t.speech_end, t.first_audio_played),
     }
+
+
+def record_turn_metrics(summary: dict[str, Any], stalled: bool) -> None:
+    """Turn outcome and, for turns that played, the latency of each stage."""
+    outcome = "stalled" if stalled else "interrupted" if summary["interrupted"] else "completed"
+    TURNS.labels(outcome).inc()
+    for stage, ms in summary["latency_ms"].items():
+        if ms is None or ms < 0:
+            continue
+        if stage == "voice_to_voice":
+            VOICE_TO_VOICE.observe(ms / 1000)
+        else:
+            TURN_STAGE.labels(stage).observe(ms / 1000)
 
 
 @dataclass

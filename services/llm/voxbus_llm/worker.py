@@ -18,6 +18,7 @@ from voxbus_common import subjects
 from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
+from voxbus_common.metrics import ERRORS, LLM_FIRST_TOKEN, STALE_DROPPED, observe_hop
 from voxbus_common.providers import ChatModel, ChatTurn
 from voxbus_common.turns import StaleTurns
 from voxbus_llm.clauses import ClauseSplitter
@@ -54,8 +55,10 @@ class LlmWorker:
         subjects.llm_out(call_id)  # validates the id
         call_id_var.set(call_id)
         turn_id_var.set(turn_id)
+        observe_hop("llm_request", req.meta.sent_unix_ns, time.time_ns())
         if self.stale.is_stale(call_id, turn_id):
             log.info("skipping cancelled turn")
+            STALE_DROPPED.labels("llm").inc()
             return
         messages = [ChatTurn("system", self.settings.system_prompt)]
         messages += await self.history(call_id, turn_id)
@@ -78,14 +81,16 @@ class LlmWorker:
                     return
                 if not parts:
                     first_token_ms = (time.perf_counter() - started) * 1000.0
+                    LLM_FIRST_TOKEN.observe(first_token_ms / 1000)
                 parts.append(delta)
                 await self.bus.publish(out_subject, TokenDelta(
                     meta=self.bus.meta(call_id, turn_id, out_subject), text=delta), traced=False)
                 for clause in splitter.push(delta):
                     await self._speak(req, clause, clauses)
                     clauses += 1
-        except Exception as exc:
+        except Exception as exc:  # the gateway must always learn that the turn ended
             error = f"{type(exc).__name__}: {exc}"
+            ERRORS.labels("llm", "generation_failed").inc()
             log.error("generation failed: %s", error)
         if self.stale.is_stale(call_id, turn_id):
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from nats.aio.msg import Msg
 
@@ -12,6 +13,7 @@ from voxbus.v1.memory_pb2 import Session, TurnRecord
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.logs import call_id_var
+from voxbus_common.metrics import observe_hop
 from voxbus_memory.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Recorder:
     async def on_event(self, msg: Msg) -> None:
         event = decode(CallEvent, msg.data)
         call_id_var.set(validate_call_id(event.meta.call_id))
+        observe_hop("call_event", event.meta.sent_unix_ns, time.time_ns())
         await self.store.mutate(event.meta.call_id, lambda s: apply_event(s, event))
 
     async def on_context(self, msg: Msg) -> None:

@@ -21,6 +21,7 @@ from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.logs import call_id_var
+from voxbus_common.metrics import STT_DECODE
 from voxbus_common.providers import SpeechToText
 from voxbus_stt.endpointer import Endpointer, SpeechEnded, SpeechOnset, SpeechStarted
 
@@ -138,8 +139,9 @@ class CallSession:
             await self._publish_transcript(key[0], False, text, 0, key[1], 0, 0.0, stable=True)
 
     async def _decode(self, pcm: bytes) -> str:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.pool, self.stt.transcribe, pcm, self.sample_rate)
+        with STT_DECODE.labels("utterance").time():
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.stt.transcribe, pcm, self.sample_rate)
 
     def _maybe_partial(self, offset_ms: int) -> None:
         ep = self.endpointer

@@ -17,6 +17,7 @@ from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
+from voxbus_common.metrics import STT_SESSIONS
 from voxbus_common.providers import SpeechToText, VoiceActivityDetector
 from voxbus_stt.endpointer import Endpointer, EndpointerConfig
 from voxbus_stt.session import CallSession
@@ -65,6 +66,7 @@ class SttWorker:
                               self.settings.stt_partial_interval_ms,
                               speculate_after_ms=self.settings.stt_speculate_after_ms)
         self.sessions[call_id] = session
+        STT_SESSIONS.set(len(self.sessions))
         await session.start()
         self._spawn(self._reap(session))
         early = self._early_endings.pop(call_id, None)
@@ -79,6 +81,7 @@ class SttWorker:
     async def _reap(self, session: CallSession) -> None:
         await session.closed.wait()
         self.sessions.pop(session.call_id, None)
+        STT_SESSIONS.set(len(self.sessions))
         self._ended.add(session.call_id)
         if len(self._ended) > 10000:
             self._ended.clear()

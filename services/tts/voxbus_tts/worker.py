@@ -21,6 +21,7 @@ from voxbus_common.audio import frame_bytes, resample_pcm16
 from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
+from voxbus_common.metrics import ERRORS, STALE_DROPPED, TTS_FIRST_BYTE
 from voxbus_common.providers import TextToSpeech
 from voxbus_common.turns import StaleTurns
 
@@ -46,6 +47,7 @@ class TtsWorker:
         call_id_var.set(call_id)
         turn_id_var.set(turn_id)
         if self.stale.is_stale(call_id, turn_id):
+            STALE_DROPPED.labels("tts").inc()
             return
         rate = req.sample_rate or self.settings.bus_sample_rate
         started = time.perf_counter()
@@ -55,6 +57,7 @@ class TtsWorker:
             pcm = resample_pcm16(raw, self.tts.sample_rate, rate)
         except Exception:
             log.exception("synthesis failed", extra={"clause": req.clause_index})
+            ERRORS.labels("tts", "synthesis_failed").inc()
             pcm = b""
         if self.stale.is_stale(call_id, turn_id):
             return
@@ -68,6 +71,9 @@ class TtsWorker:
                 request_unix_ns=req.meta.sent_unix_ns,
             )
             await self.bus.publish(subject, chunk, traced=False)
+            if index == 0 and req.meta.sent_unix_ns:
+                TTS_FIRST_BYTE.observe(max(0, chunk.meta.sent_unix_ns - req.meta.sent_unix_ns)
+                                       / 1e9)
         log.info("clause synthesized", extra={
             "clause": req.clause_index, "ms": round((time.perf_counter() - started) * 1000),
             "audio_ms": len(pcm) * 500 // rate})

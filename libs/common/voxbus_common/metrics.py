@@ -1,0 +1,64 @@
+"""Prometheus metrics, one registry per process, served on /metrics by every service.
+
+Names and labels are documented in docs/metrics.md. No per-call labels (cardinality):
+calls are counted and timed, never labelled by id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+# Latency buckets around what a caller notices: 10 ms .. 5 s.
+LATENCY = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0,
+           1.25, 1.5, 2.0, 3.0, 5.0)
+HOP = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+VOICE_TO_VOICE = Histogram(
+    "voxbus_voice_to_voice_seconds",
+    "End of caller speech to the first agent audio sent to the caller.", buckets=LATENCY)
+TURN_STAGE = Histogram(
+    "voxbus_turn_stage_seconds", "Per-stage latency of a turn.", ["stage"], buckets=LATENCY)
+BARGE_IN_REACTION = Histogram(
+    "voxbus_barge_in_reaction_seconds",
+    "Caller speech onset to the agent's buffered audio cleared.", buckets=LATENCY)
+CALLS = Counter("voxbus_calls_total", "Calls taken, by edge.", ["edge"])
+ACTIVE_CALLS = Gauge("voxbus_active_calls", "Calls this replica owns right now.")
+TURNS = Counter("voxbus_turns_total", "Agent turns by outcome.", ["outcome"])
+INTERRUPTIONS = Counter(
+    "voxbus_interruptions_total", "Caller speech over the agent, by what it turned out to be.",
+    ["kind"])
+STALE_DROPPED = Counter(
+    "voxbus_stale_dropped_total", "Messages dropped because their turn was cancelled.",
+    ["service"])
+ERRORS = Counter("voxbus_errors_total", "Errors by service and kind.", ["service", "kind"])
+BUS_HOP = Histogram(
+    "voxbus_bus_hop_seconds", "Publish to receive time of bus messages.", ["message"],
+    buckets=HOP)
+STT_DECODE = Histogram(
+    "voxbus_stt_decode_seconds", "Speech-to-text model time per decode.", ["kind"],
+    buckets=LATENCY)
+STT_SESSIONS = Gauge("voxbus_stt_sessions", "Calls whose recognition this replica owns.")
+LLM_FIRST_TOKEN = Histogram(
+    "voxbus_llm_time_to_first_token_seconds", "LLM request to first streamed token.",
+    buckets=LATENCY)
+TTS_FIRST_BYTE = Histogram(
+    "voxbus_tts_time_to_first_byte_seconds", "TTS request published to first audio chunk.",
+    buckets=LATENCY)
+WORK_IN_FLIGHT = Gauge(
+    "voxbus_work_in_flight", "Work items being processed by this replica.", ["queue"])
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on `port` (0 = off)."""
+    if port:
+        start_http_server(port)
+        log.info("metrics on :%d/metrics", port)
+
+
+def observe_hop(message: str, sent_unix_ns: int, now_ns: int) -> None:
+    if sent_unix_ns and now_ns >= sent_unix_ns:
+        BUS_HOP.labels(message).observe((now_ns - sent_unix_ns) / 1e9)
