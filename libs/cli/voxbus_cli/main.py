@@ -64,6 +64,8 @@ def run(
                f"  other carriers:        {ws}/v1/{{telnyx,exotel,plivo,teler,vonage,asterisk}}\n"
                f"  Asterisk AudioSocket:  tcp://127.0.0.1:{audiosocket_port}\n"
                f"  media token (12 h):    {token}\n"
+               f"  Prometheus metrics:    " + ", ".join(
+                   f"{name} :{port}/metrics" for name, port in stack.metrics_ports.items()) + "\n"
                f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
                f"  NATS and llama.cpp logs: {STATE_DIR / 'logs'}\n"
                f"place a call in another shell:  .venv/bin/voxbus call YOUR.wav\n"

@@ -47,12 +47,17 @@ class StaleTurns:
         return turn_id <= self._cancelled.get(call_id, 0)
 
     async def follow(self, bus: Bus) -> None:
-        """Keep this tracker current from every call's control subject."""
+        """Keep this tracker current from every call's control subject (and let the bus
+        forget an ended call's sequence counters, so long-lived workers stay bounded)."""
 
         async def on_control(msg: Msg) -> None:
             try:
-                self.observe(decode(CallEvent, msg.data))
+                event = decode(CallEvent, msg.data)
             except BadMessage as exc:
                 log.warning("bad control event: %s", exc)
+                return
+            self.observe(event)
+            if event.WhichOneof("kind") == "ended":
+                bus.forget_subjects(event.meta.call_id)
 
         await bus.subscribe(CONTROL_ALL, on_control)
