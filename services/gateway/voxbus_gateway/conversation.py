@@ -14,19 +14,9 @@ from voxbus.v1.audio_pb2 import AudioChunk
 from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
-from voxbus_common import subjects
+from voxbus_common import metrics, subjects
 from voxbus_common.logs import turn_id_var
-from voxbus_common.metrics import (
-    BARGE_IN_REACTION,
-    INTERRUPTIONS,
-    STALE_DROPPED,
-)
-from voxbus_gateway.echo import (
-    ECHO_CORRELATION,
-    ECHO_SUSPECT,
-    is_echo_text,
-    onset_echo_correlation,
-)
+from voxbus_gateway import echo
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
@@ -60,9 +50,7 @@ class Conversation:
         self._caller_speaking = False
         self._clear_epoch = 0
         self._finalized_utterance = 0
-        self._echo_utterances: set[int] = set()
-        self._onset_correlation: dict[int, float] = {}
-        self.stale_dropped = 0
+        self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
@@ -122,13 +110,12 @@ class Conversation:
             return
         if turn.player.frames_sent == 0:
             return  # nothing audible yet: a final from this speech will supersede the turn
-        if uid in self._echo_utterances:
+        if self._onset_correlation.get(uid, 0.0) >= echo.ECHO_CORRELATION:
             return
-        correlation = onset_echo_correlation(
+        correlation = echo.onset_echo_correlation(
             self.call.caller_audio_since(max(0, offset_ms - 40)), turn.player.recent_sent(75))
         self._onset_correlation[uid] = correlation
-        if correlation >= ECHO_CORRELATION:
-            self._echo_utterances.add(uid)
+        if correlation >= echo.ECHO_CORRELATION:
             log.info("caller audio is the agent's echo: not interrupting",
                      extra={"correlation": round(correlation, 2), "utterance": uid})
             await self.call.emit({"type": "echo_ignored", "utterance": uid,
@@ -142,7 +129,7 @@ class Conversation:
         self.interrupt = PendingInterrupt(uid, onset_ns, time.time_ns())
         self.interrupt.timer = asyncio.create_task(self._resume_unless_confirmed(uid))
         reaction = (self.interrupt.cleared_ns - onset_ns) / 1e6
-        BARGE_IN_REACTION.observe(reaction / 1000)
+        metrics.BARGE_IN_REACTION.observe(reaction / 1000)
         await self.call.emit({"type": "barge_in", "phase": "paused", "utterance": uid,
                               "turn": turn.turn_id, "reaction_ms": round(reaction, 1)})
 
@@ -159,7 +146,7 @@ class Conversation:
         if pending.timer is not None and pending.timer is not asyncio.current_task():
             pending.timer.cancel()
         self.turn.player.resume()
-        INTERRUPTIONS.labels("false").inc()
+        metrics.INTERRUPTIONS.labels("false").inc()
         await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
             utterance_id=pending.utterance_id, false_interruption=True,
             reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
@@ -172,7 +159,7 @@ class Conversation:
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        INTERRUPTIONS.labels("confirmed").inc()
+        metrics.INTERRUPTIONS.labels("confirmed").inc()
         await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
             utterance_id=pending.utterance_id,
             reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
@@ -218,16 +205,16 @@ class Conversation:
 
     def _is_echo(self, t: Transcript) -> bool:
         """Caller speech that is the agent's own voice coming back."""
-        if t.utterance_id in self._echo_utterances:
+        if self._onset_correlation.get(t.utterance_id, 0.0) >= echo.ECHO_CORRELATION:
             return True
         turn = self.turn
         if turn is None or turn.preemptive or turn.player.frames_sent == 0:
             return False
         # words alone are no proof (callers repeat the agent, small LLMs repeat callers):
         # they only decide when the audio at the onset already looked like the agent's
-        if self._onset_correlation.get(t.utterance_id, 0.0) < ECHO_SUSPECT:
+        if self._onset_correlation.get(t.utterance_id, 0.0) < echo.ECHO_SUSPECT:
             return False
-        return is_echo_text(t.text, turn.agent_text or turn.player.full_text())
+        return echo.is_echo_text(t.text, turn.agent_text or turn.player.full_text())
 
     async def _user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
                          decode_ms: float = 0.0) -> None:
@@ -364,8 +351,7 @@ class Conversation:
 
     def _current(self, turn_id: int) -> Turn | None:
         if self.turn is None or self.turn.turn_id != turn_id:
-            self.stale_dropped += 1
-            STALE_DROPPED.labels("gateway").inc()
+            metrics.STALE_DROPPED.labels("gateway").inc()
             return None
         return self.turn
 
