@@ -34,6 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
               env={"VOXBUS_LOG_LEVEL": "INFO",
                    "VOXBUS_AUDIOSOCKET_PORT": str(free_port()),
+                   "VOXBUS_TRACE_DIR": str(workdir / "traces"),
                    # longer answers leave room to talk over the agent in barge-in tests
                    "VOXBUS_SYSTEM_PROMPT": "You are a friendly phone assistant. "
                                            "Always answer in three full sentences."})

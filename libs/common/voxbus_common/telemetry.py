@@ -7,13 +7,21 @@ no trace headers (never a span per frame).
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 _configured = False
 
@@ -28,8 +36,44 @@ def setup_tracing(service: str) -> None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace_dir = os.environ.get("VOXBUS_TRACE_DIR")
+    if trace_dir:  # local debugging and tests: one JSON line per span, per process
+        path = Path(trace_dir) / f"{service}-{os.getpid()}.jsonl"
+        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
     trace.set_tracer_provider(provider)
     _configured = True
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("voxbus")
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans as JSON lines (ids in hex, as in W3C traceparent)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            ctx = span.get_span_context()
+            if ctx is None:
+                continue
+            self._file.write(json.dumps({
+                "name": span.name,
+                "service": (span.resource.attributes.get("service.name") if span.resource
+                            else ""),
+                "trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}",
+                "parent_id": f"{span.parent.span_id:016x}" if span.parent else "",
+                "start_ns": span.start_time, "end_ns": span.end_time,
+                "attributes": dict(span.attributes or {}),
+            }, default=str) + "\n")
+        self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:

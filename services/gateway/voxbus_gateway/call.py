@@ -14,10 +14,11 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import trace
 
 from voxbus.v1.audio_pb2 import AudioChunk, AudioFrame
 from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
-from voxbus.v1.llm_pb2 import TokenDelta
+from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.audio import Framer, frame_bytes
@@ -25,9 +26,11 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ERRORS, observe_hop
+from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
+from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +55,25 @@ class Call:
         self.hangup_requested: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_audio_seq = 0
         self._recent_in: deque[bytes] = deque(maxlen=100)  # 2 s of caller audio (echo checks)
+        self.span = tracer().start_span("call", attributes={
+            "voxbus.call_id": call_id, "voxbus.edge": edge.name})
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         call_id_var.set(self.call_id)
-        self._sub = await self.bus.subscribe(subjects.call_out_all(self.call_id), self.on_bus)
-        await self.control(0, started=CallEvent.Started(sample_rate=self.rate,
-                                                         edge=self.edge.name))
-        announce = CallAnnounce(meta=self.bus.meta(self.call_id, 0, subjects.WORK_CALLS),
-                                sample_rate=self.rate, edge=self.edge.name,
-                                gateway_id=self.gateway_id)
-        await self.bus.publish_acked(subjects.WORK_CALLS, announce,
-                                     msg_id=f"announce-{self.call_id}")
-        self.conversation.start()
+        # everything the call starts (bus callbacks, turns, the STT owner) is under this span
+        with trace.use_span(self.span, end_on_exit=False):
+            self._sub = await self.bus.subscribe(subjects.call_out_all(self.call_id),
+                                                 self.on_bus)
+            await self.control(0, started=CallEvent.Started(sample_rate=self.rate,
+                                                             edge=self.edge.name))
+            announce = CallAnnounce(meta=self.bus.meta(self.call_id, 0, subjects.WORK_CALLS),
+                                    sample_rate=self.rate, edge=self.edge.name,
+                                    gateway_id=self.gateway_id)
+            await self.bus.publish_acked(subjects.WORK_CALLS, announce,
+                                         msg_id=f"announce-{self.call_id}")
+            self.conversation.start()
         log.info("call started", extra={"edge": self.edge.name})
 
     def request_hangup(self, reason: str) -> None:
@@ -94,6 +102,9 @@ class Call:
         if self._sub is not None:
             await self._sub.unsubscribe()
         self.bus.forget_subjects(self.call_id)
+        self.span.set_attribute("voxbus.turns", turn_id)
+        self.span.set_attribute("voxbus.end_reason", reason)
+        self.span.end()
         self.ended.set()
         log.info("call ended", extra={"reason": reason, "turns": turn_id})
 
@@ -157,6 +168,24 @@ class Call:
             log.warning("bad message from the bus: %s", exc, extra={"subject": msg.subject})
 
     # -- helpers for the conversation ---------------------------------------------------------
+
+    async def request_reply(self, turn: Turn, text: str, speech_end_ns: int, say: str) -> None:
+        """Ask any LLM replica for the turn's reply, or any TTS replica to say `say` as is."""
+        turn_id = turn.turn_id
+        if say:  # the agent speaks fixed text: straight to TTS, no LLM
+            subject = subjects.work_tts(self.call_id)
+            await self.bus.publish_acked(subject, TtsRequest(
+                meta=self.bus.meta(self.call_id, turn_id, subject), text=say, clause_index=0,
+                sample_rate=self.rate, voice=self.settings.tts_voice))
+            turn.agent_text, turn.llm_done = say, True
+            turn.timings.first_token = time.time_ns()
+            turn.player.set_clause_count(1)
+            return
+        subject = subjects.work_llm(self.call_id)
+        await self.bus.publish_acked(subject, LlmRequest(
+            meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text,
+            speech_end_unix_ns=speech_end_ns, sample_rate=self.rate),
+            msg_id=f"{self.call_id}-llm-{turn_id}")
 
     async def control(self, turn_id: int, **kind: Any) -> None:
         subject = subjects.control(self.call_id)

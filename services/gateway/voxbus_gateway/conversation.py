@@ -10,12 +10,15 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from opentelemetry import trace
+
 from voxbus.v1.audio_pb2 import AudioChunk
 from voxbus.v1.call_pb2 import CallEvent
-from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
+from voxbus.v1.llm_pb2 import TokenDelta
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
-from voxbus_common import metrics, subjects
+from voxbus_common import metrics
 from voxbus_common.logs import turn_id_var
+from voxbus_common.telemetry import tracer
 from voxbus_gateway import echo
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
@@ -262,6 +265,7 @@ class Conversation:
         self.turn = None
         if turn.task is not None:
             turn.task.cancel()
+        turn.end_span(None)
         await self.call.control(turn.turn_id, cancel_turn=CallEvent.CancelTurn(reason=why))
         log.info("preemptive turn dropped", extra={"reason": why, "turn": turn.turn_id})
 
@@ -289,27 +293,16 @@ class Conversation:
                             self.settings.playout_lead_ms,
                             on_mark_point=self._send_mark if self.call.edge.supports_marks
                             else None)
-        turn = Turn(turn_id=turn_id, user_text=text, player=player, preemptive=preemptive)
+        span = tracer().start_span("turn", attributes={"voxbus.turn_id": turn_id})
+        turn = Turn(turn_id=turn_id, user_text=text, player=player, preemptive=preemptive,
+                    span=span)
         if preemptive:
             player.pause()
         turn.timings.speech_end = speech_end_ns
         turn.timings.final_transcript = 0 if preemptive else time.time_ns()
         self.turn = turn
-        rate = self.call.rate
-        if say:  # the agent speaks fixed text: straight to TTS, no LLM
-            subject = subjects.work_tts(self.call.call_id)
-            await self.call.bus.publish_acked(subject, TtsRequest(
-                meta=self.call.bus.meta(self.call.call_id, turn_id, subject), text=say,
-                clause_index=0, sample_rate=rate, voice=self.settings.tts_voice))
-            turn.agent_text, turn.llm_done = say, True
-            turn.timings.first_token = time.time_ns()
-            player.set_clause_count(1)
-        else:
-            subject = subjects.work_llm(self.call.call_id)
-            await self.call.bus.publish_acked(subject, LlmRequest(
-                meta=self.call.bus.meta(self.call.call_id, turn_id, subject), user_text=text,
-                speech_end_unix_ns=speech_end_ns, sample_rate=rate),
-                msg_id=f"{self.call.call_id}-llm-{turn_id}")
+        with trace.use_span(span, end_on_exit=False):
+            await self.call.request_reply(turn, text, speech_end_ns, say)
         turn.task = asyncio.create_task(self._run_turn(turn))
 
     async def _send_mark(self, cursor: int) -> None:
@@ -397,4 +390,5 @@ class Conversation:
         await self.call.control(turn.turn_id, agent_turn=agent)
         summary = turn.summary(agent)
         record_turn_metrics(summary, stalled=turn.player.stalled)
+        turn.end_span(summary)
         await self.call.emit(summary)

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Span
+
 from voxbus.v1.call_pb2 import CallEvent, TurnTimings
 from voxbus_common.metrics import TURN_STAGE, TURNS, VOICE_TO_VOICE
 from voxbus_gateway.playout import TurnPlayer
@@ -61,6 +63,21 @@ class Turn:
     llm_done: bool = False
     preemptive: bool = False  # opened on a stable partial; plays only once the final agrees
     task: asyncio.Task[None] | None = None
+    span: Span | None = None
+
+    def end_span(self, summary: dict[str, Any] | None) -> None:
+        """Close the turn's span with its outcome (`None`: a dropped preemptive turn)."""
+        if self.span is None:
+            return
+        if summary is None:
+            self.span.set_attribute("voxbus.preemptive_dropped", True)
+        else:
+            self.span.set_attribute("voxbus.interrupted", summary["interrupted"])
+            v2v = summary["latency_ms"].get("voice_to_voice")
+            if v2v is not None:
+                self.span.set_attribute("voxbus.voice_to_voice_ms", v2v)
+        self.span.end()
+        self.span = None
 
     def agent_record(self, interrupted: bool, heard_all: bool = False) -> CallEvent.AgentTurn:
         """What the agent said and what the caller heard of it (for memory and analytics)."""

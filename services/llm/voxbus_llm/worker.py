@@ -12,6 +12,7 @@ import logging
 import time
 
 from nats.aio.msg import Msg
+from opentelemetry import trace
 
 from voxbus.v1.llm_pb2 import ContextReply, ContextRequest, LlmRequest, TokenDelta, TtsRequest
 from voxbus_common import subjects
@@ -20,6 +21,7 @@ from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, LLM_FIRST_TOKEN, STALE_DROPPED, observe_hop
 from voxbus_common.providers import ChatModel, ChatTurn
+from voxbus_common.telemetry import inject_headers, tracer
 from voxbus_common.turns import StaleTurns
 from voxbus_llm.clauses import ClauseSplitter
 
@@ -40,7 +42,8 @@ class LlmWorker:
         try:
             reply_msg = await self.bus.nc.request(subjects.RPC_MEMORY_CONTEXT,
                                                   req.SerializeToString(),
-                                                  timeout=self.settings.memory_rpc_timeout_s)
+                                                  timeout=self.settings.memory_rpc_timeout_s,
+                                                  headers=inject_headers())
             reply = decode(ContextReply, reply_msg.data)
         except Exception as exc:
             log.warning("memory context unavailable: %s", exc or type(exc).__name__)
@@ -60,10 +63,16 @@ class LlmWorker:
             log.info("skipping cancelled turn")
             STALE_DROPPED.labels("llm").inc()
             return
-        messages = [ChatTurn("system", self.settings.system_prompt)]
-        messages += await self.history(call_id, turn_id)
-        messages.append(ChatTurn("user", req.user_text))
-        await self._generate(req, messages)
+        # GenAI semantic conventions; conversation text stays off spans (privacy)
+        attributes: dict[str, str | int] = {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": self.model.name, "gen_ai.conversation.id": call_id,
+            "voxbus.turn_id": turn_id}
+        with tracer().start_as_current_span(f"chat {self.model.name}", attributes=attributes):
+            messages = [ChatTurn("system", self.settings.system_prompt)]
+            messages += await self.history(call_id, turn_id)
+            messages.append(ChatTurn("user", req.user_text))
+            await self._generate(req, messages)
 
     async def _generate(self, req: LlmRequest, messages: list[ChatTurn]) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id
@@ -98,6 +107,10 @@ class LlmWorker:
             await self._speak(req, clause, clauses)
             clauses += 1
         full_text = "".join(parts).strip()
+        span = trace.get_current_span()
+        span.set_attribute("gen_ai.usage.output_tokens", len(parts))  # streamed deltas
+        span.set_attribute("voxbus.time_to_first_token_ms", round(first_token_ms, 1))
+        span.set_attribute("voxbus.clauses", clauses)
         await self.bus.publish(out_subject, TokenDelta(
             meta=self.bus.meta(call_id, turn_id, out_subject), done=True, full_text=full_text,
             clause_count=clauses, error=error, first_token_ms=first_token_ms))

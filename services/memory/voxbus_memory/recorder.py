@@ -14,6 +14,7 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import observe_hop
+from voxbus_common.telemetry import extract_context, tracer
 from voxbus_memory.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ class Recorder:
         await self.store.mutate(event.meta.call_id, lambda s: apply_event(s, event))
 
     async def on_context(self, msg: Msg) -> None:
+        with tracer().start_as_current_span("memory.context",
+                                            context=extract_context(msg.headers)):
+            await self._answer_context(msg)
+
+    async def _answer_context(self, msg: Msg) -> None:
         reply = ContextReply()
         try:
             req = decode(ContextRequest, msg.data)

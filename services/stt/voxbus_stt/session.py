@@ -23,6 +23,7 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
 from voxbus_common.providers import SpeechToText
+from voxbus_common.telemetry import tracer
 from voxbus_stt.endpointer import Endpointer, SpeechEnded, SpeechOnset, SpeechStarted
 
 log = logging.getLogger(__name__)
@@ -173,11 +174,14 @@ class CallSession:
                 break
             event, spec = item
             started = time.perf_counter()
-            try:
-                text = await spec if spec is not None else await self._decode(event.pcm)
-            except Exception:
-                log.exception("final transcription failed")
-                text = ""
+            with tracer().start_as_current_span("stt.final", attributes={
+                    "voxbus.utterance": event.utterance_id, "voxbus.stt": self.stt.name,
+                    "voxbus.speculative": spec is not None}):
+                try:
+                    text = await spec if spec is not None else await self._decode(event.pcm)
+                except Exception:
+                    log.exception("final transcription failed")
+                    text = ""
             decode_ms = (time.perf_counter() - started) * 1000.0
             self._finalized_uid = event.utterance_id
             await self._publish_transcript(

@@ -23,6 +23,7 @@ from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, STALE_DROPPED, TTS_FIRST_BYTE
 from voxbus_common.providers import TextToSpeech
+from voxbus_common.telemetry import tracer
 from voxbus_common.turns import StaleTurns
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,12 @@ class TtsWorker:
 
     async def on_request(self, msg: Msg) -> None:
         req = decode(TtsRequest, msg.data)
+        with tracer().start_as_current_span("tts", attributes={
+                "voxbus.turn_id": req.meta.turn_id, "voxbus.clause": req.clause_index,
+                "voxbus.tts": self.tts.name}):
+            await self._synthesize_clause(req)
+
+    async def _synthesize_clause(self, req: TtsRequest) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id
         subject = subjects.audio_out(call_id)
         call_id_var.set(call_id)
