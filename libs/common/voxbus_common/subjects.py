@@ -7,7 +7,7 @@ kind of message for all calls without overlapping each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nats.js.api import RetentionPolicy, StorageType
 
@@ -98,7 +98,6 @@ class StreamSpec:
     max_bytes: int = -1
     duplicate_window_s: float = 120.0
     description: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def stream_specs(audio_max_age_s: float, events_max_age_s: float) -> list[StreamSpec]:

@@ -177,7 +177,7 @@ class Call:
             await self.bus.publish_acked(subject, TtsRequest(
                 meta=self.bus.meta(self.call_id, turn_id, subject), text=say, clause_index=0,
                 sample_rate=self.rate, voice=self.settings.tts_voice))
-            turn.agent_text, turn.llm_done = say, True
+            turn.agent_text = say
             turn.timings.first_token = time.time_ns()
             turn.player.set_clause_count(1)
             return

@@ -327,7 +327,6 @@ class Conversation:
             await self.call.emit({"type": "agent_text", "turn": turn.turn_id,
                                   "delta": delta.text})
         if delta.done:
-            turn.llm_done = True
             turn.agent_text = delta.full_text
             if delta.error:
                 await self.call.emit({"type": "error", "turn": turn.turn_id,

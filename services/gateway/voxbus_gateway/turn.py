@@ -60,7 +60,6 @@ class Turn:
     player: TurnPlayer
     timings: TurnTimings = field(default_factory=TurnTimings)
     agent_text: str = ""
-    llm_done: bool = False
     preemptive: bool = False  # opened on a stable partial; plays only once the final agrees
     task: asyncio.Task[None] | None = None
     span: Span | None = None

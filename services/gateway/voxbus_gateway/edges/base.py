@@ -39,7 +39,6 @@ class WsEdge:
         self.ws = ws
         self.errors = 0
         self.socket_error = ""
-        self.call: Call | None = None
 
     async def handshake(self) -> str:
         """Read the protocol's opening messages; return the call id."""
