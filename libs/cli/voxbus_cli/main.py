@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -133,3 +134,55 @@ def call(
         typer.echo("error: the agent did not answer", err=True)
         raise typer.Exit(4)
 
+
+
+@app.command()
+def load(
+    calls: int = typer.Option(10, "--calls", min=1, help="concurrent synthetic callers"),
+    duration: float = typer.Option(30.0, "--duration", min=1.0,
+                                   help="seconds each caller keeps talking after the ramp"),
+    audio: Path = typer.Option(Path("speech"), "--audio",
+                               help="folder of WAV clips the callers speak in turn"),
+    url: str = typer.Option("", help="gateway PCM WebSocket URL (default: the running stack)"),
+    ramp: float = typer.Option(5.0, help="seconds over which the callers join"),
+    report_to: Path = typer.Option(
+        Path("bench/results") / f"load-{time.strftime('%Y%m%d-%H%M%S')}", "--report",
+        help="report path prefix: writes PREFIX.json and PREFIX.png"),
+    token: str = typer.Option("", envvar="VOXBUS_MEDIA_TOKEN", help="media token"),
+) -> None:
+    """Load-test a running gateway: N callers speaking real audio in real time."""
+    from voxbus_cli.caller import CallerError
+    from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_load
+    from voxbus_cli.load_report import progress_line, report, write_report
+
+    try:
+        clips = load_clips(audio)
+    except CallerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    running_url, running_token = _running_stack()
+    cfg = LoadConfig(url=url or running_url, calls=calls, duration_s=duration, clips=clips,
+                     ramp_s=ramp, token=token or (running_token if not url else ""))
+    stats = LoadStats()
+    typer.echo(f"{calls} callers -> {cfg.url} for {ramp:.0f}+{duration:.0f} s "
+               f"({len(clips)} clips)")
+    if sys.stdout.isatty():
+        from rich.live import Live
+
+        with Live(progress_line(stats), refresh_per_second=2, transient=False) as live:
+            asyncio.run(run_load(cfg, stats, on_tick=lambda s: live.update(progress_line(s))))
+    else:  # logs and CI: a line every 5 s
+        ticks = iter(range(1 << 30))
+        asyncio.run(run_load(cfg, stats, on_tick=lambda s: None if next(ticks) % 10 else
+                             typer.echo(progress_line(s))))
+    doc = report(cfg, stats)
+    json_path, png_path = write_report(doc, report_to)
+    summary = doc["summary"]
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"report: {json_path} and {png_path}")
+    if stats.connected == 0:
+        typer.echo(f"error: no call connected ({stats.errors[:1]})", err=True)
+        raise typer.Exit(3)
+    if summary["turns"] == 0:
+        typer.echo("error: the agent answered no turn", err=True)
+        raise typer.Exit(4)

@@ -1,0 +1,33 @@
+"""Third-party providers by import path: `VOXBUS_STT_PROVIDER=my_pkg.stt:make` loads
+`make(settings)` from `my_pkg.stt`. Built-in names stay short ("whisper", "piper", ...);
+anything with a colon is a plugin, the way LiveKit Agents plugins are separate packages."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from voxbus_common.config import Settings
+
+
+class PluginError(ValueError):
+    """A provider spec that cannot be loaded; the message says which part is wrong."""
+
+
+def is_plugin(spec: str) -> bool:
+    return ":" in spec
+
+
+def load_plugin(spec: str, settings: Settings) -> Any:
+    """Import `module:factory` and call `factory(settings)`; errors name the spec."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise PluginError(f"provider {spec!r}: expected 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginError(f"provider {spec!r}: cannot import {module_name} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise PluginError(f"provider {spec!r}: {module_name} has no callable {attr!r}")
+    return factory(settings)
