@@ -24,7 +24,7 @@ from typing import Any
 from bench.hist import histogram_quantiles, parse_histogram
 from tests.instant import instant_env
 from voxbus_cli.embedded import free_port
-from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_load
+from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_fast, run_load
 from voxbus_cli.load_report import percentile, stage_values, summarize
 from voxbus_cli.stack import Stack
 from voxbus_common.config import Settings
@@ -119,7 +119,7 @@ def run_all(levels: list[int], duration_s: float) -> list[dict[str, Any]]:
             stack.start()
             try:
                 stack.wait_ready()
-                level = asyncio.run(run_level(stack, calls, duration_s, clips))
+                level = run_fast(run_level(stack, calls, duration_s, clips))
             finally:
                 stack.stop()
         results.append(level)

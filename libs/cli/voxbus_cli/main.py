@@ -152,7 +152,7 @@ def load(
 ) -> None:
     """Load-test a running gateway: N callers speaking real audio in real time."""
     from voxbus_cli.caller import CallerError
-    from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_load
+    from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_fast, run_load
     from voxbus_cli.load_report import progress_line, report, write_report
 
     try:
@@ -170,10 +170,10 @@ def load(
         from rich.live import Live
 
         with Live(progress_line(stats), refresh_per_second=2, transient=False) as live:
-            asyncio.run(run_load(cfg, stats, on_tick=lambda s: live.update(progress_line(s))))
+            run_fast(run_load(cfg, stats, on_tick=lambda s: live.update(progress_line(s))))
     else:  # logs and CI: a line every 5 s
         ticks = iter(range(1 << 30))
-        asyncio.run(run_load(cfg, stats, on_tick=lambda s: None if next(ticks) % 10 else
+        run_fast(run_load(cfg, stats, on_tick=lambda s: None if next(ticks) % 10 else
                              typer.echo(progress_line(s))))
     doc = report(cfg, stats)
     json_path, png_path = write_report(doc, report_to)

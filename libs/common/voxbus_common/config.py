@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
     metrics_port: int = 0  # Prometheus /metrics; 0 = off (Kubernetes: 9100 in every pod)
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
 
     # gateway
     gateway_host: str = "127.0.0.1"
