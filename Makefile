@@ -17,6 +17,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 
 .PHONY: install run test unit integration lint bench proto clean
 CHROMIUM := /usr/bin/chromium
+PROMETHEUS := /usr/bin/prometheus
 
 install: $(STAMP) $(GEN)
 
@@ -46,18 +47,23 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	else echo "chromium is missing: 'sudo apt-get install chromium' enables the browser test"; fi
 
+# Debian's Prometheus server and promtool for the dashboard and SLO-rule test (no daemon used).
+$(PROMETHEUS):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+	else echo "prometheus is missing: 'sudo apt-get install prometheus' enables the Prometheus test"; fi
+
 run: install
 	$(VENV)/bin/voxbus run
 
 # pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
-test: install $(CHROMIUM)
+test: install $(CHROMIUM) $(PROMETHEUS)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 unit: install
 	$(PY) -m pytest tests/unit services $(PYTEST_ARGS)
 
-integration: install $(CHROMIUM)
+integration: install $(CHROMIUM) $(PROMETHEUS)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: install

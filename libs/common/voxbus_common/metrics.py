@@ -52,8 +52,34 @@ WORK_IN_FLIGHT = Gauge(
     "voxbus_work_in_flight", "Work items being processed by this replica.", ["queue"])
 
 
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on `port` (0 = off)."""
+STAGES = ("end_of_speech_to_final_transcript", "final_transcript_to_first_token",
+          "first_token_to_first_audio_chunk", "first_audio_chunk_to_first_audio_played")
+WORK_ERRORS = ("bad_work_item", "work_item_failed")
+# The labelled series each service can produce, created at 0 when it starts: a counter's
+# first increment then shows up in rate() and ratios, and dashboards show 0, not "no data".
+SERIES: dict[str, list[tuple[Counter | Histogram, tuple[str, ...]]]] = {
+    "gateway": [*((TURNS, (o,)) for o in ("completed", "interrupted", "stalled")),
+                *((INTERRUPTIONS, (k,)) for k in ("confirmed", "false")),
+                (STALE_DROPPED, ("gateway",)), (ERRORS, ("gateway", "bad_bus_message")),
+                *((TURN_STAGE, (stage,)) for stage in STAGES),
+                *((BUS_HOP, (m,)) for m in ("audio_chunk", "token_delta", "transcript"))],
+    "stt": [(STT_DECODE, ("utterance",)), *((ERRORS, ("stt", k)) for k in WORK_ERRORS)],
+    "llm": [(STALE_DROPPED, ("llm",)), (ERRORS, ("llm", "generation_failed")),
+            (BUS_HOP, ("llm_request",)), *((ERRORS, ("llm", k)) for k in WORK_ERRORS)],
+    "tts": [(STALE_DROPPED, ("tts",)), (ERRORS, ("tts", "synthesis_failed")),
+            *((ERRORS, ("tts", k)) for k in WORK_ERRORS)],
+    "memory": [(BUS_HOP, ("call_event",)), *((ERRORS, ("memory", k)) for k in WORK_ERRORS)],
+}
+
+
+def init_series(service: str) -> None:
+    for metric, labels in SERIES.get(service, []):
+        metric.labels(*labels)
+
+
+def serve_metrics(port: int, service: str = "") -> None:
+    """Expose /metrics on `port` (0 = off), with the service's series created at 0."""
+    init_series(service)
     if port:
         start_http_server(port)
         log.info("metrics on :%d/metrics", port)

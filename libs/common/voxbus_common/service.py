@@ -54,7 +54,7 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, service)
     bus = await Bus.connect(settings, instance)
     await bus.ensure_streams()
     await _answer_pings(bus, service, instance, ready)
