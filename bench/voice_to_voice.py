@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.speech_end import last_speech_frame
 from bench.wer import word_errors
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port
@@ -41,7 +42,8 @@ async def run_clips(stack: Stack, clips: list[dict[str, str]]) -> list[dict[str,
     rows = []
     for clip in clips:
         pcm = load_wav(SPEECH / clip["file"])
-        result = await place_call(stack.gateway_url, pcm, timeout_s=120)
+        result = await place_call(stack.gateway_url, pcm, timeout_s=120,
+                                  speech_end_frame=last_speech_frame(pcm))
         edits, n = word_errors(clip["transcript"], result.caller_text)
         answered = [t for t in result.turns if not t["interrupted"]]
         rows.append({
@@ -50,20 +52,27 @@ async def run_clips(stack: Stack, clips: list[dict[str, str]]) -> list[dict[str,
             "word_edits": edits, "ref_words": n, "turns": len(result.turns),
             "agent_text": result.agent_text,
             "latency_ms": answered[-1]["latency_ms"] if answered else {},
+            "caller_voice_to_voice_ms": result.caller_voice_to_voice_ms,
             "errors": result.errors,
         })
         v2v = rows[-1]["latency_ms"].get("voice_to_voice")
-        print(f"{clip['id']:<40} WER {edits}/{n:<3} voice-to-voice {v2v} ms", flush=True)
+        print(f"{clip['id']:<40} WER {edits}/{n:<3} voice-to-voice {v2v} ms "
+              f"(caller side {result.caller_voice_to_voice_ms} ms)", flush=True)
     return rows
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    stages = {}
+    stages: dict[str, Any] = {}
     for stage in STAGES:
         values = [r["latency_ms"][stage] for r in rows
                   if r["latency_ms"].get(stage) is not None]
         stages[stage] = {"p50": pct(values, 50), "p95": pct(values, 95), "n": len(values),
                          "mean": round(statistics.fmean(values), 1) if values else None}
+    caller = [r["caller_voice_to_voice_ms"] for r in rows
+              if r["caller_voice_to_voice_ms"] is not None]
+    stages["caller_voice_to_voice"] = {
+        "p50": pct(caller, 50), "p95": pct(caller, 95), "n": len(caller),
+        "mean": round(statistics.fmean(caller), 1) if caller else None}
     edits = sum(r["word_edits"] for r in rows)
     words = sum(r["ref_words"] for r in rows)
     return {"stages_ms": stages, "wer": round(edits / max(1, words), 4),

@@ -46,6 +46,15 @@ class CallResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     reply_pcm: bytearray = field(default_factory=bytearray)
     ended_reason: str = ""
+    speech_end_sent: float | None = None  # monotonic time the clip's last speech frame left
+    first_reply_after_end: float | None = None  # monotonic time of the next agent audio
+
+    @property
+    def caller_voice_to_voice_ms(self) -> float | None:
+        """Caller-side latency: last speech frame sent -> first agent audio received."""
+        if self.speech_end_sent is None or self.first_reply_after_end is None:
+            return None
+        return round((self.first_reply_after_end - self.speech_end_sent) * 1000, 1)
 
     @property
     def turns(self) -> list[dict[str, Any]]:
@@ -80,8 +89,12 @@ class CallResult:
 
 
 async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: float = 90.0,
-                     tail_silence_s: float = 1.0, token: str = "") -> CallResult:
-    """Stream `pcm` (16 kHz PCM16) as a caller would, then wait for every turn to finish."""
+                     tail_silence_s: float = 1.0, token: str = "",
+                     speech_end_frame: int = -1) -> CallResult:
+    """Stream `pcm` (16 kHz PCM16) as a caller would, then wait for every turn to finish.
+
+    `speech_end_frame`: index of the 20 ms frame where the caller's speech ends (see
+    bench/speech_end.py), for the caller-side voice-to-voice measurement."""
     result = CallResult()
     params = {"sample_rate": str(RATE)}
     if call_id:
@@ -97,12 +110,12 @@ async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: floa
             raise CallerError(f"no gateway reachable at {url} ({exc}); is `make run` running?"
                               ) from None
         async with ws:
-            await _converse(ws, pcm, result, timeout_s, tail_silence_s)
+            await _converse(ws, pcm, result, timeout_s, tail_silence_s, speech_end_frame)
     return result
 
 
 async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: CallResult,
-                    timeout_s: float, tail_silence_s: float) -> None:
+                    timeout_s: float, tail_silence_s: float, speech_end_frame: int) -> None:
     state = {"speech_ends": 0, "resolved": 0, "speaking": False}
     file_done = asyncio.Event()
     settled = asyncio.Event()
@@ -116,6 +129,8 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 result.reply_pcm += msg.data
+                if result.speech_end_sent is not None and result.first_reply_after_end is None:
+                    result.first_reply_after_end = time.monotonic()
                 continue
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
@@ -144,6 +159,8 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
         for off in offsets:
             chunk = pcm[off : off + frame]
             await ws.send_bytes(chunk + b"\x00" * (frame - len(chunk)))
+            if sent == speech_end_frame:
+                result.speech_end_sent = time.monotonic()
             sent += 1
             await asyncio.sleep(max(0.0, start + sent * 0.02 - time.monotonic()))
         for _ in range(tail_frames):
