@@ -70,9 +70,20 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: install
+# Pipecat for the side-by-side benchmark lives in its own venv (its pins would fight ours).
+PIPECAT_STAMP := .venv-pipecat/.voxbus-installed
+$(PIPECAT_STAMP): bench/pipecat/requirements.txt
+	$(PYTHON) -m venv .venv-pipecat
+	.venv-pipecat/bin/python -m pip install -q -r bench/pipecat/requirements.txt
+	touch $@
+
+# ~15 min on the 2-core VM; results land in bench/results/ (see docs/benchmarks.md).
+bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
+	$(PY) -m bench.pipecat_side_by_side
 	$(PY) -m bench.barge_in
+	$(PY) -m bench.capacity
+	$(PY) -m bench.summary
 
 clean:
-	rm -rf $(VENV) libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-pipecat libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache

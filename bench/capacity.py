@@ -3,7 +3,7 @@ test providers (tests/instant.py), N concurrent synthetic callers streaming real
 real time through `voxbus load`'s generator. With no model time left, what a turn costs
 beyond the VAD hangover is the platform's own overhead.
 
-    python -m bench.capacity [--levels 10,50,100,200,400] [--duration 20]
+    python -m bench.capacity [--levels 10,50,100,150,200,400] [--duration 20]
 
 A fresh stack per level keeps memory figures honest (Python never returns its heap).
 """
@@ -134,7 +134,7 @@ def run_all(levels: list[int], duration_s: float) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--levels", default="10,50,100,200,400")
+    parser.add_argument("--levels", default="10,50,100,150,200,400")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -145,6 +145,8 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
                     state["speech_ends"] += 1
             elif kind in ("turn", "turn_skipped"):
                 state["resolved"] += 1
+            elif kind == "clear":  # a reply to an earlier part of the clip was cut off
+                result.first_reply_after_end = None
             elif kind == "ended":
                 result.ended_reason = event.get("reason", "")
             check_settled()
@@ -158,9 +160,9 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
         tail_frames = int(tail_silence_s * 1000 / 20)
         for off in offsets:
             chunk = pcm[off : off + frame]
-            await ws.send_bytes(chunk + b"\x00" * (frame - len(chunk)))
             if sent == speech_end_frame:
                 result.speech_end_sent = time.monotonic()
+            await ws.send_bytes(chunk + b"\x00" * (frame - len(chunk)))
             sent += 1
             await asyncio.sleep(max(0.0, start + sent * 0.02 - time.monotonic()))
         for _ in range(tail_frames):

@@ -1,0 +1,91 @@
+"""The README table from the newest results in bench/results/ (last step of `make bench`):
+voice-to-voice per stage, the Pipecat ratio on the shared caller-side measure, barge-in and
+capacity. Writes bench/results/summary.md and prints it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STAGE_NAMES = {
+    "end_of_speech_to_final_transcript": "end of speech → final transcript",
+    "final_transcript_to_first_token": "final transcript → first LLM token",
+    "first_token_to_first_audio_chunk": "first token → first TTS audio chunk",
+    "first_audio_chunk_to_first_audio_played": "first audio chunk → first frame to the caller",
+    "voice_to_voice": "**voice-to-voice** (gateway-measured)",
+    "caller_voice_to_voice": "**voice-to-voice, caller side**",
+}
+
+
+def newest(kind: str) -> dict[str, Any] | None:
+    files = sorted(RESULTS.glob(f"{kind}-*.json"), key=lambda f: f.stat().st_mtime)
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f}"
+
+
+def table() -> str:
+    lines: list[str] = []
+    v2v, pc = newest("voice_to_voice"), newest("pipecat")
+    if v2v:
+        m = v2v["machine"]
+        lines += [f"Voice-to-voice, {v2v['date']} UTC, {m['cpus']} cores, Python {m['python']}, "
+                  f"{v2v['summary']['clips']} clips, embedded models; STT WER "
+                  f"{v2v['summary']['wer'] * 100:.1f}%:", "",
+                  "| stage | p50 ms | p95 ms |", "|---|---:|---:|"]
+        for key, name in STAGE_NAMES.items():
+            s = v2v["summary"]["stages_ms"].get(key)
+            if s:
+                lines.append(f"| {name} | {fmt(s['p50'])} | {fmt(s['p95'])} |")
+    if v2v and pc:
+        ours = v2v["summary"]["stages_ms"].get("caller_voice_to_voice", {})
+        theirs = pc["summary"]["voice_to_voice_ms"]
+        if ours.get("p50") and theirs.get("p50"):
+            lines += ["", f"Pipecat side by side ({pc['date']} UTC, same models, clips and "
+                      "caller-side measure):", "",
+                      "| system | p50 ms | p95 ms | STT WER |", "|---|---:|---:|---:|",
+                      f"| voxbus (5 services over NATS) | {fmt(ours['p50'])} | "
+                      f"{fmt(ours['p95'])} | {v2v['summary']['wer'] * 100:.1f}% |",
+                      f"| Pipecat {pc.get('pipecat_version', '')} (one process) | "
+                      f"{fmt(theirs['p50'])} | {fmt(theirs['p95'])} | "
+                      f"{pc['summary']['wer'] * 100:.1f}% |", "",
+                      f"voxbus / Pipecat median ratio: **{ours['p50'] / theirs['p50']:.2f}**"]
+    barge = newest("barge_in")
+    if barge:
+        r = barge.get("summary", barge).get("reaction_ms", {})
+        if r:
+            lines += ["", f"Barge-in reaction (onset → agent audio cleared): p50 "
+                      f"{fmt(r.get('p50'))} ms, p95 {fmt(r.get('p95'))} ms."]
+    cap = newest("capacity")
+    if cap:
+        lines += ["", f"Capacity ({cap['date']} UTC, instant providers; overhead = "
+                  "voice-to-voice − VAD hangover):", "",
+                  "| calls | overhead p50 ms | overhead p99 ms | CPU (all procs) | "
+                  "CPU ms per call·s | MB per call | bus hop p50 / p99 ms | timeouts |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for lv in cap["levels"]:
+            o = lv["overhead_ms"]
+            hops = [h for h in lv["bus_hop_ms"].values() if h.get("p50") is not None]
+            hop = (f"{max(h['p50'] for h in hops):.1f} / {max(h['p99'] for h in hops):.1f}"
+                   if hops else "–")
+            lines.append(f"| {lv['calls']} | {o['p50']} | {o['p99']} | "
+                         f"{lv['cpu_percent_total']}% | {lv['cpu_ms_per_call_second']} | "
+                         f"{lv['memory_mb_per_call']} | {hop} | {lv['summary']['timeouts']} |")
+        lines += ["", "Bus hop: the slowest message kind's publish → receive (docs/benchmarks.md). "
+                  "Largest N with p99 overhead ≤ 25 ms: "
+                  f"**{cap['largest_calls_within_p99_target']}**."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    text = table()
+    (RESULTS / "summary.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
