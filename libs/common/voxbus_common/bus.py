@@ -31,7 +31,7 @@ from opentelemetry import context as otel_context
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId
-from voxbus_common.metrics import ERRORS, WORK_IN_FLIGHT
+from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
 from voxbus_common.subjects import SESSIONS_BUCKET, StreamSpec, stream_specs
 from voxbus_common.telemetry import extract_context, inject_headers
 
@@ -202,12 +202,14 @@ class Bus:
         )
 
         in_flight = WORK_IN_FLIGHT.labels(stream)
+        depth = QUEUE_DEPTH.labels(stream)
 
         async def loop() -> None:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(1, timeout=2.0)
                 except nats.errors.TimeoutError:
+                    depth.set(0)
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                     return
@@ -216,6 +218,8 @@ class Bus:
                     await asyncio.sleep(0.5)
                     continue
                 for msg in msgs:
+                    with contextlib.suppress(Exception):  # metadata of a JetStream message
+                        depth.set(msg.metadata.num_pending)
                     token = otel_context.attach(extract_context(msg.headers))
                     in_flight.inc()
                     try:

@@ -50,6 +50,9 @@ TTS_FIRST_BYTE = Histogram(
     buckets=LATENCY)
 WORK_IN_FLIGHT = Gauge(
     "voxbus_work_in_flight", "Work items being processed by this replica.", ["queue"])
+QUEUE_DEPTH = Gauge(
+    "voxbus_queue_depth", "Work items waiting in the queue's consumer (JetStream num_pending, "
+    "as this replica last saw it).", ["queue"])
 
 
 STAGES = ("end_of_speech_to_final_transcript", "final_transcript_to_first_token",
