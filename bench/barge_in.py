@@ -18,9 +18,10 @@ from typing import Any
 
 import aiohttp
 
-from bench.voice_to_voice import ROOT, SPEECH, pct
+from bench.voice_to_voice import ROOT, SPEECH
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
+from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.stack import Stack
 from voxbus_common.audio import frame_bytes
 

@@ -31,6 +31,7 @@ from bench.speech_end import FRAME_MS, last_speech_frame
 from bench.wer import word_errors
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import LLM_ALIAS, EmbeddedError, start_llama, stop_all
+from voxbus_cli.load_report import percentile as pct
 from voxbus_common.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +43,6 @@ STAGES = ("vad_stopped", "transcript", "first_llm_token", "first_audio")
 
 class SideBySideError(RuntimeError):
     """Something the user can fix; the message says how."""
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[k], 1)
 
 
 def pipecat_python() -> Path:

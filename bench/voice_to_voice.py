@@ -21,6 +21,7 @@ from bench.speech_end import last_speech_frame
 from bench.wer import word_errors
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port
+from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +29,6 @@ SPEECH = ROOT / "speech"
 STAGES = ("end_of_speech_to_final_transcript", "final_transcript_to_first_token",
           "first_token_to_first_audio_chunk", "first_audio_chunk_to_first_audio_played",
           "voice_to_voice")
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[k], 1)
 
 
 async def run_clips(stack: Stack, clips: list[dict[str, str]]) -> list[dict[str, Any]]:
