@@ -5,6 +5,7 @@ anything with a colon is a plugin, the way LiveKit Agents plugins are separate p
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from voxbus_common.config import Settings
@@ -30,4 +31,16 @@ def load_plugin(spec: str, settings: Settings) -> Any:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise PluginError(f"provider {spec!r}: {module_name} has no callable {attr!r}")
+    return factory(settings)
+
+
+def make_provider(setting: str, spec: str, builtins: Mapping[str, Callable[[Settings], Any]],
+                  settings: Settings) -> Any:
+    """A built-in provider by name or a plugin by import path; unknown names list the known."""
+    if is_plugin(spec):
+        return load_plugin(spec, settings)
+    factory = builtins.get(spec)
+    if factory is None:
+        raise ValueError(f"unknown {setting} {spec!r} "
+                         f"(known: {', '.join(builtins)}, or 'module:factory')")
     return factory(settings)

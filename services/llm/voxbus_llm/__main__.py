@@ -7,7 +7,7 @@ import logging
 
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
-from voxbus_common.plugins import is_plugin, load_plugin
+from voxbus_common.plugins import make_provider
 from voxbus_common.providers import ChatModel
 from voxbus_common.service import serve
 
@@ -15,16 +15,16 @@ log = logging.getLogger("voxbus_llm")
 ready = asyncio.Event()
 
 
-def make_model(settings: Settings) -> ChatModel:
-    if is_plugin(settings.llm_provider):
-        plugin: ChatModel = load_plugin(settings.llm_provider, settings)
-        return plugin
-    if settings.llm_provider == "openai":
-        from voxbus_llm.openai_chat import OpenAIChat
+def _openai(settings: Settings) -> ChatModel:
+    from voxbus_llm.openai_chat import OpenAIChat
 
-        return OpenAIChat(settings)
-    raise ValueError(f"unknown llm_provider {settings.llm_provider!r} "
-                     f"(known: openai, or 'module:factory')")
+    return OpenAIChat(settings)
+
+
+def make_model(settings: Settings) -> ChatModel:
+    model: ChatModel = make_provider("llm_provider", settings.llm_provider,
+                                     {"openai": _openai}, settings)
+    return model
 
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:

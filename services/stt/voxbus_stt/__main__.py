@@ -7,7 +7,7 @@ import logging
 
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
-from voxbus_common.plugins import is_plugin, load_plugin
+from voxbus_common.plugins import make_provider
 from voxbus_common.providers import SpeechToText, VoiceActivityDetector
 from voxbus_common.service import serve
 
@@ -15,32 +15,34 @@ log = logging.getLogger("voxbus_stt")
 ready = asyncio.Event()
 
 
-def make_stt(settings: Settings) -> SpeechToText:
-    if is_plugin(settings.stt_provider):
-        stt: SpeechToText = load_plugin(settings.stt_provider, settings)
-        return stt
-    if settings.stt_provider == "whisper":
-        from voxbus_stt.whisper import WhisperSpeechToText
+def _whisper(settings: Settings) -> SpeechToText:
+    from voxbus_stt.whisper import WhisperSpeechToText
 
-        return WhisperSpeechToText(settings.whisper_model_path, settings.whisper_threads)
-    raise ValueError(f"unknown stt_provider {settings.stt_provider!r} "
-                     f"(known: whisper, or 'module:factory')")
+    return WhisperSpeechToText(settings.whisper_model_path, settings.whisper_threads)
+
+
+def _silero(settings: Settings) -> VoiceActivityDetector:
+    from voxbus_stt.silero import SileroVoiceActivity
+
+    return SileroVoiceActivity(settings.bus_sample_rate)
+
+
+def _webrtc(settings: Settings) -> VoiceActivityDetector:
+    from voxbus_stt.webrtc_vad import WebRtcVoiceActivity
+
+    return WebRtcVoiceActivity(settings.bus_sample_rate)
+
+
+def make_stt(settings: Settings) -> SpeechToText:
+    stt: SpeechToText = make_provider("stt_provider", settings.stt_provider,
+                                      {"whisper": _whisper}, settings)
+    return stt
 
 
 def make_vad(settings: Settings) -> VoiceActivityDetector:
-    if is_plugin(settings.vad_provider):
-        vad: VoiceActivityDetector = load_plugin(settings.vad_provider, settings)
-        return vad
-    if settings.vad_provider == "silero":
-        from voxbus_stt.silero import SileroVoiceActivity
-
-        return SileroVoiceActivity(settings.bus_sample_rate)
-    if settings.vad_provider == "webrtc":
-        from voxbus_stt.webrtc_vad import WebRtcVoiceActivity
-
-        return WebRtcVoiceActivity(settings.bus_sample_rate)
-    raise ValueError(f"unknown vad_provider {settings.vad_provider!r} "
-                     f"(known: silero, webrtc, or 'module:factory')")
+    vad: VoiceActivityDetector = make_provider("vad_provider", settings.vad_provider,
+                                               {"silero": _silero, "webrtc": _webrtc}, settings)
+    return vad
 
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:

@@ -7,7 +7,7 @@ import logging
 
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
-from voxbus_common.plugins import is_plugin, load_plugin
+from voxbus_common.plugins import make_provider
 from voxbus_common.providers import TextToSpeech
 from voxbus_common.service import serve
 
@@ -15,16 +15,16 @@ log = logging.getLogger("voxbus_tts")
 ready = asyncio.Event()
 
 
-def make_tts(settings: Settings) -> TextToSpeech:
-    if is_plugin(settings.tts_provider):
-        plugin: TextToSpeech = load_plugin(settings.tts_provider, settings)
-        return plugin
-    if settings.tts_provider == "piper":
-        from voxbus_tts.piper_voice import PiperTextToSpeech
+def _piper(settings: Settings) -> TextToSpeech:
+    from voxbus_tts.piper_voice import PiperTextToSpeech
 
-        return PiperTextToSpeech(settings.piper_model_path)
-    raise ValueError(f"unknown tts_provider {settings.tts_provider!r} "
-                     f"(known: piper, or 'module:factory')")
+    return PiperTextToSpeech(settings.piper_model_path)
+
+
+def make_tts(settings: Settings) -> TextToSpeech:
+    tts: TextToSpeech = make_provider("tts_provider", settings.tts_provider,
+                                      {"piper": _piper}, settings)
+    return tts
 
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
