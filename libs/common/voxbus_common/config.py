@@ -96,8 +96,9 @@ class Settings(BaseSettings):
     tts_concurrency: int = 2
     tts_chunk_ms: int = 200
 
-    # memory
+    # memory and privacy
     session_ttl_s: float = 7 * 24 * 3600.0
+    redact_pii: str = "card,ssn,email,phone"  # kinds replaced before storing; "none" = off
     memory_rpc_timeout_s: float = 0.5
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
@@ -25,6 +26,21 @@ class _ContextFilter(logging.Filter):
             record.call_id = call_id_var.get()
         if not hasattr(record, "turn_id"):
             record.turn_id = turn_id_var.get()
+        return True
+
+
+class _RedactingFilter(logging.Filter):
+    """PII out of the message and the free-text extras (ids are left alone)."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.redact(record.getMessage()), None
+        for key, value in _extras(record).items():
+            if isinstance(value, str) and key not in ("call_id", "instance", "subject"):
+                setattr(record, key, self.redact(value))
         return True
 
 
@@ -75,11 +91,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
-    """Configure the root logger once per process."""
+def setup_logging(service: str, level: str = "INFO", fmt: str = "text",
+                  redact: Callable[[str], str] | None = None) -> None:
+    """Configure the root logger once per process (`redact`: applied to every line)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
     handler.addFilter(_ContextFilter())
+    if redact is not None:
+        handler.addFilter(_RedactingFilter(redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -22,6 +22,7 @@ from voxbus_common.bus import Bus
 from voxbus_common.config import Settings, get_settings
 from voxbus_common.logs import setup_logging
 from voxbus_common.metrics import serve_metrics
+from voxbus_common.redact import Redactor
 from voxbus_common.subjects import RPC_PING
 from voxbus_common.telemetry import setup_tracing
 
@@ -46,7 +47,8 @@ async def _answer_pings(bus: Bus, service: str, instance: str, ready: asyncio.Ev
 async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> None:
     """Run one service until a stop signal; `main` sets `ready` once it can serve."""
     settings = get_settings()
-    setup_logging(service, settings.log_level, settings.log_format)
+    setup_logging(service, settings.log_level, settings.log_format,
+                  Redactor.from_setting(settings.redact_pii))
     setup_tracing(service)
     instance = instance_name(service, settings)
     stop = asyncio.Event()

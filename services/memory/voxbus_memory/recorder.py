@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from nats.aio.msg import Msg
 
@@ -22,8 +23,14 @@ log = logging.getLogger(__name__)
 _ROLE_ORDER = {"user": 0, "assistant": 1}
 
 
-def apply_event(session: Session, event: CallEvent) -> bool:
-    """Pure: fold one call event into the session. Returns False if nothing changed."""
+def _keep(text: str) -> str:
+    return text
+
+
+def apply_event(session: Session, event: CallEvent,
+                redact: Callable[[str], str] = _keep) -> bool:
+    """Pure: fold one call event into the session (texts through `redact` before they are
+    stored). Returns False if nothing changed."""
     kind = event.WhichOneof("kind")
     turn_id = event.meta.turn_id
     if kind == "started":
@@ -39,11 +46,11 @@ def apply_event(session: Session, event: CallEvent) -> bool:
         session.ended_reason = event.ended.reason
         return True
     if kind == "user_turn":
-        record = TurnRecord(turn_id=turn_id, role="user", text=event.user_turn.text,
+        record = TurnRecord(turn_id=turn_id, role="user", text=redact(event.user_turn.text),
                             unix_ns=event.meta.sent_unix_ns)
     elif kind == "agent_turn":
         a = event.agent_turn
-        record = TurnRecord(turn_id=turn_id, role="assistant", text=a.heard_text,
+        record = TurnRecord(turn_id=turn_id, role="assistant", text=redact(a.heard_text),
                             interrupted=a.interrupted, unix_ns=event.meta.sent_unix_ns,
                             timings=a.timings)
     else:
@@ -69,15 +76,18 @@ def context_messages(session: Session | None, before_turn: int, limit: int) -> l
 
 
 class Recorder:
-    def __init__(self, bus: Bus, store: SessionStore) -> None:
+    def __init__(self, bus: Bus, store: SessionStore,
+                 redact: Callable[[str], str] = _keep) -> None:
         self.bus = bus
         self.store = store
+        self.redact = redact
 
     async def on_event(self, msg: Msg) -> None:
         event = decode(CallEvent, msg.data)
         call_id_var.set(validate_call_id(event.meta.call_id))
         observe_hop("call_event", event.meta.sent_unix_ns, time.time_ns())
-        await self.store.mutate(event.meta.call_id, lambda s: apply_event(s, event))
+        await self.store.mutate(event.meta.call_id,
+                                lambda s: apply_event(s, event, self.redact))
 
     async def on_context(self, msg: Msg) -> None:
         with tracer().start_as_current_span("memory.context",
