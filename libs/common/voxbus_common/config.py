@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     idle_hangup_s: float = 40.0
     idle_reprompt_text: str = "Are you still there?"
     dtmf_timeout_s: float = 1.5
+    routes_file: str = ""  # YAML routing rules answered without the LLM (docs/routing.md)
 
     # stt
     stt_provider: str = "whisper"

@@ -34,6 +34,8 @@ INTERRUPTIONS = Counter(
 STALE_DROPPED = Counter(
     "voxbus_stale_dropped_total", "Messages dropped because their turn was cancelled.",
     ["service"])
+ROUTED = Counter("voxbus_routed_turns_total", "Turns answered by a routing rule, not the LLM.",
+                 ["route"])
 ERRORS = Counter("voxbus_errors_total", "Errors by service and kind.", ["service", "kind"])
 BUS_HOP = Histogram(
     "voxbus_bus_hop_seconds", "Publish to receive time of bus messages.", ["message"],

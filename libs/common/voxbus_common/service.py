@@ -64,7 +64,8 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
     task: asyncio.Task[None] = asyncio.create_task(main(bus, settings, stop))
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done and task.exception() is not None:
+    failed = task in done and task.exception() is not None
+    if failed:
         log.error("service failed", exc_info=task.exception())
     stop.set()
     try:
@@ -75,6 +76,8 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
         pass
     await bus.close()
     log.info("stopped")
+    if failed:
+        raise SystemExit(1)  # a supervisor (Kubernetes, `voxbus run`) sees the failure
 
 
 def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

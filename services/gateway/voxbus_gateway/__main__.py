@@ -28,7 +28,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_gateway.app import Gateway
+    from voxbus_gateway.router import load_router
 
+    routes = load_router(settings.routes_file)  # a bad routes file stops the start, located
     gateway = Gateway(bus, settings, bus.name)
     runner = web.AppRunner(gateway.app(), handle_signals=False)
     await runner.setup()
@@ -41,7 +43,8 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
                                                  settings.gateway_host, settings.audiosocket_port)
     ready.set()
     scheme = "wss" if settings.tls_cert_file else "ws"
-    log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}"})
+    log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}",
+                             "routes": len(routes.routes)})
     await stop.wait()
     gateway.draining = True
     await asyncio.gather(*(c.hangup("gateway shutting down") for c in list(gateway.calls.values())),

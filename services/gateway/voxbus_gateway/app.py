@@ -226,13 +226,14 @@ class Gateway:
             done, _ = await asyncio.wait(waiters,
                                          timeout=self.settings.max_call_seconds,
                                          return_when=asyncio.FIRST_COMPLETED)
-            if pump in done:
+            if call.hangup_requested.done():  # the agent's hang-up wins a tie with the caller's
+                pump.cancel()
+                reason, code = call.hangup_requested.result(), WSCloseCode.OK
+            elif pump in done:
                 reason, code = pump.result()
             else:
                 pump.cancel()
-                reason = (call.hangup_requested.result() if call.hangup_requested.done()
-                          else "maximum call duration reached")
-                code = WSCloseCode.OK
+                reason, code = "maximum call duration reached", WSCloseCode.OK
         except ProtocolViolation as exc:
             await edge.send_event({"type": "error", "message": str(exc)})
             reason, code = str(exc), exc.code

@@ -23,6 +23,7 @@ from voxbus_gateway import echo
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
+from voxbus_gateway.router import Route, load_router
 from voxbus_gateway.turn import (
     Backchannels,
     PendingInterrupt,
@@ -54,6 +55,8 @@ class Conversation:
         self._clear_epoch = 0
         self._finalized_utterance = 0
         self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
+        self.router = load_router(self.settings.routes_file)
+        self._hangup_after: tuple[int, str] | None = None  # (turn, route) of an end_call route
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
@@ -220,7 +223,7 @@ class Conversation:
         return echo.is_echo_text(t.text, turn.agent_text or turn.player.full_text())
 
     async def _user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
-                         decode_ms: float = 0.0) -> None:
+                         decode_ms: float = 0.0, route: Route | None = None) -> None:
         turn = self.turn
         confirmed = turn is not None and turn.preemptive and (
             self._stable_text.get(turn.turn_id) == normalized(text))
@@ -243,12 +246,19 @@ class Conversation:
             return
         if self.turn is not None:
             await self._cancel_turn("caller spoke again")
-        await self._open_turn(turn_id, text, speech_end_ns)
+        route = route or self.router.match(text)
+        if route is not None:  # answered by a rule: straight to TTS, no LLM
+            metrics.ROUTED.labels(route.name).inc()
+            await self.call.emit({"type": "routed", "turn": turn_id, "route": route.name})
+            if route.action == "end_call":
+                self._hangup_after = (turn_id, route.name)
+        await self._open_turn(turn_id, text, speech_end_ns, say=route.say if route else "")
 
     async def _preempt(self, t: Transcript) -> None:
         """Start the LLM on the stable partial; the final decides whether it is kept."""
-        if not has_words(t.text) or self.backchannels.matches(t.text):
-            return
+        if (not has_words(t.text) or self.backchannels.matches(t.text)
+                or self.router.match(t.text) is not None):
+            return  # (a routed request waits for its final: the rule answers at once)
         if self.turn is not None and not self.turn.preemptive:
             return  # the agent's current turn is handled by the barge-in logic
         await self._drop_preemptive("a newer stable partial")
@@ -283,7 +293,8 @@ class Conversation:
     async def _keypad_entry(self, digits: list[str]) -> None:
         if not self.call.ending:
             text = f"(the caller pressed {' '.join(digits)} on the keypad)"
-            await self._user_turn(text, time.time_ns())
+            await self._user_turn(text, time.time_ns(),
+                                  route=self.router.match_digits("".join(digits)))
 
     # -- agent turns ------------------------------------------------------------------------
 
@@ -363,6 +374,8 @@ class Conversation:
         self.turn = None
         if turn.user_text:  # an idle re-prompt does not count as conversation
             self._last_activity = time.monotonic()
+        if self._hangup_after is not None and self._hangup_after[0] == turn.turn_id:
+            self.call.request_hangup(f"route {self._hangup_after[1]}")  # before the caller
         await self._record_agent_turn(turn, interrupted=turn.player.stalled, heard_all=True)
 
     async def _cancel_turn(self, reason: str) -> None:
