@@ -69,6 +69,13 @@ def table() -> str:
         if r:
             lines += ["", f"Barge-in reaction (onset → agent audio cleared): p50 "
                       f"{fmt(r.get('p50'))} ms, p95 {fmt(r.get('p95'))} ms."]
+    routing = newest("routing")
+    if routing:
+        r = routing["summary"]
+        lines += ["", f"Routing rule vs LLM, same {r['pairs']} clips (paired): voice-to-voice p50 "
+                  f"{fmt(r['routed_voice_to_voice_ms']['p50'])} vs "
+                  f"{fmt(r['llm_voice_to_voice_ms']['p50'])} ms; saved p50 "
+                  f"{fmt(r['saved_ms']['p50'])} ms, p95 {fmt(r['saved_ms']['p95'])} ms."]
     cap = newest("capacity")
     if cap:
         lines += ["", f"Capacity ({cap['date']} UTC, instant providers; overhead = "
