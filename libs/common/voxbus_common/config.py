@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 30.0
     llm_concurrency: int = 4
     llm_context_messages: int = 12
+    # fallback chain: a second OpenAI-compatible endpoint tried when the first fails or has not
+    # produced a token within llm_first_token_timeout_s (docs/configuration.md)
+    llm_fallback_base_url: str = ""
+    llm_fallback_model: str = ""
+    llm_fallback_api_key: str = ""
+    llm_first_token_timeout_s: float = 5.0
     system_prompt: str = (
         "You are voxbus, a friendly voice assistant on a phone call. "
         "Answer in one or two short spoken sentences. No lists, no markdown."

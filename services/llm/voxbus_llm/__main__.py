@@ -18,7 +18,16 @@ ready = asyncio.Event()
 def _openai(settings: Settings) -> ChatModel:
     from voxbus_llm.openai_chat import OpenAIChat
 
-    return OpenAIChat(settings)
+    primary = OpenAIChat(settings)
+    if not (settings.llm_fallback_base_url or settings.llm_fallback_model):
+        return primary
+    from voxbus_llm.fallback import FallbackChat
+
+    secondary = OpenAIChat(settings.model_copy(update={
+        "llm_base_url": settings.llm_fallback_base_url or settings.llm_base_url,
+        "llm_model": settings.llm_fallback_model or settings.llm_model,
+        "llm_api_key": settings.llm_fallback_api_key or settings.llm_api_key}))
+    return FallbackChat([primary, secondary], settings.llm_first_token_timeout_s)
 
 
 def make_model(settings: Settings) -> ChatModel:
