@@ -116,12 +116,8 @@ def run_all(levels: list[int], duration_s: float) -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory() as tmp:
             stack = Stack(workdir=Path(tmp), gateway_port=free_port(), env=env,
                           log_dir=Path(tmp) / "logs")
-            stack.start()
-            try:
-                stack.wait_ready()
+            with stack.running():
                 level = run_fast(run_level(stack, calls, duration_s, clips))
-            finally:
-                stack.stop()
         results.append(level)
         o = level["overhead_ms"]
         print(f"{calls:4d} calls: overhead p50 {o['p50']} / p99 {o['p99']} ms over {o['n']} "

@@ -17,13 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nats
-
 from bench.voice_to_voice import ROOT, SPEECH
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.load_report import percentile as pct
-from voxbus_cli.stack import Stack
+from voxbus_cli.stack import Stack, ping_services
 
 SAY = "Thanks for calling. We are open from noon to ten, every day."
 ROUTES = f'routes:\n  - name: everything\n    regex: "\\\\w"\n    say: "{SAY}"\n'
@@ -38,29 +36,9 @@ async def voice_to_voice(url: str, pcm: bytes) -> float | None:
 async def wait_for_gateways(nats_url: str, count: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:  # bounded readiness poll of separate processes
-        if len(await _gateway_pongs(nats_url)) >= count:
+        if (await ping_services(nats_url, wait_s=0.5)).get("gateway", 0) >= count:
             return
     raise RuntimeError("the routed gateway did not come up")
-
-
-async def _gateway_pongs(nats_url: str) -> list[str]:
-    nc = await nats.connect(nats_url)
-    try:
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
-        await nc.publish("vb.rpc.ping", b"", reply=inbox)
-        names = []
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=0.5)
-            except Exception:
-                break
-            body = json.loads(msg.data)
-            if body["service"] == "gateway" and body["ready"]:
-                names.append(body.get("instance", ""))
-        return names
-    finally:
-        await nc.close()
 
 
 def main() -> None:

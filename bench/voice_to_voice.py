@@ -23,12 +23,11 @@ from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port
 from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.stack import Stack
+from voxbus_common.metrics import STAGES as TURN_STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "speech"
-STAGES = ("end_of_speech_to_final_transcript", "final_transcript_to_first_token",
-          "first_token_to_first_audio_chunk", "first_audio_chunk_to_first_audio_played",
-          "voice_to_voice")
+STAGES = (*TURN_STAGES, "voice_to_voice")
 
 
 async def run_clips(stack: Stack, clips: list[dict[str, str]]) -> list[dict[str, Any]]:

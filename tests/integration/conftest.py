@@ -38,12 +38,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                    # longer answers leave room to talk over the agent in barge-in tests
                    "VOXBUS_SYSTEM_PROMPT": "You are a friendly phone assistant. "
                                            "Always answer in three full sentences."})
-    s.start()
     try:
-        s.wait_ready(timeout_s=240)
-        yield s
+        with s.running(timeout_s=240):
+            yield s
     finally:
-        s.stop()
         for log in sorted((workdir / "logs").glob("*.log")):
             if log.name not in ("llama.log", "nats.log"):
                 print(f"\n===== {log.name} (last lines) =====")

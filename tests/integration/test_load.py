@@ -24,13 +24,9 @@ def instant_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("instant")
     env = instant_env()
     env["PYTHONPATH"] = str(ROOT)
-    s = Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs", env=env)
-    s.start()
-    try:
-        s.wait_ready(timeout_s=180)
+    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
+               env=env).running() as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_load_generator_report(instant_stack: Stack, tmp_path: Path) -> None:

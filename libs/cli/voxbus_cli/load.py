@@ -38,6 +38,12 @@ class LoadConfig:
     ramp_s: float = 5.0  # callers join evenly over this many seconds
     token: str = ""
     turn_timeout_s: float = 30.0  # no answer within this after a clip: counted as a timeout
+    frames: list[list[bytes]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Each clip cut into padded 20 ms frames once, shared by every caller."""
+        self.frames = [[pcm[i : i + FRAME].ljust(FRAME, b"\x00")
+                        for i in range(0, len(pcm), FRAME)] for pcm in self.clips]
 
 
 @dataclass
@@ -88,7 +94,7 @@ class SyntheticCaller:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.done = asyncio.Event()
         self._clip = index % len(cfg.clips)
-        self._pos = 0  # byte offset in the current clip; -1 = waiting for the agent
+        self._pos = 0  # frame index in the current clip; -1 = waiting for the agent
         self._waiting_since = 0.0
         self._pending = 0  # utterances the gateway has not resolved yet
         self._speaking = False
@@ -96,12 +102,12 @@ class SyntheticCaller:
     def next_frame(self, now: float) -> bytes | None:
         """The frame to send this tick; None when the call should hang up."""
         if self._pos >= 0:
-            pcm = self.cfg.clips[self._clip]
-            chunk = pcm[self._pos : self._pos + FRAME]
-            self._pos += FRAME
-            if self._pos >= len(pcm):
+            frames = self.cfg.frames[self._clip]
+            frame = frames[self._pos]
+            self._pos += 1
+            if self._pos >= len(frames):
                 self._pos, self._waiting_since = -1, now
-            return chunk + b"\x00" * (FRAME - len(chunk))
+            return frame
         settled = self._pending == 0 and not self._speaking and now - self._waiting_since > 1.0
         if not settled and now - self._waiting_since > self.cfg.turn_timeout_s:
             self.stats.timeouts += 1

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from voxbus_cli.load import LoadConfig, LoadStats
-
-STAGES = ("end_of_speech_to_final_transcript", "final_transcript_to_first_token",
-          "first_token_to_first_audio_chunk", "first_audio_chunk_to_first_audio_played")
+from voxbus_common.metrics import STAGES
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -28,14 +30,14 @@ from voxbus_cli.embedded import (
 SERVICES = ("memory", "llm", "tts", "stt", "gateway")
 
 
-async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, bool]:
-    """Which services answered a ping, and whether each reported ready."""
+async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, int]:
+    """Ready replicas per service that answered a ping (0: answered, not ready yet)."""
     nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
     try:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
         await nc.publish("vb.rpc.ping", b"", reply=inbox)
-        status: dict[str, bool] = {}
+        status: dict[str, int] = {}
         deadline = time.monotonic() + wait_s
         while (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -43,7 +45,7 @@ async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, bool]:
             except (nats.errors.TimeoutError, TimeoutError):
                 break
             body = json.loads(msg.data)
-            status[body["service"]] = status.get(body["service"], False) or body["ready"]
+            status[body["service"]] = status.get(body["service"], 0) + int(body["ready"])
         return status
     finally:
         await nc.close()
@@ -115,7 +117,7 @@ class Stack:
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
-        status: dict[str, bool] = {}
+        status: dict[str, int] = {}
         while time.monotonic() < deadline:
             for name, proc in self.service_procs.items():
                 if proc.poll() is not None:
@@ -128,6 +130,16 @@ class Stack:
                 return
         missing = [s for s in SERVICES if not status.get(s)]
         raise EmbeddedError(f"services not ready after {timeout_s:.0f} s: {', '.join(missing)}")
+
+    @contextmanager
+    def running(self, timeout_s: float = 180.0) -> Iterator[Stack]:
+        """Started and ready inside the block, stopped after it (also when start fails)."""
+        self.start()
+        try:
+            self.wait_ready(timeout_s)
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Services first (they hang up calls and drain while NATS is still there), then

@@ -30,6 +30,7 @@ from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
+from voxbus_gateway.keypad import DTMF_DIGITS
 from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,13 @@ class Call:
         self.conversation.on_mark(name)
 
     async def on_dtmf(self, digit: str) -> None:
-        await self.conversation.on_dtmf(digit)
+        """Recorded and shown at once; the conversation collects presses into an entry."""
+        if len(digit) != 1 or digit not in DTMF_DIGITS:
+            log.warning("ignoring DTMF %r", digit[:8])
+            return
+        await self.control(self.conversation.turn_counter, dtmf=CallEvent.Dtmf(digit=digit))
+        await self.emit({"type": "dtmf", "digit": digit})
+        await self.conversation.on_keypad(digit)
 
     # -- messages from the services ---------------------------------------------------------
 

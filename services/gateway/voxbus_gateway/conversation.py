@@ -21,7 +21,7 @@ from voxbus_common.logs import turn_id_var
 from voxbus_common.telemetry import tracer
 from voxbus_gateway import echo
 from voxbus_gateway.idle import watch_idle
-from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
+from voxbus_gateway.keypad import KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
 from voxbus_gateway.router import Route, load_router
 from voxbus_gateway.turn import (
@@ -56,7 +56,6 @@ class Conversation:
         self._finalized_utterance = 0
         self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
         self.router = load_router(self.settings.routes_file)
-        self._hangup_after: tuple[int, str] | None = None  # (turn, route) of an end_call route
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
@@ -250,9 +249,9 @@ class Conversation:
         if route is not None:  # answered by a rule: straight to TTS, no LLM
             metrics.ROUTED.labels(route.name).inc()
             await self.call.emit({"type": "routed", "turn": turn_id, "route": route.name})
-            if route.action == "end_call":
-                self._hangup_after = (turn_id, route.name)
         await self._open_turn(turn_id, text, speech_end_ns, say=route.say if route else "")
+        if route is not None and route.action == "end_call" and self.turn is not None:
+            self.turn.hangup_after = f"route {route.name}"
 
     async def _preempt(self, t: Transcript) -> None:
         """Start the LLM on the stable partial; the final decides whether it is kept."""
@@ -281,13 +280,8 @@ class Conversation:
 
     # -- keypad -----------------------------------------------------------------------------
 
-    async def on_dtmf(self, digit: str) -> None:
-        if len(digit) != 1 or digit not in DTMF_DIGITS:
-            log.warning("ignoring DTMF %r", digit[:8])
-            return
+    async def on_keypad(self, digit: str) -> None:
         self._last_activity = time.monotonic()
-        await self.call.control(self.turn_counter, dtmf=CallEvent.Dtmf(digit=digit))
-        await self.call.emit({"type": "dtmf", "digit": digit})
         await self.keypad.add(digit)
 
     async def _keypad_entry(self, digits: list[str]) -> None:
@@ -374,8 +368,8 @@ class Conversation:
         self.turn = None
         if turn.user_text:  # an idle re-prompt does not count as conversation
             self._last_activity = time.monotonic()
-        if self._hangup_after is not None and self._hangup_after[0] == turn.turn_id:
-            self.call.request_hangup(f"route {self._hangup_after[1]}")  # before the caller
+        if turn.hangup_after:  # requested before the caller can see the turn end
+            self.call.request_hangup(turn.hangup_after)
         await self._record_agent_turn(turn, interrupted=turn.player.stalled, heard_all=True)
 
     async def _cancel_turn(self, reason: str) -> None:

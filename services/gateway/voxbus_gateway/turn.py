@@ -63,6 +63,7 @@ class Turn:
     preemptive: bool = False  # opened on a stable partial; plays only once the final agrees
     task: asyncio.Task[None] | None = None
     span: Span | None = None
+    hangup_after: str = ""  # hang up with this reason once the turn has played (end_call)
 
     def end_span(self, summary: dict[str, Any] | None) -> None:
         """Close the turn's span with its outcome (`None`: a dropped preemptive turn)."""
