@@ -72,8 +72,11 @@ def work_tts(call_id: str) -> str:
 
 RPC_MEMORY_CONTEXT = f"{PREFIX}.rpc.memory.context"
 RPC_PING = f"{PREFIX}.rpc.ping"
+RPC_MEMORY_FORGET = f"{PREFIX}.rpc.memory.forget"  # delete a caller's long-term memory
+RPC_LLM_SUMMARIZE = f"{PREFIX}.rpc.llm.summarize"  # memory asks any LLM replica for a summary
 
 SESSIONS_BUCKET = "vb_sessions"
+CALLERS_BUCKET = "vb_callers"  # long-term memory per caller (key: sha256 of the identity)
 
 
 def call_id_of(subject: str) -> str:
