@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+AGENT ?= agents/restaurant/agent.yaml  # make run AGENT=my-agent.yaml
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.voxbus-installed
 GEN := libs/common/voxbus/v1/.generated
@@ -53,7 +54,7 @@ $(PROMETHEUS):
 	else echo "prometheus is missing: 'sudo apt-get install prometheus' enables the Prometheus test"; fi
 
 run: install
-	$(VENV)/bin/voxbus run
+	$(VENV)/bin/voxbus run --agent $(AGENT)
 
 # pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
 test: install $(CHROMIUM) $(PROMETHEUS)

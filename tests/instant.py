@@ -8,12 +8,13 @@ repository root on PYTHONPATH (the capacity benchmark and `tests/integration/tes
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import numpy as np
 
 from voxbus_common.audio import float_to_pcm16
 from voxbus_common.config import Settings
-from voxbus_common.providers import ChatTurn
+from voxbus_common.providers import ChatTurn, ToolCall
 
 HEARD = "I would like to check the status of my order"
 REPLY = "Sure, I can help with that. Your order shipped yesterday."
@@ -35,7 +36,8 @@ class InstantChat:
 
     name = "instant-llm"
 
-    async def stream(self, messages: list[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatTurn],
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
         for word in REPLY.split(" "):
             yield word + " "
 

@@ -1,4 +1,5 @@
-"""`voxbus run` (what `make run` starts): comes up, takes a call, and Ctrl-C leaves no process."""
+"""`voxbus run --agent` (what `make run` starts): comes up with the example agent, greets and
+answers a call, and Ctrl-C leaves no process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from tests.integration.conftest import SPEECH, words
 from voxbus_cli.embedded import free_port
+
+AGENT = Path(__file__).resolve().parents[2] / "agents" / "restaurant" / "agent.yaml"  # make run's
 
 
 def descendants(pid: int) -> set[int]:
@@ -50,7 +53,7 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     launcher = subprocess.Popen(
         [sys.executable, "-m", "voxbus_cli", "run", "--port", str(port),
-         "--audiosocket-port", str(free_port())], env=env,
+         "--audiosocket-port", str(free_port()), "--agent", str(AGENT)], env=env,
         stdout=subprocess.PIPE, stderr=(tmp_path / "services.log").open("wb"), text=True,
         start_new_session=True)
     up = threading.Event()
@@ -74,7 +77,8 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert call.returncode == 0, call.stderr
         doc = json.loads(call.stdout)
         assert "danger trail" in words(doc["caller_text"])
-        assert doc["agent_text"]
+        assert "Trattoria Aurora" in doc["agent_text"]  # the example agent's greeting
+        assert any(t["user_text"] and t["agent_text"] for t in doc["turns"])  # and an answer
     finally:
         os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         launcher.wait(timeout=60)

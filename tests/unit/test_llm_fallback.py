@@ -2,11 +2,12 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from voxbus_common.config import Settings
-from voxbus_common.providers import ChatTurn
+from voxbus_common.providers import ChatTurn, ToolCall
 from voxbus_llm.fallback import FallbackChat
 
 ASK = [ChatTurn("user", "hi")]
@@ -20,7 +21,8 @@ class Scripted:
         self.name, self.words, self.fail_at, self.stall = name, words, fail_at, stall
         self.calls = 0
 
-    async def stream(self, messages: list[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatTurn],
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
         self.calls += 1
         if self.stall:
             await asyncio.Event().wait()  # never answers; the chain's timeout cancels it
@@ -30,7 +32,7 @@ class Scripted:
             yield word
 
 
-async def collect(chain: FallbackChat) -> list[str]:
+async def collect(chain: FallbackChat) -> list[str | ToolCall]:
     return [d async for d in chain.stream(ASK)]
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from voxbus_gateway.router import RouteError, load_router, parse_routes
+from voxbus_common.routes import RouteError, load_router, parse_routes
 
 ROUTES = {"routes": [
     {"name": "hours", "keywords": ["opening hours", "when are you open"], "digits": "1",

@@ -74,7 +74,8 @@ class CallResult:
         return [e.get("message", "") for e in self.events if e.get("type") == "error"]
 
     def summary(self) -> dict[str, Any]:
-        first = self.turns[0] if self.turns else {}
+        answers = [t for t in self.turns if t.get("user_text")]  # not the greeting
+        first = answers[0] if answers else self.turns[0] if self.turns else {}
         return {
             "call_id": self.call_id,
             "caller_text": self.caller_text,
@@ -90,17 +91,20 @@ class CallResult:
 
 async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: float = 90.0,
                      tail_silence_s: float = 1.0, token: str = "",
-                     speech_end_frame: int = -1) -> CallResult:
+                     speech_end_frame: int = -1, caller: str = "") -> CallResult:
     """Stream `pcm` (16 kHz PCM16) as a caller would, then wait for every turn to finish.
 
     `speech_end_frame`: index of the 20 ms frame where the caller's speech ends (see
-    bench/speech_end.py), for the caller-side voice-to-voice measurement."""
+    bench/speech_end.py), for the caller-side voice-to-voice measurement. `caller`: the
+    caller's identity for long-term memory (loopback gateways without media tokens)."""
     result = CallResult()
     params = {"sample_rate": str(RATE)}
     if call_id:
         params["call_id"] = call_id
     if token:
         params["token"] = token
+    if caller:
+        params["caller"] = caller
     async with aiohttp.ClientSession() as session:
         try:
             ws = await session.ws_connect(url, params=params, heartbeat=20.0)
@@ -143,8 +147,8 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
                 state["speaking"] = event["event"] == "speech_start"
                 if event["event"] == "speech_end":
                     state["speech_ends"] += 1
-            elif kind in ("turn", "turn_skipped"):
-                state["resolved"] += 1
+            elif kind == "turn_skipped" or (kind == "turn" and event.get("user_text")):
+                state["resolved"] += 1  # (a greeting or re-prompt answers no utterance)
             elif kind == "clear":  # a reply to an earlier part of the clip was cut off
                 result.first_reply_after_end = None
             elif kind == "ended":

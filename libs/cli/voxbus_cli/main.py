@@ -24,17 +24,30 @@ def run(
     port: int = typer.Option(8765, help="gateway port"),
     nats_url: str = typer.Option("", envvar="NATS_URL", help="use this NATS instead of embedded"),
     audiosocket_port: int = typer.Option(9092, help="Asterisk AudioSocket TCP port (0 = off)"),
+    agent: Path | None = typer.Option(None, "--agent", envvar="VOXBUS_AGENT_FILE",
+                                      help="agent file (YAML, docs/agents.md)"),
 ) -> None:
     """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all."""
     from voxbus_cli.embedded import EmbeddedError
     from voxbus_cli.stack import Stack
+    from voxbus_common.agent import AgentError, load_agent
     from voxbus_common.tokens import MediaTokens, new_key_spec
+
+    agent_name = "settings only (no agent file)"
+    if agent is not None:
+        try:  # every service reads the file; a bad one is reported once, here, located
+            agent_name = load_agent(str(agent)).name
+        except AgentError as exc:
+            typer.echo(f"bad agent file:\n{exc}", err=True)
+            raise typer.Exit(2) from None
 
     stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url,
                   deps_log_dir=STATE_DIR / "logs")
     keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
     stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
     stack.env["VOXBUS_AUDIOSOCKET_PORT"] = str(audiosocket_port)
+    if agent is not None:
+        stack.env["VOXBUS_AGENT_FILE"] = str(agent.resolve())
     token = MediaTokens(keys).issue(subject="local", ttl_s=12 * 3600)
     stopping = False
 
@@ -57,7 +70,7 @@ def run(
          "llm_base_url": stack.llm_base_url, "pid": os.getpid()}))
     http = f"http://127.0.0.1:{port}"
     ws = f"ws://127.0.0.1:{port}"
-    typer.echo(f"\nvoxbus is up.\n"
+    typer.echo(f"\nvoxbus is up.\n  agent:    {agent_name}\n"
                f"  browser:  {http}/?token={token}\n"
                f"  raw PCM16 WebSocket:   {stack.gateway_url}?token=<token>\n"
                f"  Twilio Media Streams:  {ws}/v1/twilio   (TwiML webhook: POST {http}"

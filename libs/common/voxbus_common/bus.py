@@ -32,7 +32,7 @@ from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId
 from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
-from voxbus_common.subjects import SESSIONS_BUCKET, StreamSpec, stream_specs
+from voxbus_common.subjects import CALLERS_BUCKET, SESSIONS_BUCKET, StreamSpec, stream_specs
 from voxbus_common.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,17 @@ class Bus:
 
             return await self.js.create_key_value(
                 KeyValueConfig(bucket=SESSIONS_BUCKET, ttl=self.settings.session_ttl_s, history=1)
+            )
+
+    async def callers_kv(self) -> KeyValue:
+        """The KV bucket of long-term memory per caller; the TTL restarts at each call."""
+        try:
+            return await self.js.key_value(CALLERS_BUCKET)
+        except Exception:
+            from nats.js.api import KeyValueConfig
+
+            return await self.js.create_key_value(
+                KeyValueConfig(bucket=CALLERS_BUCKET, ttl=self.settings.caller_ttl_s, history=1)
             )
 
     # -- publishing ---------------------------------------------------------------------------

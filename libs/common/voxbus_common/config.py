@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     log_format: str = "text"  # text | json
     metrics_port: int = 0  # Prometheus /metrics; 0 = off (Kubernetes: 9100 in every pod)
     event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
+    # the agent file (docs/agents.md): its prompt, voice, tools, routes and policies override
+    # the matching settings below in every service; "" = the settings alone
+    agent_file: str = ""
+    agent_language: str = "en"
 
     # gateway
     gateway_host: str = "127.0.0.1"
@@ -54,6 +58,7 @@ class Settings(BaseSettings):
     idle_reprompt_text: str = "Are you still there?"
     dtmf_timeout_s: float = 1.5
     routes_file: str = ""  # YAML routing rules answered without the LLM (docs/routing.md)
+    greeting: str = ""  # said when a call starts; "" = the caller speaks first
 
     # stt
     stt_provider: str = "whisper"
@@ -107,9 +112,25 @@ class Settings(BaseSettings):
     session_ttl_s: float = 7 * 24 * 3600.0
     redact_pii: str = "card,ssn,email,phone"  # kinds replaced before storing; "none" = off
     memory_rpc_timeout_s: float = 0.5
+    # summarize a call once its unsummarized turns exceed this many tokens (~chars/4 or
+    # words*1.3, the larger); 0 = never. The newest memory_keep_recent messages stay verbatim.
+    memory_summarize_tokens: int = 600
+    memory_keep_recent: int = 6
+    memory_summary_max_words: int = 60
+    llm_summarize_timeout_s: float = 20.0
+    caller_memory: bool = True  # long-term memory per caller identity (docs/memory.md)
+    caller_ttl_s: float = 90 * 24 * 3600.0  # kept this long after the caller's last call
+    caller_notes_max: int = 5  # earlier calls remembered per caller (oldest dropped)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Process-wide settings, read once."""
-    return Settings()
+    """Process-wide settings, read once, with the agent file's choices on top.
+
+    Raises voxbus_common.agent.AgentError (a located message) for a bad agent file."""
+    settings = Settings()
+    if not settings.agent_file:
+        return settings
+    from voxbus_common.agent import load_agent
+
+    return load_agent(settings.agent_file).overlay(settings)

@@ -50,6 +50,11 @@ LLM_FIRST_TOKEN = Histogram(
 TTS_FIRST_BYTE = Histogram(
     "voxbus_tts_time_to_first_byte_seconds", "TTS request published to first audio chunk.",
     buckets=LATENCY)
+TOOL_CALLS = Counter(
+    "voxbus_tool_calls_total", "Tool calls the model made, by tool and outcome.",
+    ["tool", "outcome"])
+TOOL_SECONDS = Histogram(
+    "voxbus_tool_seconds", "Time a tool took to answer the model.", ["tool"], buckets=LATENCY)
 WORK_IN_FLIGHT = Gauge(
     "voxbus_work_in_flight", "Work items being processed by this replica.", ["queue"])
 QUEUE_DEPTH = Gauge(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class VoiceActivityDetector(Protocol):
@@ -35,18 +35,31 @@ class SpeechToText(Protocol):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """The model asks for a tool: `arguments` is the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatTurn:
-    role: str
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant turns that asked for tools
+    tool_call_id: str = ""  # tool turns: which call this result answers
 
 
 class ChatModel(Protocol):
-    """Streaming chat completion."""
+    """Streaming chat completion with optional OpenAI-style function calling."""
 
     name: str
 
-    def stream(self, messages: list[ChatTurn]) -> AsyncIterator[str]:
-        """Yield text deltas as they are generated."""
+    def stream(self, messages: list[ChatTurn],
+               tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
+        """Yield text deltas as they are generated, then any tool calls the model made
+        (complete, after the text). `tools` are OpenAI tool definitions."""
         ...
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -100,6 +101,13 @@ def serve(service: str, main: ServiceMain, ready: asyncio.Event | None = None) -
     async def runner() -> None:
         await run_service(service, main, ready or asyncio.Event())
 
-    factory = event_loop_factory(get_settings().event_loop)
+    from voxbus_common.agent import AgentError
+
+    try:
+        settings = get_settings()
+    except AgentError as exc:  # located message, no traceback: the file needs fixing
+        print(f"voxbus {service}: bad agent file\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    factory = event_loop_factory(settings.event_loop)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as loop:
         loop.run(runner())

@@ -7,6 +7,7 @@ stale, wherever it arrives. Monotonic ids make this race-free without locks or a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 
@@ -27,6 +28,7 @@ class StaleTurns:
     def __init__(self, max_calls: int = 20000) -> None:
         self._cancelled: OrderedDict[str, int] = OrderedDict()
         self._max_calls = max_calls
+        self._waiters: dict[str, set[asyncio.Event]] = {}
 
     def observe(self, event: CallEvent) -> None:
         """Feed every CallEvent of the control subjects."""
@@ -42,6 +44,22 @@ class StaleTurns:
         self._cancelled.move_to_end(call_id)
         while len(self._cancelled) > self._max_calls:
             self._cancelled.popitem(last=False)
+        for waiter in self._waiters.get(call_id, ()):
+            waiter.set()
+
+    async def until_stale(self, call_id: str, turn_id: int) -> None:
+        """Return once the turn is cancelled (for work that must stop at once: tools)."""
+        waiter = asyncio.Event()
+        self._waiters.setdefault(call_id, set()).add(waiter)
+        try:
+            while not self.is_stale(call_id, turn_id):
+                await waiter.wait()
+                waiter.clear()
+        finally:
+            waiters = self._waiters.get(call_id, set())
+            waiters.discard(waiter)
+            if not waiters:
+                self._waiters.pop(call_id, None)
 
     def is_stale(self, call_id: str, turn_id: int) -> bool:
         return turn_id <= self._cancelled.get(call_id, 0)

@@ -27,8 +27,8 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    from voxbus_common.routes import load_router
     from voxbus_gateway.app import Gateway
-    from voxbus_gateway.router import load_router
 
     routes = load_router(settings.routes_file)  # a bad routes file stops the start, located
     gateway = Gateway(bus, settings, bus.name)

@@ -103,14 +103,15 @@ class Gateway:
     async def browser_page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
-    def _check_media_token(self, request: web.Request, call_id: str) -> str:
+    def _check_media_token(self, request: web.Request, call_id: str) -> tuple[str, str]:
         """Refuse unauthenticated media before any audio is processed; returns the call id
-        (a token may bind one)."""
+        (a token may bind one) and the caller's identity: the token's subject, or (loopback
+        without tokens, for development) the `caller` query parameter."""
         if not self.tokens.enabled:
             if not is_loopback(request):
                 raise web.HTTPUnauthorized(text="media tokens are not configured "
                                                 "(VOXBUS_MEDIA_TOKEN_KEYS): loopback callers only")
-            return call_id
+            return call_id, request.query.get("caller", "")[:128]
         token = request.query.get("token", "")
         auth = request.headers.get("Authorization", "")
         if not token and auth.lower().startswith("bearer "):
@@ -119,10 +120,10 @@ class Gateway:
             claims = self.tokens.verify(token, call_id)
         except InvalidToken as exc:
             raise web.HTTPUnauthorized(text=str(exc)) from None
-        return call_id or claims.call_id
+        return call_id or claims.call_id, claims.subject
 
     async def pcm_call(self, request: web.Request) -> web.StreamResponse:
-        raw_id = self._check_media_token(request, request.query.get("call_id", ""))
+        raw_id, caller = self._check_media_token(request, request.query.get("call_id", ""))
         try:
             call_id = validate_call_id(raw_id or new_call_id())
         except InvalidCallId as exc:
@@ -139,6 +140,7 @@ class Gateway:
         edge = PcmWebSocketEdge(ws, call_id, rate, self.settings.bus_sample_rate,
                                 marks=browser or request.query.get("marks") == "1",
                                 name="browser" if browser else "pcm-ws")
+        edge.caller = caller
         await self.serve_edge(edge)
         return ws
 
@@ -181,8 +183,10 @@ class Gateway:
         await self._check_twilio(request, ws=False)
         stream_url = self._public_url(request, ws=True).split("?")[0].replace(
             "/v1/twilio/voice", "/v1/twilio")
+        caller = str((await request.post()).get("From", ""))[:64]  # the caller's number
+        param = f"<Parameter name=\"caller\" value={quoteattr(caller)}/>" if caller else ""
         twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
-                 f"<Stream url={quoteattr(stream_url)}/></Connect></Response>")
+                 f"<Stream url={quoteattr(stream_url)}>{param}</Stream></Connect></Response>")
         return web.Response(text=twiml, content_type="text/xml")
 
     # -- common -------------------------------------------------------------------------------

@@ -26,11 +26,12 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ERRORS, observe_hop
+from voxbus_common.redact import Redactor
 from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
-from voxbus_gateway.keypad import DTMF_DIGITS
+from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,15 @@ class Call:
         self.call_id = call_id
         self.edge = edge
         self.gateway_id = gateway_id
+        self.caller = str(getattr(edge, "caller", ""))  # "" = anonymous (no long-term memory)
+        self.redact = Redactor.from_setting(settings.redact_pii)
         self.rate = settings.bus_sample_rate
         self.clock = AudioClock()
         self._framer = Framer(frame_bytes(self.rate))
         self._audio_subject = subjects.audio_in(call_id)
         self._sub: Subscription | None = None
         self.conversation = Conversation(self)
+        self.keypad = KeypadCollector(settings.dtmf_timeout_s, self._keypad_entry)
         self.ending = False
         self.stream_closed = asyncio.Event()
         self.ended = asyncio.Event()
@@ -67,20 +71,31 @@ class Call:
         with trace.use_span(self.span, end_on_exit=False):
             self._sub = await self.bus.subscribe(subjects.call_out_all(self.call_id),
                                                  self.on_bus)
-            await self.control(0, started=CallEvent.Started(sample_rate=self.rate,
-                                                             edge=self.edge.name))
+            await self.control(0, started=CallEvent.Started(
+                sample_rate=self.rate, edge=self.edge.name, caller=self.caller))
             announce = CallAnnounce(meta=self.bus.meta(self.call_id, 0, subjects.WORK_CALLS),
                                     sample_rate=self.rate, edge=self.edge.name,
                                     gateway_id=self.gateway_id)
             await self.bus.publish_acked(subjects.WORK_CALLS, announce,
                                          msg_id=f"announce-{self.call_id}")
             self.conversation.start()
+            await self.conversation.greet()
         log.info("call started", extra={"edge": self.edge.name})
 
     def request_hangup(self, reason: str) -> None:
-        """The agent side ends the call (idle timeout, end_call tool, control API)."""
+        """The agent side ends the call (idle timeout, end_call tool or route, transfer)."""
         if not self.hangup_requested.done():
             self.hangup_requested.set_result(reason)
+
+    async def transfer(self, turn_id: int, target: str) -> None:
+        """Hand the caller to `target` (transfer_call tool): recorded on the bus, offered to
+        the edge (a carrier adapter redirects the call; the PCM/browser client gets a
+        `transfer` event), then this leg of the call ends."""
+        await self.control(turn_id, transfer=CallEvent.Transfer(target=target,
+                                                                reason="transfer_call"))
+        await self.emit({"type": "transfer", "target": target})
+        log.info("call transferred", extra={"target": self.redact(target)})
+        self.request_hangup(f"transferred to {target}")
 
     async def hangup(self, reason: str, flush_timeout_s: float = 15.0) -> None:
         """End the call: flush what the caller said, record it, then publish Ended."""
@@ -91,6 +106,7 @@ class Call:
         tail = self._framer.flush()
         if tail:
             await self._publish_frame(tail)
+        self.keypad.cancel()
         await self.conversation.stop()
         turn_id = self.conversation.turn_counter
         await self.control(turn_id, ending=CallEvent.Ending(
@@ -143,7 +159,15 @@ class Call:
             return
         await self.control(self.conversation.turn_counter, dtmf=CallEvent.Dtmf(digit=digit))
         await self.emit({"type": "dtmf", "digit": digit})
-        await self.conversation.on_keypad(digit)
+        self.conversation.touch()
+        await self.keypad.add(digit)
+
+    async def _keypad_entry(self, digits: list[str]) -> None:
+        """A keypad entry is a user turn; a route may answer its digits."""
+        if not self.ending:
+            text = f"(the caller pressed {' '.join(digits)} on the keypad)"
+            await self.conversation.user_turn(
+                text, time.time_ns(), route=self.conversation.router.match_digits("".join(digits)))
 
     # -- messages from the services ---------------------------------------------------------
 
@@ -195,8 +219,15 @@ class Call:
             msg_id=f"{self.call_id}-llm-{turn_id}")
 
     async def control(self, turn_id: int, **kind: Any) -> None:
+        """Publish a call event; conversation text is redacted first (the event stream is
+        stored in JetStream and read by every service: docs/privacy.md)."""
         subject = subjects.control(self.call_id)
         event = CallEvent(meta=self.bus.meta(self.call_id, turn_id, subject), **kind)
+        if event.HasField("user_turn"):
+            event.user_turn.text = self.redact(event.user_turn.text)
+        elif event.HasField("agent_turn"):
+            event.agent_turn.heard_text = self.redact(event.agent_turn.heard_text)
+            event.agent_turn.full_text = self.redact(event.agent_turn.full_text)
         await self.bus.publish_acked(subject, event)
 
     async def emit(self, event: dict[str, Any]) -> None:

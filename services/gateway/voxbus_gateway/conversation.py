@@ -1,6 +1,7 @@
 """The turn state machine of one call: turns, preemptive generation on stable partials,
-barge-in (pause, then resume or interrupt), echo and backchannel rejection. DTMF and idle
-handling come from keypad.py and idle.py. The policy and its knobs: docs/conversation.md."""
+barge-in (pause, then resume or interrupt), echo and backchannel rejection, the greeting and
+the tools' actions. Keypad entries come from call.py, idle handling from idle.py. The policy
+and its knobs: docs/conversation.md."""
 
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ from voxbus.v1.llm_pb2 import TokenDelta
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import metrics
 from voxbus_common.logs import turn_id_var
+from voxbus_common.routes import Route, load_router
 from voxbus_common.telemetry import tracer
 from voxbus_gateway import echo
 from voxbus_gateway.idle import watch_idle
-from voxbus_gateway.keypad import KeypadCollector
 from voxbus_gateway.playout import TurnPlayer
-from voxbus_gateway.router import Route, load_router
 from voxbus_gateway.turn import (
     Backchannels,
     PendingInterrupt,
@@ -48,7 +48,6 @@ class Conversation:
         self.interrupt: PendingInterrupt | None = None
         self.backchannels = Backchannels(self.settings.backchannels)
         self._stable_text: dict[int, str] = {}
-        self.keypad = KeypadCollector(self.settings.dtmf_timeout_s, self._keypad_entry)
         self._idle_task: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
         self._caller_speaking = False
@@ -60,15 +59,21 @@ class Conversation:
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
             reprompt_s=self.settings.idle_reprompt_s, hangup_s=self.settings.idle_hangup_s,
-            busy=self._busy, last_activity=lambda: self._last_activity, touch=self._touch,
+            busy=self._busy, last_activity=lambda: self._last_activity, touch=self.touch,
             reprompt=self._reprompt, hangup=lambda: self.call.request_hangup("idle timeout"),
             ended=lambda: self.call.ending))
+
+    async def greet(self) -> None:
+        """The agent speaks first when the agent file has a greeting."""
+        if self.settings.greeting and self.turn is None:
+            self.turn_counter += 1
+            await self._open_turn(self.turn_counter, "", 0, say=self.settings.greeting)
 
     def _busy(self) -> bool:
         agent_talking = self.turn is not None and bool(self.turn.user_text)
         return agent_talking or self._caller_speaking or self.interrupt is not None
 
-    def _touch(self) -> None:
+    def touch(self) -> None:
         self._last_activity = time.monotonic()
 
     async def _reprompt(self) -> None:
@@ -78,7 +83,6 @@ class Conversation:
                                   say=self.settings.idle_reprompt_text)
 
     async def stop(self) -> None:
-        self.keypad.cancel()
         if self._idle_task is not None:
             self._idle_task.cancel()
         if self.interrupt is not None and self.interrupt.timer is not None:
@@ -205,7 +209,7 @@ class Conversation:
             await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
                                   "reason": "no words recognised"})
             return
-        await self._user_turn(text, self.call.clock.wall_at(t.speech_end_ms), t.utterance_id,
+        await self.user_turn(text, self.call.clock.wall_at(t.speech_end_ms), t.utterance_id,
                               t.decode_ms)
 
     def _is_echo(self, t: Transcript) -> bool:
@@ -221,7 +225,7 @@ class Conversation:
             return False
         return echo.is_echo_text(t.text, turn.agent_text or turn.player.full_text())
 
-    async def _user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
+    async def user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
                          decode_ms: float = 0.0, route: Route | None = None) -> None:
         turn = self.turn
         confirmed = turn is not None and turn.preemptive and (
@@ -278,18 +282,6 @@ class Conversation:
         await self.call.control(turn.turn_id, cancel_turn=CallEvent.CancelTurn(reason=why))
         log.info("preemptive turn dropped", extra={"reason": why, "turn": turn.turn_id})
 
-    # -- keypad -----------------------------------------------------------------------------
-
-    async def on_keypad(self, digit: str) -> None:
-        self._last_activity = time.monotonic()
-        await self.keypad.add(digit)
-
-    async def _keypad_entry(self, digits: list[str]) -> None:
-        if not self.call.ending:
-            text = f"(the caller pressed {' '.join(digits)} on the keypad)"
-            await self._user_turn(text, time.time_ns(),
-                                  route=self.router.match_digits("".join(digits)))
-
     # -- agent turns ------------------------------------------------------------------------
 
     async def _open_turn(self, turn_id: int, text: str, speech_end_ns: int,
@@ -336,6 +328,10 @@ class Conversation:
             if delta.error:
                 await self.call.emit({"type": "error", "turn": turn.turn_id,
                                       "message": f"the language model failed: {delta.error}"})
+            turn.take_action(delta.action, delta.action_target)
+            if delta.tools_called:
+                await self.call.emit({"type": "tools", "turn": turn.turn_id,
+                                      "tools": list(delta.tools_called)})
             turn.player.set_clause_count(delta.clause_count)
 
     def on_audio(self, chunk: AudioChunk) -> None:
@@ -370,6 +366,8 @@ class Conversation:
             self._last_activity = time.monotonic()
         if turn.hangup_after:  # requested before the caller can see the turn end
             self.call.request_hangup(turn.hangup_after)
+        elif turn.transfer_to:
+            await self.call.transfer(turn.turn_id, turn.transfer_to)
         await self._record_agent_turn(turn, interrupted=turn.player.stalled, heard_all=True)
 
     async def _cancel_turn(self, reason: str) -> None:

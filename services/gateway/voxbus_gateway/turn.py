@@ -64,6 +64,15 @@ class Turn:
     task: asyncio.Task[None] | None = None
     span: Span | None = None
     hangup_after: str = ""  # hang up with this reason once the turn has played (end_call)
+    transfer_to: str = ""  # transfer the caller here once the turn has played
+
+    def take_action(self, action: str, target: str) -> None:
+        """A tool's action (end_call, transfer_call): carried out after the reply played; a
+        turn the caller interrupts never gets there (they were not done)."""
+        if action == "end_call":
+            self.hangup_after = "the agent ended the call"
+        elif action == "transfer_call" and target:
+            self.transfer_to = target
 
     def end_span(self, summary: dict[str, Any] | None) -> None:
         """Close the turn's span with its outcome (`None`: a dropped preemptive turn)."""

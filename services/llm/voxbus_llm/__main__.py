@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
+from voxbus_common.agent import Agent, load_agent
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.plugins import make_provider
 from voxbus_common.providers import ChatModel
 from voxbus_common.service import serve
+
+if TYPE_CHECKING:
+    from voxbus_llm.tools import ToolBox
 
 log = logging.getLogger("voxbus_llm")
 ready = asyncio.Event()
@@ -36,13 +41,33 @@ def make_model(settings: Settings) -> ChatModel:
     return model
 
 
+async def make_tools(settings: Settings) -> tuple[Agent | None, ToolBox]:
+    """The agent's tools; its knowledge folder is indexed once, at start."""
+    from voxbus_llm.tools import ToolBox
+
+    if not settings.agent_file:
+        return None, ToolBox(None)
+    agent = load_agent(settings.agent_file)
+    folder = agent.knowledge_dir()
+    knowledge = None
+    if folder is not None and agent.tools.lookup:
+        from voxbus_llm.knowledge import KnowledgeBase
+
+        knowledge = await asyncio.get_running_loop().run_in_executor(
+            None, KnowledgeBase.from_folder, folder)
+        log.info("knowledge indexed", extra={"folder": str(folder), "passages": len(knowledge)})
+    return agent, ToolBox(agent, knowledge)
+
+
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_llm.worker import LlmWorker
 
     model = make_model(settings)
-    worker = LlmWorker(bus, settings, model)
+    agent, tools = await make_tools(settings)
+    worker = LlmWorker(bus, settings, model, tools, agent)
     ready.set()
-    log.info("ready", extra={"model": model.name, "base_url": settings.llm_base_url or "openai"})
+    log.info("ready", extra={"model": model.name, "base_url": settings.llm_base_url or "openai",
+                             "tools": ",".join(sorted(tools.names)) or "-"})
     await worker.run(stop)
 
 

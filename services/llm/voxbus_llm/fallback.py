@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from voxbus_common.metrics import ERRORS
-from voxbus_common.providers import ChatModel, ChatTurn
+from voxbus_common.providers import ChatModel, ChatTurn, ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,11 @@ class FallbackChat:
         self.name = models[0].name
         self.first_token_timeout_s = first_token_timeout_s
 
-    async def stream(self, messages: list[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatTurn],
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
         failure: BaseException | None = None
         for index, model in enumerate(self.models):
-            deltas = model.stream(messages)
+            deltas = model.stream(messages, tools)
             try:
                 first = await asyncio.wait_for(anext(deltas), self.first_token_timeout_s)
             except StopAsyncIteration:

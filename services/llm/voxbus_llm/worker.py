@@ -16,23 +16,29 @@ from opentelemetry import trace
 
 from voxbus.v1.llm_pb2 import ContextReply, ContextRequest, LlmRequest, TokenDelta, TtsRequest
 from voxbus_common import subjects
+from voxbus_common.agent import Agent, Filler
 from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
-from voxbus_common.metrics import ERRORS, LLM_FIRST_TOKEN, STALE_DROPPED, observe_hop
+from voxbus_common.metrics import ERRORS, STALE_DROPPED, observe_hop
 from voxbus_common.providers import ChatModel, ChatTurn
 from voxbus_common.telemetry import inject_headers, tracer
 from voxbus_common.turns import StaleTurns
-from voxbus_llm.clauses import ClauseSplitter
+from voxbus_llm.generation import TurnCancelled, TurnGeneration
+from voxbus_llm.tools import ToolBox
 
 log = logging.getLogger(__name__)
 
 
 class LlmWorker:
-    def __init__(self, bus: Bus, settings: Settings, model: ChatModel) -> None:
+    def __init__(self, bus: Bus, settings: Settings, model: ChatModel,
+                 tools: ToolBox | None = None, agent: Agent | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.model = model
+        self.tools = tools or ToolBox(None)
+        self.max_steps = agent.tools.max_steps if agent else 3
+        self.filler = agent.tools.filler if agent else Filler()
         self.stale = StaleTurns()
 
     async def history(self, call_id: str, turn_id: int) -> list[ChatTurn]:
@@ -77,46 +83,42 @@ class LlmWorker:
     async def _generate(self, req: LlmRequest, messages: list[ChatTurn]) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id
         out_subject = subjects.llm_out(call_id)
-        splitter = ClauseSplitter()
-        parts: list[str] = []
-        clauses = 0
-        first_token_ms = 0.0
+
+        async def send_text(text: str) -> None:
+            await self.bus.publish(out_subject, TokenDelta(
+                meta=self.bus.meta(call_id, turn_id, out_subject), text=text), traced=False)
+
+        async def speak(clause: str, index: int) -> None:
+            await self._speak(req, clause, index)
+
+        gen = TurnGeneration(call_id=call_id, turn_id=turn_id, model=self.model,
+                             tools=self.tools, stale=self.stale, speak=speak,
+                             send_text=send_text, max_steps=self.max_steps, filler=self.filler)
         error = ""
-        started = time.perf_counter()
         try:
-            async for delta in self.model.stream(messages):
-                if self.stale.is_stale(call_id, turn_id):
-                    log.info("turn cancelled during generation")
-                    return
-                if not parts:
-                    first_token_ms = (time.perf_counter() - started) * 1000.0
-                    LLM_FIRST_TOKEN.observe(first_token_ms / 1000)
-                parts.append(delta)
-                await self.bus.publish(out_subject, TokenDelta(
-                    meta=self.bus.meta(call_id, turn_id, out_subject), text=delta), traced=False)
-                for clause in splitter.push(delta):
-                    await self._speak(req, clause, clauses)
-                    clauses += 1
+            await gen.run(messages)
+        except TurnCancelled:
+            log.info("turn cancelled during generation")
+            return
         except Exception as exc:  # the gateway must always learn that the turn ended
             error = f"{type(exc).__name__}: {exc}"
             ERRORS.labels("llm", "generation_failed").inc()
             log.error("generation failed: %s", error)
         if self.stale.is_stale(call_id, turn_id):
             return
-        for clause in splitter.flush():
-            await self._speak(req, clause, clauses)
-            clauses += 1
-        full_text = "".join(parts).strip()
         span = trace.get_current_span()
-        span.set_attribute("gen_ai.usage.output_tokens", len(parts))  # streamed deltas
-        span.set_attribute("voxbus.time_to_first_token_ms", round(first_token_ms, 1))
-        span.set_attribute("voxbus.clauses", clauses)
+        span.set_attribute("gen_ai.usage.output_tokens", len(gen.parts))  # streamed deltas
+        span.set_attribute("voxbus.time_to_first_token_ms", round(gen.first_token_ms, 1))
+        span.set_attribute("voxbus.clauses", gen.clauses)
         await self.bus.publish(out_subject, TokenDelta(
-            meta=self.bus.meta(call_id, turn_id, out_subject), done=True, full_text=full_text,
-            clause_count=clauses, error=error, first_token_ms=first_token_ms))
-        total_ms = round((time.perf_counter() - started) * 1000)
-        log.info("turn generated", extra={"clauses": clauses, "total_ms": total_ms,
-                                          "first_token_ms": round(first_token_ms)})
+            meta=self.bus.meta(call_id, turn_id, out_subject), done=True,
+            full_text=gen.full_text, clause_count=gen.clauses, error=error,
+            first_token_ms=gen.first_token_ms, action=gen.action,
+            action_target=gen.action_target, tools_called=gen.tools_called))
+        total_ms = round((time.perf_counter() - gen.started) * 1000)
+        log.info("turn generated", extra={"clauses": gen.clauses, "total_ms": total_ms,
+                                          "first_token_ms": round(gen.first_token_ms),
+                                          "tools": ",".join(gen.tools_called) or "-"})
 
     async def _speak(self, req: LlmRequest, clause: str, index: int) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id

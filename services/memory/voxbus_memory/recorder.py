@@ -1,4 +1,5 @@
-"""Applies the gateway's call events to the stored session, and answers context requests."""
+"""Applies the gateway's call events to the stored session, and answers context requests
+(this call's summary and the turns after it, plus the caller's long-term memory)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ from collections.abc import Callable
 from nats.aio.msg import Msg
 
 from voxbus.v1.call_pb2 import CallEvent
-from voxbus.v1.llm_pb2 import ChatMessage, ContextReply, ContextRequest
+from voxbus.v1.llm_pb2 import ContextReply, ContextRequest
 from voxbus.v1.memory_pb2 import Session, TurnRecord
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import observe_hop
 from voxbus_common.telemetry import extract_context, tracer
+from voxbus_memory.callers import BadCallerIdentity, normalize_caller
+from voxbus_memory.compaction import Compactor
+from voxbus_memory.longterm import LongTermMemory
 from voxbus_memory.store import SessionStore
+from voxbus_memory.summary import context_messages
+
+__all__ = ["Recorder", "apply_event", "context_messages"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,10 @@ def apply_event(session: Session, event: CallEvent,
             return False
         session.started_unix_ns = event.meta.sent_unix_ns
         session.edge = event.started.edge
+        try:
+            session.caller = normalize_caller(event.started.caller)
+        except BadCallerIdentity as exc:
+            log.warning("caller identity ignored: %s", exc)
         return True
     if kind == "ended":
         if session.ended_unix_ns:
@@ -63,31 +74,30 @@ def apply_event(session: Session, event: CallEvent,
     return True
 
 
-def context_messages(session: Session | None, before_turn: int, limit: int) -> list[ChatMessage]:
-    """The conversation before `before_turn`, oldest first, at most `limit` messages."""
-    if session is None:
-        return []
-    messages = [
-        ChatMessage(role=t.role, content=t.text, interrupted=t.interrupted)
-        for t in session.turns
-        if t.turn_id < before_turn and t.text
-    ]
-    return messages[-limit:] if limit > 0 else messages
-
-
 class Recorder:
+    """The memory service's bus handlers: call events in, context replies out."""
+
     def __init__(self, bus: Bus, store: SessionStore,
-                 redact: Callable[[str], str] = _keep) -> None:
+                 redact: Callable[[str], str] = _keep,
+                 compactor: Compactor | None = None,
+                 longterm: LongTermMemory | None = None) -> None:
         self.bus = bus
         self.store = store
         self.redact = redact
+        self.compactor = compactor
+        self.longterm = longterm
 
     async def on_event(self, msg: Msg) -> None:
         event = decode(CallEvent, msg.data)
         call_id_var.set(validate_call_id(event.meta.call_id))
         observe_hop("call_event", event.meta.sent_unix_ns, time.time_ns())
-        await self.store.mutate(event.meta.call_id,
-                                lambda s: apply_event(s, event, self.redact))
+        session = await self.store.mutate(event.meta.call_id,
+                                          lambda s: apply_event(s, event, self.redact))
+        kind = event.WhichOneof("kind")
+        if kind in ("user_turn", "agent_turn") and self.compactor is not None:
+            self.compactor.maybe_schedule(session)  # never awaited: the turn goes on
+        elif kind == "ended" and self.longterm is not None:
+            await self.longterm.on_call_ended(session)  # also on redelivery: idempotent
 
     async def on_context(self, msg: Msg) -> None:
         with tracer().start_as_current_span("memory.context",
@@ -103,6 +113,10 @@ class Recorder:
             session = await self.store.get(req.meta.call_id)
             reply.messages.extend(context_messages(session, req.meta.turn_id,
                                                    req.max_messages or 12))
+            if session is not None:
+                reply.summary = session.summary
+                if self.longterm is not None:
+                    reply.caller_memory = await self.longterm.context_text(session)
         except (BadMessage, InvalidCallId) as exc:
             reply.error = str(exc)
         except Exception as exc:

@@ -1,59 +1,88 @@
-"""Session store over JetStream KV with revision-checked (compare-and-set) updates.
+"""Protobuf records over JetStream KV with revision-checked (compare-and-set) updates.
 
-Several memory replicas may write the same call; an update that lost the race re-reads
-and re-applies, so no turn record is lost or duplicated.
+Several memory replicas (and background summaries within one) may write the same key; an
+update that lost the race re-reads and re-applies, so no turn record or note is lost or
+duplicated.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
+from google.protobuf.message import Message
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from voxbus.v1.memory_pb2 import Session
+from voxbus.v1.memory_pb2 import CallerMemory, Session
 from voxbus_common.bus import decode
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=Message)
 
-class SessionStore:
-    def __init__(self, kv: KeyValue) -> None:
+
+class ProtoStore(Generic[M]):
+    """One protobuf message per key; `new(key)` is the value of a key never written."""
+
+    def __init__(self, kv: KeyValue, msg_type: type[M], new: Callable[[str], M]) -> None:
         self.kv = kv
+        self.msg_type = msg_type
+        self.new = new
 
-    async def get(self, call_id: str) -> Session | None:
+    async def get(self, key: str) -> M | None:
         try:
-            entry = await self.kv.get(call_id)
+            entry = await self.kv.get(key)
         except KeyNotFoundError:
             return None
         if entry.value is None:
             return None
-        return decode(Session, entry.value)
+        return decode(self.msg_type, entry.value)
 
-    async def mutate(self, call_id: str, change: Callable[[Session], bool],
-                     attempts: int = 20) -> Session:
+    async def purge(self, key: str) -> bool:
+        """Remove the key and its history; False if it did not exist."""
+        if await self.get(key) is None:
+            return False
+        await self.kv.purge(key)
+        return True
+
+    async def mutate(self, key: str, change: Callable[[M], bool], attempts: int = 20) -> M:
         """Apply `change` (returns False for "nothing to do") with optimistic concurrency."""
         for _ in range(attempts):
             try:
-                entry = await self.kv.get(call_id)
-                session = decode(Session, entry.value or b"")
+                entry = await self.kv.get(key)
+                value = decode(self.msg_type, entry.value or b"")
                 revision: int | None = entry.revision
             except KeyNotFoundError:
-                session = Session(call_id=call_id)
+                value = self.new(key)
                 revision = None
-            if not change(session):
-                return session
-            data = session.SerializeToString()
+            if not change(value):
+                return value
+            data = value.SerializeToString()
             try:
                 if revision is None:
-                    await self.kv.create(call_id, data)
+                    await self.kv.create(key, data)
                 else:
-                    await self.kv.update(call_id, data, last=revision)
-                return session
+                    await self.kv.update(key, data, last=revision)
+                return value
             except (KeyWrongLastSequenceError, Exception) as exc:
                 if "wrong last sequence" not in str(exc).lower() and not isinstance(
                         exc, KeyWrongLastSequenceError):
                     raise
-                log.debug("session update raced; retrying", extra={"call_id": call_id})
-        raise RuntimeError(f"could not update session {call_id} after {attempts} attempts")
+                log.debug("kv update raced; retrying", extra={"key": key})
+        raise RuntimeError(f"could not update {key} after {attempts} attempts")
+
+
+class SessionStore(ProtoStore[Session]):
+    """Each call's session, keyed by call id."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        super().__init__(kv, Session, lambda call_id: Session(call_id=call_id))
+
+
+class CallerStore(ProtoStore[CallerMemory]):
+    """Long-term memory per caller, keyed by callers.caller_key(identity)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        super().__init__(kv, CallerMemory, lambda key: CallerMemory())

@@ -37,6 +37,7 @@ class WsEdge:
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
+        self.caller = ""  # identity for long-term memory, when the protocol tells it
         self.errors = 0
         self.socket_error = ""
 

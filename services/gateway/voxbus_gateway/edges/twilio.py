@@ -98,6 +98,7 @@ class TwilioEdge(WsEdge):
             self.stream_sid = str(doc.get(self.stream_key) or start.get(self.stream_key) or "")
             custom = start.get(self.key("customParameters"))
             self.custom = custom if isinstance(custom, dict) else {}
+            self.caller = str(self.custom.get("caller") or self.custom.get("from") or "")[:64]
             try:
                 self.codec = self.media_format(start)
             except (UnsupportedFormat, ValueError, TypeError) as exc:
