@@ -154,6 +154,7 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
             elif kind == "ended":
                 result.ended_reason = event.get("reason", "")
             check_settled()
+        settled.set()  # the gateway closed the call (the agent hung up): nothing to wait for
 
     async def send() -> None:
         frame = frame_bytes(RATE)

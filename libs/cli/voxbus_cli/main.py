@@ -199,3 +199,23 @@ def load(
     if summary["turns"] == 0:
         typer.echo("error: the agent answered no turn", err=True)
         raise typer.Exit(4)
+
+
+@app.command("forget-caller")
+def forget_caller_command(
+    identity: str = typer.Argument(..., help="the caller's identity (phone number, user id)"),
+    nats_url: str = typer.Option("", "--nats-url",
+                                 help="NATS of the stack (default: the running stack)"),
+) -> None:
+    """Delete a caller's long-term memory and the stored sessions of their remembered calls."""
+    from voxbus_cli.forget import ForgetError, forget_caller, running_nats_url
+    from voxbus_common.config import Settings
+
+    url = nats_url or running_nats_url(STATE_DIR, Settings().nats_url)
+    try:
+        reply = asyncio.run(forget_caller(url, identity))
+    except ForgetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"long-term memory: {'deleted' if reply.memory_deleted else 'none stored'}")
+    typer.echo(f"call sessions deleted: {reply.calls_deleted}")

@@ -74,6 +74,9 @@ class Webhook(_Strict):
     timeout_s: float = Field(default=5.0, gt=0, le=60)
     auth_header_env: str = ""  # env var holding the secret; sent as Authorization
     auth_scheme: str = "Bearer"
+    # a read-only tool may run while the caller may still be speaking (a preemptive turn);
+    # one with side effects (booking, payment) waits for the final transcript
+    read_only: bool = False
 
     @field_validator("parameters")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 from nats.aio.msg import Msg
 
@@ -28,15 +29,24 @@ class StaleTurns:
     def __init__(self, max_calls: int = 20000) -> None:
         self._cancelled: OrderedDict[str, int] = OrderedDict()
         self._max_calls = max_calls
+        self._final: OrderedDict[str, int] = OrderedDict()  # highest turn with a final transcript
         self._waiters: dict[str, set[asyncio.Event]] = {}
 
     def observe(self, event: CallEvent) -> None:
         """Feed every CallEvent of the control subjects."""
         kind = event.WhichOneof("kind")
+        call_id = event.meta.call_id
         if kind == "cancel_turn":
-            self.cancel(event.meta.call_id, event.meta.turn_id)
+            self.cancel(call_id, event.meta.turn_id)
         elif kind in ("ended", "ending"):
-            self.cancel(event.meta.call_id, ENDED)
+            self.cancel(call_id, ENDED)
+            self._final.pop(call_id, None)
+        elif kind == "user_turn":
+            self._final[call_id] = max(self._final.get(call_id, 0), event.meta.turn_id)
+            self._final.move_to_end(call_id)
+            if len(self._final) > self._max_calls:
+                self._final.popitem(last=False)
+            self._notify(call_id)
 
     def cancel(self, call_id: str, up_to_turn: int) -> None:
         current = self._cancelled.get(call_id, 0)
@@ -44,15 +54,28 @@ class StaleTurns:
         self._cancelled.move_to_end(call_id)
         while len(self._cancelled) > self._max_calls:
             self._cancelled.popitem(last=False)
+        self._notify(call_id)
+
+    def _notify(self, call_id: str) -> None:
         for waiter in self._waiters.get(call_id, ()):
             waiter.set()
 
     async def until_stale(self, call_id: str, turn_id: int) -> None:
         """Return once the turn is cancelled (for work that must stop at once: tools)."""
+        await self._until(call_id, lambda: self.is_stale(call_id, turn_id))
+
+    async def until_final(self, call_id: str, turn_id: int) -> bool:
+        """Wait until a preemptive turn is confirmed by its final transcript (True) or
+        cancelled (False)."""
+        await self._until(call_id, lambda: self.is_stale(call_id, turn_id) or (
+            self._final.get(call_id, 0) >= turn_id))
+        return not self.is_stale(call_id, turn_id)
+
+    async def _until(self, call_id: str, done: Callable[[], bool]) -> None:
         waiter = asyncio.Event()
         self._waiters.setdefault(call_id, set()).add(waiter)
         try:
-            while not self.is_stale(call_id, turn_id):
+            while not done():
                 await waiter.wait()
                 waiter.clear()
         finally:

@@ -215,7 +215,7 @@ class Call:
         subject = subjects.work_llm(self.call_id)
         await self.bus.publish_acked(subject, LlmRequest(
             meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text,
-            speech_end_unix_ns=speech_end_ns, sample_rate=self.rate),
+            speech_end_unix_ns=speech_end_ns, sample_rate=self.rate, preemptive=turn.preemptive),
             msg_id=f"{self.call_id}-llm-{turn_id}")
 
     async def control(self, turn_id: int, **kind: Any) -> None:

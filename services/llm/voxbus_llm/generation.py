@@ -3,7 +3,8 @@ the tools the model asks for and feed their results back, up to the agent's step
 
 Cancellation (barge-in, hang-up) is checked at every token and interrupts a running tool at
 once. A tool that keeps the caller waiting longer than the filler delay makes the agent say
-a short filler ("One moment.") unless something was already said in this turn.
+a short filler ("One moment.") unless something was already said in this turn. In a turn
+started on a partial transcript, a tool with side effects waits for the final transcript.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class TurnGeneration:
     speak: Callable[[str, int], Awaitable[None]]  # (clause, index) -> TTS request
     send_text: Callable[[str], Awaitable[None]]  # a text delta for the gateway
     max_steps: int = 3
+    preemptive: bool = False  # the final transcript may still differ (or never come)
+    final_timeout_s: float = 30.0
     filler: Filler = field(default_factory=Filler)
     parts: list[str] = field(default_factory=list)
     clauses: int = 0
@@ -104,6 +107,16 @@ class TurnGeneration:
         """All of one step's calls concurrently; a filler if they keep the caller waiting;
         abandoned the moment the turn is cancelled."""
         self.tools_called += [c.name for c in calls]
+        if self.preemptive and any(self.tools.has_side_effects(c.name) for c in calls):
+            log.info("tool with side effects: waiting for the final transcript")
+            try:
+                confirmed = await asyncio.wait_for(
+                    self.stale.until_final(self.call_id, self.turn_id), self.final_timeout_s)
+            except TimeoutError:
+                confirmed = False
+            if not confirmed:
+                raise TurnCancelled
+            self.preemptive = False
         work: asyncio.Future[list[ToolOutcome]] = asyncio.ensure_future(
             asyncio.gather(*(self.tools.run(c) for c in calls)))
         cancelled: asyncio.Future[None] = asyncio.ensure_future(

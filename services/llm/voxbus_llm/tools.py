@@ -105,6 +105,11 @@ class ToolBox:
     def known(self, name: str) -> bool:
         return name in self.names
 
+    def has_side_effects(self, name: str) -> bool:
+        """Webhooks not declared read_only; built-ins act only after the reply is heard."""
+        hook = self.webhooks.get(name)
+        return hook is not None and not hook.read_only
+
     async def _dispatch(self, call: ToolCall) -> tuple[ToolOutcome, str]:
         if not self.known(call.name):
             return ToolOutcome(f"error: there is no tool named {call.name!r}"), "unknown_tool"

@@ -93,7 +93,9 @@ class LlmWorker:
 
         gen = TurnGeneration(call_id=call_id, turn_id=turn_id, model=self.model,
                              tools=self.tools, stale=self.stale, speak=speak,
-                             send_text=send_text, max_steps=self.max_steps, filler=self.filler)
+                             send_text=send_text, max_steps=self.max_steps, filler=self.filler,
+                             preemptive=req.preemptive,
+                             final_timeout_s=self.settings.llm_timeout_s)
         error = ""
         try:
             await gen.run(messages)

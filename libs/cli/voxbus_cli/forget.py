@@ -1,0 +1,46 @@
+"""`voxbus forget-caller`: ask the memory service to delete what it keeps about a caller."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nats
+
+from voxbus.v1.memory_pb2 import ForgetCallerReply, ForgetCallerRequest
+from voxbus_common.subjects import RPC_MEMORY_FORGET
+
+
+class ForgetError(RuntimeError):
+    """No memory service answered, or it answered with an error."""
+
+
+def running_nats_url(state_dir: Path, default: str) -> str:
+    """The NATS URL of the stack `voxbus run` started (its run.json), else `default`."""
+    try:
+        return str(json.loads((state_dir / "run.json").read_text())["nats_url"]) or default
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
+async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0
+                        ) -> ForgetCallerReply:
+    """One request on vb.rpc.memory.forget; any memory replica answers."""
+    try:
+        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+    except Exception as exc:
+        raise ForgetError(f"cannot reach NATS at {nats_url}: {exc}") from None
+    try:
+        msg = await nc.request(RPC_MEMORY_FORGET, ForgetCallerRequest(caller=caller)
+                               .SerializeToString(), timeout=timeout_s)
+    except nats.errors.NoRespondersError:
+        raise ForgetError(f"no memory service is running on {nats_url}") from None
+    except (nats.errors.TimeoutError, TimeoutError):
+        raise ForgetError(f"the memory service did not answer within {timeout_s:.0f} s") from None
+    finally:
+        await nc.close()
+    reply = ForgetCallerReply()
+    reply.ParseFromString(msg.data)
+    if reply.error:
+        raise ForgetError(reply.error)
+    return reply
