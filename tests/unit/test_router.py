@@ -57,3 +57,16 @@ def test_files(tmp_path: Path) -> None:
         load_router(str(bad))
     with pytest.raises(RouteError, match="cannot read"):
         load_router(str(tmp_path / "missing.yaml"))
+
+
+def test_transfer_route_needs_a_target() -> None:
+    router = parse_routes({"routes": [{"name": "op", "keywords": ["operator"],
+                                       "say": "Connecting you.", "action": "transfer_call",
+                                       "target": "+15550100"}]}, "t")
+    route = router.match("operator please")
+    assert route is not None and (route.action, route.target) == ("transfer_call", "+15550100")
+    with pytest.raises(RouteError, match=r"routes\[0\] \(op\): 'target' goes with"):
+        parse_routes({"routes": [{"name": "op", "keywords": ["operator"], "say": "x",
+                                  "action": "transfer_call"}]}, "t")
+    with pytest.raises(RouteError, match="'target' goes with action transfer_call"):
+        parse_routes({"routes": [{"name": "op", "digits": "0", "say": "x", "target": "1"}]}, "t")

@@ -2,13 +2,18 @@
 
 A route matches the caller's final transcript by keywords (whole words, any case) or a
 regular expression, or a keypad entry by its digits; the agent then says the route's fixed
-text straight through TTS, and may end the call after it. Everything else goes to the LLM.
+text straight through TTS, and may end or transfer the call after it. Everything else goes to the LLM.
 
     routes:
       - name: hours
         keywords: ["opening hours", "when are you open"]
         digits: "1"
         say: "We are open from noon to ten, every day."
+      - name: operator
+        keywords: ["operator", "a real person"]
+        say: "Connecting you to a person."
+        action: transfer_call
+        target: "+15550100100"
       - name: goodbye
         regex: "^(bye|goodbye)\\b"
         say: "Goodbye, thanks for calling."
@@ -25,8 +30,8 @@ from typing import Any
 
 import yaml
 
-ACTIONS = ("", "end_call")
-FIELDS = {"name", "keywords", "regex", "digits", "say", "action"}
+ACTIONS = ("", "end_call", "transfer_call")
+FIELDS = {"name", "keywords", "regex", "digits", "say", "action", "target"}
 
 
 class RouteError(ValueError):
@@ -40,6 +45,7 @@ class Route:
     action: str = ""
     pattern: re.Pattern[str] | None = None
     digits: str = ""
+    target: str = ""  # transfer_call: where to (a number or SIP URI)
 
 
 class Router:
@@ -72,6 +78,10 @@ def _route(raw: Any, where: str) -> Route:
     if action not in ACTIONS:
         raise RouteError(f"{where} ({name}): action {action!r} is not one of "
                          f"{', '.join(a for a in ACTIONS if a)}")
+    target = str(raw.get("target", "") or "").strip()
+    if (action == "transfer_call") != bool(target):
+        raise RouteError(f"{where} ({name}): 'target' goes with action transfer_call, and "
+                         "transfer_call needs one")
     parts: list[str] = []
     keywords = raw.get("keywords") or []
     if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
@@ -90,7 +100,8 @@ def _route(raw: Any, where: str) -> Route:
     if not parts and not digits:
         raise RouteError(f"{where} ({name}): give keywords, regex or digits to match")
     pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
-    return Route(name=name, say=say, action=action, pattern=pattern, digits=digits)
+    return Route(name=name, say=say, action=action, pattern=pattern, digits=digits,
+                 target=target)
 
 
 def parse_routes(doc: Any, source: str) -> Router:

@@ -254,8 +254,8 @@ class Conversation:
             metrics.ROUTED.labels(route.name).inc()
             await self.call.emit({"type": "routed", "turn": turn_id, "route": route.name})
         await self._open_turn(turn_id, text, speech_end_ns, say=route.say if route else "")
-        if route is not None and route.action == "end_call" and self.turn is not None:
-            self.turn.hangup_after = f"route {route.name}"
+        if route is not None and route.action and self.turn is not None:
+            self.turn.take_action(route.action, route.target, f"route {route.name}")
 
     async def _preempt(self, t: Transcript) -> None:
         """Start the LLM on the stable partial; the final decides whether it is kept."""

@@ -66,11 +66,12 @@ class Turn:
     hangup_after: str = ""  # hang up with this reason once the turn has played (end_call)
     transfer_to: str = ""  # transfer the caller here once the turn has played
 
-    def take_action(self, action: str, target: str) -> None:
-        """A tool's action (end_call, transfer_call): carried out after the reply played; a
-        turn the caller interrupts never gets there (they were not done)."""
+    def take_action(self, action: str, target: str,
+                    reason: str = "the agent ended the call") -> None:
+        """A tool's or route's action (end_call, transfer_call): carried out after the reply
+        played; a turn the caller interrupts never gets there (they were not done)."""
         if action == "end_call":
-            self.hangup_after = "the agent ended the call"
+            self.hangup_after = reason
         elif action == "transfer_call" and target:
             self.transfer_to = target
 

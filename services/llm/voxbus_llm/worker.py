@@ -24,6 +24,7 @@ from voxbus_common.metrics import ERRORS, STALE_DROPPED, observe_hop
 from voxbus_common.providers import ChatModel, ChatTurn
 from voxbus_common.telemetry import inject_headers, tracer
 from voxbus_common.turns import StaleTurns
+from voxbus_llm.context import context_preamble
 from voxbus_llm.generation import TurnCancelled, TurnGeneration
 from voxbus_llm.tools import ToolBox
 
@@ -41,8 +42,10 @@ class LlmWorker:
         self.filler = agent.tools.filler if agent else Filler()
         self.stale = StaleTurns()
 
-    async def history(self, call_id: str, turn_id: int) -> list[ChatTurn]:
-        """Conversation before this turn from the memory service; empty if it cannot answer."""
+    async def history(self, call_id: str, turn_id: int) -> tuple[list[ChatTurn], str]:
+        """Conversation before this turn from the memory service, and what to add to the
+        system prompt (this call's summary, the caller's earlier calls); empty if memory
+        cannot answer: the turn goes on without it."""
         req = ContextRequest(meta=self.bus.meta(call_id, turn_id, subjects.RPC_MEMORY_CONTEXT),
                              max_messages=self.settings.llm_context_messages)
         try:
@@ -53,10 +56,11 @@ class LlmWorker:
             reply = decode(ContextReply, reply_msg.data)
         except Exception as exc:
             log.warning("memory context unavailable: %s", exc or type(exc).__name__)
-            return []
+            return [], ""
         if reply.error:
             log.warning("memory context error: %s", reply.error)
-        return [ChatTurn(m.role, m.content) for m in reply.messages]
+        turns = [ChatTurn(m.role, m.content) for m in reply.messages]
+        return turns, context_preamble(reply.summary, reply.caller_memory)
 
     async def on_request(self, msg: Msg) -> None:
         req = decode(LlmRequest, msg.data)
@@ -75,8 +79,8 @@ class LlmWorker:
             "gen_ai.request.model": self.model.name, "gen_ai.conversation.id": call_id,
             "voxbus.turn_id": turn_id}
         with tracer().start_as_current_span(f"chat {self.model.name}", attributes=attributes):
-            messages = [ChatTurn("system", self.settings.system_prompt)]
-            messages += await self.history(call_id, turn_id)
+            history, preamble = await self.history(call_id, turn_id)
+            messages = [ChatTurn("system", self.settings.system_prompt + preamble), *history]
             messages.append(ChatTurn("user", req.user_text))
             await self._generate(req, messages)
 
