@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     public_url: str = ""  # https://voice.example.com as carriers reach the gateway
     twilio_auth_token: str = Field(
         default="", validation_alias=AliasChoices("VOXBUS_TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"))
+    # transfers on Twilio calls go through its REST API (the account SID also comes from the
+    # stream's `start` message); without a token the transfer ends the stream only
+    twilio_account_sid: str = Field(
+        default="", validation_alias=AliasChoices("VOXBUS_TWILIO_ACCOUNT_SID",
+                                                  "TWILIO_ACCOUNT_SID"))
+    twilio_api_base: str = "https://api.twilio.com"
     handshake_timeout_s: float = 10.0
     media_token_keys: str = ""  # kid:secret[,kid:secret]; empty = loopback callers only
     audiosocket_port: int = 0  # Asterisk AudioSocket TCP listener; 0 = off
@@ -107,6 +113,22 @@ class Settings(BaseSettings):
     piper_model_path: str = ""
     tts_concurrency: int = 2
     tts_chunk_ms: int = 200
+
+    # cloud speech providers (docs/providers.md)
+    azure_speech_key: str = Field(
+        default="", validation_alias=AliasChoices("VOXBUS_AZURE_SPEECH_KEY", "AZURE_SPEECH_KEY"))
+    azure_speech_region: str = Field(
+        default="",
+        validation_alias=AliasChoices("VOXBUS_AZURE_SPEECH_REGION", "AZURE_SPEECH_REGION"))
+    azure_speech_language: str = "en-US"
+    azure_tts_voice: str = "en-US-JennyNeural"
+    openai_audio_base_url: str = ""  # "" = api.openai.com (OPENAI_BASE_URL is the LLM's)
+    openai_audio_api_key: str = Field(
+        default="",
+        validation_alias=AliasChoices("VOXBUS_OPENAI_AUDIO_API_KEY", "OPENAI_API_KEY"))
+    openai_stt_model: str = "gpt-4o-mini-transcribe"
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_tts_voice: str = "alloy"
 
     # memory and privacy
     session_ttl_s: float = 7 * 24 * 3600.0

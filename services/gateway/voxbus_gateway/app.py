@@ -32,6 +32,7 @@ from voxbus_gateway.edges.teler import TelerEdge
 from voxbus_gateway.edges.twilio import TwilioEdge
 from voxbus_gateway.edges.twilio_auth import valid_twilio_signature
 from voxbus_gateway.edges.twilio_like import ExotelEdge, PlivoEdge, TelnyxEdge
+from voxbus_gateway.edges.twilio_rest import TwilioRest
 from voxbus_gateway.edges.vonage import VonageEdge
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,11 @@ class Gateway:
     async def twilio_stream(self, request: web.Request) -> web.StreamResponse:
         await self._check_twilio(request, ws=True)
         ws = await self._upgrade(request)
-        await self.serve_edge(TwilioEdge(ws, self.settings.bus_sample_rate))
+        rest = None
+        if self.settings.twilio_auth_token:
+            rest = TwilioRest(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
+                              self.settings.twilio_api_base)
+        await self.serve_edge(TwilioEdge(ws, self.settings.bus_sample_rate, rest))
         return ws
 
     async def twilio_twiml(self, request: web.Request) -> web.Response:

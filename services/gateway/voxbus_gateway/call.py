@@ -94,7 +94,16 @@ class Call:
         await self.control(turn_id, transfer=CallEvent.Transfer(target=target,
                                                                 reason="transfer_call"))
         await self.emit({"type": "transfer", "target": target})
-        log.info("call transferred", extra={"target": self.redact(target)})
+        transfer = getattr(self.edge, "transfer", None)
+        try:
+            by_carrier = bool(transfer is not None and await transfer(target))
+        except Exception as exc:  # the caller is not left hanging: this leg still ends
+            log.error("carrier transfer failed: %s", exc)
+            await self.emit({"type": "error", "message": f"transfer failed: {exc}"})
+            self.request_hangup(f"transfer to {target} failed")
+            return
+        log.info("call transferred", extra={"target": self.redact(target),
+                                            "by_carrier": by_carrier})
         self.request_hangup(f"transferred to {target}")
 
     async def hangup(self, reason: str, flush_timeout_s: float = 15.0) -> None:

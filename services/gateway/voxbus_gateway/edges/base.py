@@ -61,6 +61,11 @@ class WsEdge:
     async def clear(self) -> None:
         """Edges without a clear command ignore it."""
 
+    async def transfer(self, target: str) -> bool:
+        """Hand the call to `target` through the carrier; False: this edge cannot (the
+        caller's client gets the transfer event and this leg ends)."""
+        return False
+
     async def send_json(self, doc: dict[str, Any]) -> None:
         if not self.ws.closed:
             await self.ws.send_str(json.dumps(doc))

@@ -1,7 +1,8 @@
 """Twilio Media Streams, bidirectional (`<Connect><Stream>`), also spoken by Fonoster.
 
 In: `connected`, `start` (streamSid, callSid, customParameters, mediaFormat), `media`
-(base64 μ-law 8 kHz, 20 ms), `dtmf`, `mark`, `stop`. Out: `media`, `mark`, `clear`.
+(base64 μ-law 8 kHz, 20 ms), `dtmf`, `mark`, `stop`. Out: `media`, `mark`, `clear`; a
+transfer goes through the REST API (twilio_rest.py).
 A mark follows every 200 ms of agent audio; Twilio echoes it once played, which is the
 playout clock for heard-text accounting. Barge-in sends `clear`.
 """
@@ -23,6 +24,7 @@ from voxbus_gateway.edges.base import (
 )
 from voxbus_gateway.edges.jitter import ReorderBuffer
 from voxbus_gateway.edges.transcode import Transcoder, UnsupportedFormat, encoding_from_mime
+from voxbus_gateway.edges.twilio_rest import TwilioRest
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
@@ -44,9 +46,13 @@ class TwilioEdge(WsEdge):
     strict_call_id = True  # Twilio SIDs are always valid tokens: anything else is forged
     ignored_events: tuple[str, ...] = ()
 
-    def __init__(self, ws: web.WebSocketResponse, bus_rate: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, bus_rate: int,
+                 rest: TwilioRest | None = None) -> None:
         super().__init__(ws)
         self.bus_rate = bus_rate
+        self.rest = rest  # Twilio proper only: transfers (carriers that copy the protocol: None)
+        self.call_sid = ""
+        self.account_sid = ""
         self.stream_sid = ""
         self.custom: dict[str, Any] = {}
         self.codec = Transcoder("mulaw", 8000, bus_rate)
@@ -96,6 +102,8 @@ class TwilioEdge(WsEdge):
             if not isinstance(start, dict):
                 raise ProtocolViolation("'start' message without a start object")
             self.stream_sid = str(doc.get(self.stream_key) or start.get(self.stream_key) or "")
+            self.call_sid = str(start.get("callSid") or "")
+            self.account_sid = str(start.get("accountSid") or "")
             custom = start.get(self.key("customParameters"))
             self.custom = custom if isinstance(custom, dict) else {}
             self.caller = str(self.custom.get("caller") or self.custom.get("from") or "")[:64]
@@ -156,6 +164,13 @@ class TwilioEdge(WsEdge):
 
     async def clear(self) -> None:
         await self.send_json({"event": "clear", self.stream_key: self.stream_sid})
+
+    async def transfer(self, target: str) -> bool:
+        """Dial `target` through Twilio's REST API (True), or say we cannot (False)."""
+        if self.rest is None or not self.call_sid:
+            return False
+        await self.rest.transfer(self.call_sid, target, self.account_sid)
+        return True
 
     async def finish(self, reason: str, code: int) -> None:
         if not self.ws.closed:

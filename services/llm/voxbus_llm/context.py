@@ -1,0 +1,20 @@
+"""What memory adds to the system prompt: this call's summary and the caller's earlier calls.
+
+Memory sends only the turns after the summary verbatim, so the summary has to reach the
+model some other way; the system prompt is where a small model attends to it best.
+"""
+
+from __future__ import annotations
+
+
+def context_preamble(summary: str, caller_memory: str) -> str:
+    """Text to append to the system prompt ("" when memory has nothing). It starts with a
+    blank line, so `system_prompt + context_preamble(...)` reads as separate paragraphs."""
+    parts: list[str] = []
+    if summary.strip():
+        parts.append(f"Earlier in this call: {' '.join(summary.split())}")
+    if caller_memory.strip():
+        notes = "\n".join(line.strip() for line in caller_memory.strip().splitlines()
+                          if line.strip())
+        parts.append("From this caller's previous calls (use only when relevant):\n" + notes)
+    return "".join(f"\n\n{p}" for p in parts)
