@@ -139,8 +139,10 @@ class Agent(_Strict):
         update: dict[str, Any] = {"system_prompt": self.instructions.strip(),
                                   "greeting": self.greeting.strip(),
                                   "agent_language": self.language}
-        if self.voice:
+        if self.voice:  # the voice of whichever TTS provider is configured
             update["tts_voice"] = self.voice
+            if settings.tts_provider in ("azure", "openai"):
+                update[f"{settings.tts_provider}_tts_voice"] = self.voice
         if self.routes:
             update["routes_file"] = str(Path(self.source).resolve())  # routes live here
         if self.redaction is not None:

@@ -2,7 +2,8 @@
 
 A route matches the caller's final transcript by keywords (whole words, any case) or a
 regular expression, or a keypad entry by its digits; the agent then says the route's fixed
-text straight through TTS, and may end or transfer the call after it. Everything else goes to the LLM.
+text straight through TTS, and may end or transfer the call after it. Everything else goes
+to the LLM.
 
     routes:
       - name: hours

@@ -21,6 +21,20 @@ def _whisper(settings: Settings) -> SpeechToText:
     return WhisperSpeechToText(settings.whisper_model_path, settings.whisper_threads)
 
 
+def _azure(settings: Settings) -> SpeechToText:
+    from voxbus_stt.azure_stt import AzureSpeechToText
+
+    return AzureSpeechToText(settings.azure_speech_key, settings.azure_speech_region,
+                             settings.azure_speech_language)
+
+
+def _openai(settings: Settings) -> SpeechToText:
+    from voxbus_stt.openai_stt import OpenAISpeechToText
+
+    return OpenAISpeechToText(settings.openai_audio_base_url, settings.openai_audio_api_key,
+                              settings.openai_stt_model)
+
+
 def _silero(settings: Settings) -> VoiceActivityDetector:
     from voxbus_stt.silero import SileroVoiceActivity
 
@@ -35,7 +49,8 @@ def _webrtc(settings: Settings) -> VoiceActivityDetector:
 
 def make_stt(settings: Settings) -> SpeechToText:
     stt: SpeechToText = make_provider("stt_provider", settings.stt_provider,
-                                      {"whisper": _whisper}, settings)
+                                      {"whisper": _whisper, "azure": _azure, "openai": _openai},
+                                      settings)
     return stt
 
 

@@ -21,9 +21,24 @@ def _piper(settings: Settings) -> TextToSpeech:
     return PiperTextToSpeech(settings.piper_model_path)
 
 
+def _azure(settings: Settings) -> TextToSpeech:
+    from voxbus_tts.azure_tts import AzureTextToSpeech
+
+    return AzureTextToSpeech(settings.azure_speech_key, settings.azure_speech_region,
+                             settings.azure_tts_voice, settings.azure_speech_language)
+
+
+def _openai(settings: Settings) -> TextToSpeech:
+    from voxbus_tts.openai_tts import OpenAITextToSpeech
+
+    return OpenAITextToSpeech(settings.openai_audio_base_url, settings.openai_audio_api_key,
+                              settings.openai_tts_model, settings.openai_tts_voice)
+
+
 def make_tts(settings: Settings) -> TextToSpeech:
     tts: TextToSpeech = make_provider("tts_provider", settings.tts_provider,
-                                      {"piper": _piper}, settings)
+                                      {"piper": _piper, "azure": _azure, "openai": _openai},
+                                      settings)
     return tts
 
 

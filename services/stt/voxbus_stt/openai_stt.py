@@ -1,0 +1,81 @@
+"""OpenAI audio transcription (or any compatible /v1/audio/transcriptions endpoint).
+
+The endpoint takes files, not raw PCM, so each utterance is wrapped into an in-memory WAV.
+The synchronous client is enough: services call transcribe() from a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import wave
+
+import openai
+
+log = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIAudioError(RuntimeError):
+    """The audio endpoint refused or could not be reached; the message says which and why."""
+
+
+def client_settings(setting: str, base_url: str, api_key: str) -> tuple[str, str]:
+    """(base URL, key) for the client. An explicit URL, never the SDK's OPENAI_BASE_URL
+    lookup: that variable points the LLM at its endpoint, often a local one without audio.
+    api.openai.com needs a key, checked here so the service fails at start."""
+    if not base_url and not api_key:
+        raise ValueError(f"{setting}=openai needs OPENAI_API_KEY (or VOXBUS_OPENAI_AUDIO_API_KEY)"
+                         ", or VOXBUS_OPENAI_AUDIO_BASE_URL for a compatible endpoint")
+    return base_url or OPENAI_BASE_URL, api_key or "not-needed-for-local"
+
+
+def describe_error(action: str, base_url: str, exc: openai.OpenAIError) -> str:
+    """One line naming the endpoint, the HTTP status and the server's message."""
+    if isinstance(exc, openai.APIStatusError):
+        message = f"{action} failed: HTTP {exc.status_code} from {base_url}: {exc.message}"
+        if exc.status_code in (401, 403):
+            message += " (check OPENAI_API_KEY / VOXBUS_OPENAI_AUDIO_API_KEY)"
+        return message
+    if isinstance(exc, openai.APIConnectionError):
+        return f"{action} failed: cannot reach {base_url}: {exc}"
+    return f"{action} failed: {exc}"
+
+
+def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
+    """PCM16 LE mono as a complete WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm[: len(pcm) - len(pcm) % 2])
+    return out.getvalue()
+
+
+class OpenAISpeechToText:
+    """SpeechToText over /v1/audio/transcriptions (json response: the text field)."""
+
+    def __init__(self, base_url: str = "", api_key: str = "",
+                 model: str = "gpt-4o-mini-transcribe", *, timeout_s: float = 30.0) -> None:
+        self._base_url, key = client_settings("VOXBUS_STT_PROVIDER", base_url, api_key)
+        self._model = model
+        self.name = f"openai-{model}"
+        # one retry at most: a caller is waiting, a slow retry chain is worse than an error
+        self._client = openai.OpenAI(base_url=self._base_url, api_key=key,
+                                     timeout=timeout_s, max_retries=1)
+        log.info("openai stt configured", extra={"base_url": self._base_url, "model": model})
+
+    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
+        if len(pcm) < 2:
+            return ""
+        try:
+            result = self._client.audio.transcriptions.create(
+                file=("utterance.wav", wav_bytes(pcm, sample_rate), "audio/wav"),
+                model=self._model,
+                response_format="json",
+            )
+        except openai.OpenAIError as exc:
+            raise OpenAIAudioError(describe_error("transcription", self._base_url, exc)) from exc
+        return result.text.strip()
