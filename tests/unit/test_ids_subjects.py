@@ -33,3 +33,15 @@ def test_streams_do_not_overlap() -> None:
     audio = next(s for s in specs if s.name == "VB_AUDIO")
     assert audio.max_age_s == 30
     assert subjects.CONTROL_ALL in next(s for s in specs if s.name == "VB_EVENTS").subjects
+
+
+def test_stream_limits_are_consistent_and_the_raw_live_path_is_short_lived() -> None:
+    specs = {s.name: s for s in subjects.stream_specs(30.0, 3600.0, 60.0)}
+    for spec in specs.values():  # JetStream refuses a duplicates window beyond max age
+        assert not spec.max_age_s or spec.duplicate_window_s <= spec.max_age_s, spec.name
+    assert specs["VB_EVENTS"].subjects == [subjects.CONTROL_ALL]  # redacted call events only
+    live = specs["VB_LIVE"]
+    assert live.max_age_s == 60.0 and live.storage.value == "memory"
+    assert subjects.transcript("c1") in [s.replace("*", "c1") for s in live.subjects]
+    names = [s.name for s in subjects.stream_specs(30.0, 3600.0)]
+    assert names.index("VB_EVENTS") < names.index("VB_LIVE")  # upgrades move subjects first

@@ -26,8 +26,13 @@ def running_nats_url(state_dir: Path, default: str) -> str:
 async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0
                         ) -> ForgetCallerReply:
     """One request on vb.rpc.memory.forget; any memory replica answers."""
-    try:
-        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+    async def quiet(exc: Exception) -> None:  # the failure is reported once, below
+        pass
+
+    try:  # max_reconnect_attempts=0 would retry a refused first connect forever (nats-py)
+        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=1,
+                                reconnect_time_wait=0.2, allow_reconnect=False,
+                                error_cb=quiet)
     except Exception as exc:
         raise ForgetError(f"cannot reach NATS at {nats_url}: {exc}") from None
     try:

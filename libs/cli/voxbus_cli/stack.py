@@ -32,7 +32,12 @@ SERVICES = ("memory", "llm", "tts", "stt", "gateway")
 
 async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, int]:
     """Ready replicas per service that answered a ping (0: answered, not ready yet)."""
-    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+    async def quiet(exc: Exception) -> None:  # a refused connect is the caller's to report
+        pass
+
+    # (max_reconnect_attempts=0 retries a refused first connect forever in nats-py 2.16)
+    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=1,
+                            allow_reconnect=False, error_cb=quiet)
     try:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)

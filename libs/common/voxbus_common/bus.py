@@ -98,7 +98,8 @@ class Bus:
 
     async def ensure_streams(self) -> None:
         """Create or update every stream of the contract (idempotent, safe to race)."""
-        for spec in stream_specs(self.settings.audio_max_age_s, self.settings.events_max_age_s):
+        for spec in stream_specs(self.settings.audio_max_age_s, self.settings.events_max_age_s,
+                                 self.settings.live_max_age_s):
             await self._ensure_stream(spec)
 
     async def _ensure_stream(self, spec: StreamSpec) -> None:

@@ -23,7 +23,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("VOXBUS_NATS_URL", "NATS_URL"),
     )
     audio_max_age_s: float = 30.0
-    events_max_age_s: float = 3600.0
+    events_max_age_s: float = 3600.0  # call events (turn texts redacted)
+    live_max_age_s: float = 60.0  # raw transcripts, tokens, VAD events (memory storage)
     instance_id: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # text | json

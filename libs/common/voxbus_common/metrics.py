@@ -75,10 +75,12 @@ SERIES: dict[str, list[tuple[Counter | Histogram, tuple[str, ...]]]] = {
                 *((BUS_HOP, (m,)) for m in ("audio_chunk", "token_delta", "transcript"))],
     "stt": [(STT_DECODE, ("utterance",)), *((ERRORS, ("stt", k)) for k in WORK_ERRORS)],
     "llm": [(STALE_DROPPED, ("llm",)), (ERRORS, ("llm", "generation_failed")),
+            (ERRORS, ("llm", "summary_failed")),
             (BUS_HOP, ("llm_request",)), *((ERRORS, ("llm", k)) for k in WORK_ERRORS)],
     "tts": [(STALE_DROPPED, ("tts",)), (ERRORS, ("tts", "synthesis_failed")),
             *((ERRORS, ("tts", k)) for k in WORK_ERRORS)],
-    "memory": [(BUS_HOP, ("call_event",)), *((ERRORS, ("memory", k)) for k in WORK_ERRORS)],
+    "memory": [(BUS_HOP, ("call_event",)), (ERRORS, ("memory", "summary_failed")),
+               *((ERRORS, ("memory", k)) for k in WORK_ERRORS)],
 }
 
 

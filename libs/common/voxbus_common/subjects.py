@@ -103,8 +103,10 @@ class StreamSpec:
     description: str = ""
 
 
-def stream_specs(audio_max_age_s: float, events_max_age_s: float) -> list[StreamSpec]:
-    """All streams; audio lives in memory for a short replay window."""
+def stream_specs(audio_max_age_s: float, events_max_age_s: float,
+                 live_max_age_s: float = 60.0) -> list[StreamSpec]:
+    """All streams. Audio and the raw live path (transcripts, tokens) live in memory for a
+    short replay window; only redacted call events are kept longer (docs/privacy.md)."""
     return [
         StreamSpec(
             name="VB_AUDIO",
@@ -115,16 +117,23 @@ def stream_specs(audio_max_age_s: float, events_max_age_s: float) -> list[Stream
             duplicate_window_s=min(10.0, audio_max_age_s),
             description="caller and agent audio; short replay window for worker takeover",
         ),
-        StreamSpec(
+        StreamSpec(  # before VB_LIVE: an upgrade moves the live subjects out of it first
             name="VB_EVENTS",
+            subjects=[CONTROL_ALL],
+            max_age_s=events_max_age_s,
+            description="call lifecycle events and turn records (texts redacted by the gateway)",
+        ),
+        StreamSpec(
+            name="VB_LIVE",
             subjects=[
                 f"{PREFIX}.call.*.out.vad",
                 f"{PREFIX}.call.*.out.transcript",
                 f"{PREFIX}.call.*.out.llm",
-                CONTROL_ALL,
             ],
-            max_age_s=events_max_age_s,
-            description="transcripts, tokens, VAD and call lifecycle events",
+            storage=StorageType.MEMORY,
+            max_age_s=live_max_age_s,
+            duplicate_window_s=min(10.0, live_max_age_s),
+            description="VAD, transcripts and tokens: the raw live path, kept in memory briefly",
         ),
         StreamSpec(
             name="VB_CALLS",

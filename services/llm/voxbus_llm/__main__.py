@@ -65,6 +65,11 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     model = make_model(settings)
     agent, tools = await make_tools(settings)
     worker = LlmWorker(bus, settings, model, tools, agent)
+    from voxbus_common.subjects import RPC_LLM_SUMMARIZE
+    from voxbus_llm.summarizer import Summarizer
+
+    summarizer = Summarizer(bus, settings, model)  # memory asks for call summaries here
+    await bus.subscribe(RPC_LLM_SUMMARIZE, summarizer.on_request, queue="llm")
     ready.set()
     log.info("ready", extra={"model": model.name, "base_url": settings.llm_base_url or "openai",
                              "tools": ",".join(sorted(tools.names)) or "-"})

@@ -16,19 +16,32 @@ ready = asyncio.Event()
 
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    from voxbus_memory.compaction import Compactor
+    from voxbus_memory.longterm import LongTermMemory
     from voxbus_memory.recorder import Recorder
-    from voxbus_memory.store import SessionStore
+    from voxbus_memory.store import CallerStore, SessionStore
 
     redact = Redactor.from_setting(settings.redact_pii)
-    recorder = Recorder(bus, SessionStore(await bus.sessions_kv()), redact)
+    sessions = SessionStore(await bus.sessions_kv())
+    compactor = Compactor(bus, sessions, settings, redact)
+    longterm = LongTermMemory(bus, sessions, CallerStore(await bus.callers_kv()), settings,
+                              redact)
+    recorder = Recorder(bus, sessions, redact, compactor, longterm)
     await bus.subscribe(subjects.RPC_MEMORY_CONTEXT, recorder.on_context, queue="memory")
+    await bus.subscribe(subjects.RPC_MEMORY_FORGET, longterm.on_forget, queue="memory")
     ready.set()
-    log.info("ready", extra={"redact": ",".join(redact.kinds) or "off"})
+    log.info("ready", extra={"redact": ",".join(redact.kinds) or "off",
+                             "summarize_tokens": settings.memory_summarize_tokens,
+                             "caller_memory": settings.caller_memory})
     # A durable consumer: events published while memory was down are applied when it returns.
-    await bus.run_pull_worker(
-        stream="VB_EVENTS", durable="memory-recorder", subject=subjects.CONTROL_ALL,
-        handler=recorder.on_event, concurrency=1, stop=stop, max_deliver=5,
-    )
+    try:
+        await bus.run_pull_worker(
+            stream="VB_EVENTS", durable="memory-recorder", subject=subjects.CONTROL_ALL,
+            handler=recorder.on_event, concurrency=1, stop=stop, max_deliver=5,
+        )
+    finally:
+        await compactor.close()
+        await longterm.close()
 
 
 if __name__ == "__main__":

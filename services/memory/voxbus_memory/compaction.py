@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from voxbus.v1.llm_pb2 import ChatMessage, SummarizeReply, SummarizeRequest
 from voxbus.v1.memory_pb2 import Session
@@ -84,7 +85,7 @@ class Compactor:
                 summary = self.redact(await ask_summary(
                     self.bus, self.settings, call_id, plan.previous_summary, plan.messages))
                 stored = await self.store.mutate(
-                    call_id, lambda s: apply_summary(s, plan.through, summary))
+                    call_id, partial(apply_summary, through=plan.through, summary=summary))
                 log.info("call summarized", extra={
                     "through_turn": stored.summarized_through, "messages": len(plan.messages),
                     "summary_chars": len(stored.summary)})

@@ -115,8 +115,7 @@ class Recorder:
                                                    req.max_messages or 12))
             if session is not None:
                 reply.summary = session.summary
-                if self.longterm is not None:
-                    reply.caller_memory = await self.longterm.context_text(session)
+                reply.caller_memory = await self._caller_memory(session)
         except (BadMessage, InvalidCallId) as exc:
             reply.error = str(exc)
         except Exception as exc:
@@ -124,3 +123,13 @@ class Recorder:
             reply.error = f"{type(exc).__name__}: {exc}"
         if msg.reply:
             await self.bus.nc.publish(msg.reply, reply.SerializeToString())
+
+    async def _caller_memory(self, session: Session) -> str:
+        """Long-term memory is a bonus: when it cannot be read the turn still gets its history."""
+        if self.longterm is None:
+            return ""
+        try:
+            return await self.longterm.context_text(session)
+        except Exception as exc:
+            log.warning("caller memory unavailable: %s", f"{type(exc).__name__}: {exc}")
+            return ""

@@ -1,0 +1,87 @@
+"""What the gateway publishes about a call: turn texts redacted before they reach the stored
+event stream, the caller's identity on Started, and transfers recorded before the leg ends."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from google.protobuf.message import Message
+
+from voxbus.v1.call_pb2 import CallEvent
+from voxbus.v1.meta_pb2 import Meta
+from voxbus_common.bus import Bus
+from voxbus_common.config import Settings
+from voxbus_gateway.call import Call
+
+
+class RecordingBus:
+    """Bus double: keeps what would have been published."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Message]] = []
+
+    def meta(self, call_id: str, turn_id: int, subject: str) -> Meta:
+        return Meta(call_id=call_id, turn_id=turn_id)
+
+    async def publish_acked(self, subject: str, msg: Message, msg_id: str = "") -> None:
+        self.published.append((subject, msg))
+
+
+class Edge:
+    name = "pcm-ws"
+    supports_marks = False
+    caller = "+1 (555) 010-0199"
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.transferred: list[str] = []
+
+    async def send_audio(self, pcm16: bytes) -> None: ...
+    async def send_mark(self, name: str) -> None: ...
+    async def clear(self) -> None: ...
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    async def transfer(self, target: str) -> bool:
+        self.transferred.append(target)
+        return True
+
+
+def make_call(redact: str = "card,ssn,email,phone") -> tuple[Call, RecordingBus, Edge]:
+    bus, edge = RecordingBus(), Edge()
+    settings = Settings().model_copy(update={"redact_pii": redact})
+    return Call(cast(Bus, bus), settings, "c1", edge, "gw"), bus, edge
+
+
+def events(bus: RecordingBus) -> list[CallEvent]:
+    return [cast(CallEvent, msg) for _, msg in bus.published]
+
+
+async def test_turn_texts_are_redacted_before_publishing() -> None:
+    call, bus, _ = make_call()
+    await call.control(1, user_turn=CallEvent.UserTurn(text="card 4111 1111 1111 1111 please"))
+    await call.control(1, agent_turn=CallEvent.AgentTurn(
+        heard_text="I will mail jane@example.com", full_text="Call 415-555-0132 or mail "
+                                                            "jane@example.com"))
+    user, agent = events(bus)
+    assert user.user_turn.text == "card [card] please"
+    assert agent.agent_turn.heard_text == "I will mail [email]"
+    assert agent.agent_turn.full_text == "Call [phone] or mail [email]"
+
+
+async def test_redaction_off_keeps_the_text() -> None:
+    call, bus, _ = make_call("none")
+    await call.control(1, user_turn=CallEvent.UserTurn(text="jane@example.com"))
+    assert events(bus)[0].user_turn.text == "jane@example.com"
+
+
+async def test_transfer_is_recorded_offered_to_the_edge_and_ends_the_leg() -> None:
+    call, bus, edge = make_call()
+    assert call.caller == "+1 (555) 010-0199"
+    await call.transfer(3, "+15550100100")
+    event = events(bus)[0]
+    assert (event.meta.turn_id, event.transfer.target) == (3, "+15550100100")
+    assert edge.events == [{"type": "transfer", "target": "+15550100100"}]
+    assert edge.transferred == ["+15550100100"]
+    assert call.hangup_requested.result() == "transferred to +15550100100"
