@@ -78,12 +78,13 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 	.venv-pipecat/bin/python -m pip install -q -r bench/pipecat/requirements.txt
 	touch $@
 
-# ~17 min on the 2-core VM; results land in bench/results/ (see docs/benchmarks.md).
+# ~19 min on the 2-core VM; results land in bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
 	$(PY) -m bench.pipecat_side_by_side
 	$(PY) -m bench.barge_in
 	$(PY) -m bench.routing
+	$(PY) -m bench.tools
 	$(PY) -m bench.capacity
 	$(PY) -m bench.summary
 

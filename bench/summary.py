@@ -1,6 +1,6 @@
 """The README table from the newest results in bench/results/ (last step of `make bench`):
-voice-to-voice per stage, the Pipecat ratio on the shared caller-side measure, barge-in and
-capacity. Writes bench/results/summary.md and prints it."""
+voice-to-voice per stage, the Pipecat ratio on the shared caller-side measure, barge-in,
+routing, the tool round and capacity. Writes bench/results/summary.md and prints it."""
 
 from __future__ import annotations
 
@@ -76,6 +76,16 @@ def table() -> str:
                   f"{fmt(r['routed_voice_to_voice_ms']['p50'])} vs "
                   f"{fmt(r['llm_voice_to_voice_ms']['p50'])} ms; saved p50 "
                   f"{fmt(r['saved_ms']['p50'])} ms, p95 {fmt(r['saved_ms']['p95'])} ms."]
+    tools = newest("tools")
+    if tools:
+        t, p = tools["summary"]["tool"], tools["summary"]["plain"]
+        lines += ["", f"Tool round (webhook answering at once, instant STT/TTS, scripted model; "
+                  f"{t['voice_to_voice_ms']['n']} + {p['voice_to_voice_ms']['n']} calls): "
+                  f"voice-to-voice p50 {fmt(t['voice_to_voice_ms']['p50'])} vs "
+                  f"{fmt(p['voice_to_voice_ms']['p50'])} ms without tools, p95 "
+                  f"{fmt(t['voice_to_voice_ms']['p95'])} vs {fmt(p['voice_to_voice_ms']['p95'])}"
+                  f" ms; the tool round adds "
+                  f"{fmt(tools['summary']['tool_round_adds_ms']['voice_to_voice_p50'])} ms p50."]
     cap = newest("capacity")
     if cap:
         lines += ["", f"Capacity ({cap['date']} UTC, instant providers; overhead = "

@@ -118,7 +118,7 @@ class Agent(_Strict):
     name: str = Field(min_length=1)
     instructions: str = Field(min_length=1)  # the system prompt
     greeting: str = ""  # said when the call starts; "" = the caller speaks first
-    language: str = "en"
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # BCP 47
     voice: str | None = None
     knowledge: str | None = None  # folder of .md/.txt, relative to the agent file
     tools: Tools = Field(default_factory=Tools)
@@ -139,6 +139,8 @@ class Agent(_Strict):
         update: dict[str, Any] = {"system_prompt": self.instructions.strip(),
                                   "greeting": self.greeting.strip(),
                                   "agent_language": self.language}
+        if "-" in self.language:  # a locale (en-GB): cloud recognizers need one
+            update["azure_speech_language"] = self.language
         if self.voice:  # the voice of whichever TTS provider is configured
             update["tts_voice"] = self.voice
             if settings.tts_provider in ("azure", "openai"):
