@@ -11,15 +11,19 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 import pytest
+from google.protobuf.message import Message
+from nats.js.kv import KeyValue
 
 from voxbus.v1.memory_pb2 import Session
 from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.stack import Stack
 from voxbus_common.subjects import SESSIONS_BUCKET
 
+M = TypeVar("M", bound=Message)
 SPEECH = Path(__file__).resolve().parents[2] / "speech"
 
 
@@ -53,32 +57,38 @@ def assert_services_alive(stack: Stack) -> None:
     assert not dead, f"services died: {dead}"
 
 
+async def watch_kv(kv: KeyValue, key: str, kind: type[M], done: Callable[[M], bool],
+                   timeout_s: float = 120.0) -> M:
+    """Watch one KV entry until `done(value)` (event-based, bounded)."""
+    watcher = await kv.watch(key)
+    deadline = time.monotonic() + timeout_s
+    last = kind()
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                entry = await watcher.updates(timeout=remaining)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            if entry is None or not entry.value:
+                continue
+            last = kind()
+            last.ParseFromString(entry.value)
+            if done(last):
+                return last
+    finally:
+        await watcher.stop()
+    raise AssertionError(f"{key} never reached the expected state: {last}")
+
+
 async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session], bool],
                            timeout_s: float = 120.0) -> Session:
-    """Watch the call's KV entry until `done(session)` (event-based, bounded)."""
+    """Watch the call's session until `done(session)`."""
     nc = await nats.connect(stack.nats_url)
     try:
         kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
-        watcher = await kv.watch(call_id)
-        deadline = time.monotonic() + timeout_s
-        last = Session()
-        try:
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    entry = await watcher.updates(timeout=remaining)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    break
-                if entry is None or not entry.value:
-                    continue
-                last = Session()
-                last.ParseFromString(entry.value)
-                if done(last):
-                    return last
-        finally:
-            await watcher.stop()
+        return await watch_kv(kv, call_id, Session, done, timeout_s)
     finally:
         await nc.close()
-    raise AssertionError(f"session {call_id} never reached the expected state: {last}")
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
-from tests.integration.conftest import wait_for_session
+from tests.integration.conftest import wait_for_session, watch_kv
 from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.llm_pb2 import ContextReply, ContextRequest
 from voxbus.v1.memory_pb2 import CallerMemory, ForgetCallerReply, ForgetCallerRequest
@@ -90,24 +90,7 @@ async def wait_for_caller(js: JetStreamContext, key: str, done: Callable[[Caller
                           timeout_s: float = 60.0) -> CallerMemory:
     """Watch a caller's record in the callers bucket until `done(record)`."""
     kv = await js.key_value(subjects.CALLERS_BUCKET)
-    watcher = await kv.watch(key)
-    last = CallerMemory()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                entry = await watcher.updates(timeout=remaining)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            if entry is None or not entry.value:
-                continue
-            last = CallerMemory()
-            last.ParseFromString(entry.value)
-            if done(last):
-                return last
-    finally:
-        await watcher.stop()
-    raise AssertionError(f"caller record never reached the expected state: {last}")
+    return await watch_kv(kv, key, CallerMemory, done, timeout_s)
 
 
 def note_of(call_id: str) -> Callable[[CallerMemory], bool]:

@@ -12,16 +12,15 @@ from typing import Any
 import azure.cognitiveservices.speech as speechsdk  # type: ignore[import-untyped]
 import pytest
 
+from voxbus_common.cloud_speech import AzureSpeechError
 from voxbus_common.config import Settings
 from voxbus_stt.azure_stt import (
-    AzureSpeechError,
     AzureSpeechToText,
     UtteranceCollector,
     cancellation_error,
     result_text,
 )
 from voxbus_tts.azure_tts import AudioChunks, AzureTextToSpeech, build_ssml, synthesis_error
-from voxbus_tts.azure_tts import AzureSpeechError as AzureSynthesisError
 
 Reason = speechsdk.ResultReason
 Cancel = speechsdk.CancellationReason
@@ -131,13 +130,13 @@ def test_audio_chunks_raise_the_cancellation() -> None:
     audio.on_canceled(synth_event(details=details))
     chunks = audio.chunks(idle_timeout_s=5.0)
     assert next(chunks) == b"\x00\x00"
-    with pytest.raises(AzureSynthesisError, match=r"AuthenticationFailure.*401.*AZURE_SPEECH_KEY"):
+    with pytest.raises(AzureSpeechError, match=r"AuthenticationFailure.*401.*AZURE_SPEECH_KEY"):
         next(chunks)
     assert audio.finished
 
 
 def test_audio_chunks_time_out_when_the_service_goes_quiet() -> None:
-    with pytest.raises(AzureSynthesisError, match="no audio"):
+    with pytest.raises(AzureSpeechError, match="no audio"):
         list(AudioChunks().chunks(idle_timeout_s=0.01))
 
 
@@ -206,7 +205,7 @@ def test_real_sdk_wiring_reports_a_refused_connection(refused_port: int) -> None
     a failed connection becomes AzureSpeechError in the caller's thread, not a hang."""
     base = f"ws://127.0.0.1:{refused_port}"
     tts = AzureTextToSpeech("key", "region", endpoint=f"{base}/cognitiveservices/websocket/v1")
-    with pytest.raises(AzureSynthesisError, match="ConnectionFailure"):
+    with pytest.raises(AzureSpeechError, match="ConnectionFailure"):
         list(tts.synthesize("Hello."))
     stt = AzureSpeechToText(
         "key", "region",

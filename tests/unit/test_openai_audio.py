@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from voxbus_common.cloud_speech import OpenAIAudioError
 from voxbus_common.config import Settings
-from voxbus_stt.openai_stt import OpenAIAudioError, OpenAISpeechToText, wav_bytes
-from voxbus_tts.openai_tts import OpenAIAudioError as OpenAISpeechError
+from voxbus_stt.openai_stt import OpenAISpeechToText, wav_bytes
 from voxbus_tts.openai_tts import OpenAITextToSpeech, whole_samples
 
 # HTTP chunks of a 24 kHz reply: odd lengths, so sample boundaries fall inside chunks
@@ -141,7 +141,7 @@ async def test_refused_key_is_a_clear_error(server: tuple[FakeAudioServer, str],
                                                rf"{url}: .*Incorrect API key.*OPENAI_API_KEY"):
         await asyncio.to_thread(stt.transcribe, b"\x00\x00" * 100, 16000)
     tts = OpenAITextToSpeech(url, "sk-bad")
-    with pytest.raises(OpenAISpeechError, match=rf"speech synthesis failed: HTTP {status}"):
+    with pytest.raises(OpenAIAudioError, match=rf"speech synthesis failed: HTTP {status}"):
         await asyncio.to_thread(list, tts.synthesize("hello"))
 
 
@@ -150,7 +150,7 @@ async def test_unreachable_endpoint_is_a_clear_error() -> None:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
         tts = OpenAITextToSpeech(url, "sk", timeout_s=5.0)
-        with pytest.raises(OpenAISpeechError, match=f"cannot reach {url}"):
+        with pytest.raises(OpenAIAudioError, match=f"cannot reach {url}"):
             await asyncio.to_thread(list, tts.synthesize("hello"))
 
 

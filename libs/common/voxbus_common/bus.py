@@ -120,25 +120,20 @@ class Bus:
 
     async def sessions_kv(self) -> KeyValue:
         """The KV bucket that holds each call's conversation."""
-        try:
-            return await self.js.key_value(SESSIONS_BUCKET)
-        except Exception:
-            from nats.js.api import KeyValueConfig
-
-            return await self.js.create_key_value(
-                KeyValueConfig(bucket=SESSIONS_BUCKET, ttl=self.settings.session_ttl_s, history=1)
-            )
+        return await self._kv(SESSIONS_BUCKET, self.settings.session_ttl_s)
 
     async def callers_kv(self) -> KeyValue:
         """The KV bucket of long-term memory per caller; the TTL restarts at each call."""
+        return await self._kv(CALLERS_BUCKET, self.settings.caller_ttl_s)
+
+    async def _kv(self, bucket: str, ttl_s: float) -> KeyValue:
         try:
-            return await self.js.key_value(CALLERS_BUCKET)
+            return await self.js.key_value(bucket)
         except Exception:
             from nats.js.api import KeyValueConfig
 
             return await self.js.create_key_value(
-                KeyValueConfig(bucket=CALLERS_BUCKET, ttl=self.settings.caller_ttl_s, history=1)
-            )
+                KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1))
 
     # -- publishing ---------------------------------------------------------------------------
 

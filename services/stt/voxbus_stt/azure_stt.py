@@ -18,43 +18,35 @@ from typing import Any
 
 import azure.cognitiveservices.speech as speechsdk  # type: ignore[import-untyped]
 
+from voxbus_common.cloud_speech import (
+    AZURE_AUTH_CODES,
+    AzureSpeechError,
+    require_azure_credentials,
+    sdk_name,
+)
+
 log = logging.getLogger(__name__)
 
 # cancellations that are the normal end of a session, not failures
 _NORMAL_END = ("EndOfStream", "CancelledByUser")
-_AUTH_CODES = ("AuthenticationFailure", "Forbidden")
-
-
-class AzureSpeechError(RuntimeError):
-    """Azure canceled or never answered; the message carries the SDK's reason and details."""
-
-
-def require_credentials(setting: str, key: str, region: str) -> None:
-    """Fail at construction, so a misconfigured service dies at start, not on the first call."""
-    if not key or not region:
-        raise ValueError(f"{setting}=azure needs AZURE_SPEECH_KEY and AZURE_SPEECH_REGION")
-
-
-def _name(value: Any) -> str:
-    return str(getattr(value, "name", value))
 
 
 def cancellation_error(details: Any) -> AzureSpeechError:
     """Cancellation details (recognition: `.code`, synthesis: `.error_code`) as one error."""
     code = getattr(details, "code", None) or getattr(details, "error_code", None)
-    message = f"Azure Speech canceled the request: {_name(details.reason)}"
-    if code is not None and _name(code) != "NoError":
-        message += f" ({_name(code)})"
+    message = f"Azure Speech canceled the request: {sdk_name(details.reason)}"
+    if code is not None and sdk_name(code) != "NoError":
+        message += f" ({sdk_name(code)})"
     if details.error_details:
         message += f": {details.error_details}"
-    if code is not None and _name(code) in _AUTH_CODES:
+    if code is not None and sdk_name(code) in AZURE_AUTH_CODES:
         message += " - check AZURE_SPEECH_KEY and AZURE_SPEECH_REGION"
     return AzureSpeechError(message)
 
 
 def is_normal_end(details: Any) -> bool:
     """True for the cancellation that closing the push stream causes."""
-    return _name(details.reason) in _NORMAL_END
+    return sdk_name(details.reason) in _NORMAL_END
 
 
 def result_text(result: Any) -> str:
@@ -67,7 +59,7 @@ def result_text(result: Any) -> str:
         return ""
     if reason == speechsdk.ResultReason.Canceled:
         raise cancellation_error(result.cancellation_details)
-    log.debug("ignoring azure result", extra={"reason": _name(reason)})
+    log.debug("ignoring azure result", extra={"reason": sdk_name(reason)})
     return ""
 
 
@@ -146,7 +138,7 @@ class AzureSpeechToText:
     def __init__(self, key: str, region: str, language: str = "en-US", *,
                  endpoint: str = "",
                  on_partial: Callable[[str], None] | None = None) -> None:
-        require_credentials("VOXBUS_STT_PROVIDER", key, region)
+        require_azure_credentials("VOXBUS_STT_PROVIDER", key, region)
         if endpoint:  # e.g. a local Speech container: ws://host:5000
             config = speechsdk.SpeechConfig(subscription=key, endpoint=endpoint)
         else:

@@ -12,35 +12,13 @@ import wave
 
 import openai
 
+from voxbus_common.cloud_speech import (
+    OpenAIAudioError,
+    describe_openai_error,
+    openai_client_settings,
+)
+
 log = logging.getLogger(__name__)
-
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-
-
-class OpenAIAudioError(RuntimeError):
-    """The audio endpoint refused or could not be reached; the message says which and why."""
-
-
-def client_settings(setting: str, base_url: str, api_key: str) -> tuple[str, str]:
-    """(base URL, key) for the client. An explicit URL, never the SDK's OPENAI_BASE_URL
-    lookup: that variable points the LLM at its endpoint, often a local one without audio.
-    api.openai.com needs a key, checked here so the service fails at start."""
-    if not base_url and not api_key:
-        raise ValueError(f"{setting}=openai needs OPENAI_API_KEY (or VOXBUS_OPENAI_AUDIO_API_KEY)"
-                         ", or VOXBUS_OPENAI_AUDIO_BASE_URL for a compatible endpoint")
-    return base_url or OPENAI_BASE_URL, api_key or "not-needed-for-local"
-
-
-def describe_error(action: str, base_url: str, exc: openai.OpenAIError) -> str:
-    """One line naming the endpoint, the HTTP status and the server's message."""
-    if isinstance(exc, openai.APIStatusError):
-        message = f"{action} failed: HTTP {exc.status_code} from {base_url}: {exc.message}"
-        if exc.status_code in (401, 403):
-            message += " (check OPENAI_API_KEY / VOXBUS_OPENAI_AUDIO_API_KEY)"
-        return message
-    if isinstance(exc, openai.APIConnectionError):
-        return f"{action} failed: cannot reach {base_url}: {exc}"
-    return f"{action} failed: {exc}"
 
 
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
@@ -59,7 +37,7 @@ class OpenAISpeechToText:
 
     def __init__(self, base_url: str = "", api_key: str = "",
                  model: str = "gpt-4o-mini-transcribe", *, timeout_s: float = 30.0) -> None:
-        self._base_url, key = client_settings("VOXBUS_STT_PROVIDER", base_url, api_key)
+        self._base_url, key = openai_client_settings("VOXBUS_STT_PROVIDER", base_url, api_key)
         self._model = model
         self.name = f"openai-{model}"
         # one retry at most: a caller is waiting, a slow retry chain is worse than an error
@@ -77,5 +55,6 @@ class OpenAISpeechToText:
                 response_format="json",
             )
         except openai.OpenAIError as exc:
-            raise OpenAIAudioError(describe_error("transcription", self._base_url, exc)) from exc
+            raise OpenAIAudioError(
+                describe_openai_error("transcription", self._base_url, exc)) from exc
         return result.text.strip()

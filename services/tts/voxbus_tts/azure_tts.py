@@ -16,35 +16,27 @@ from xml.sax.saxutils import escape, quoteattr
 
 import azure.cognitiveservices.speech as speechsdk  # type: ignore[import-untyped]
 
+from voxbus_common.cloud_speech import (
+    AZURE_AUTH_CODES,
+    AzureSpeechError,
+    require_azure_credentials,
+    sdk_name,
+)
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000  # neural voices are 24 kHz natively: no resampling at the service
-_AUTH_CODES = ("AuthenticationFailure", "Forbidden")
-
-
-class AzureSpeechError(RuntimeError):
-    """Azure canceled or stalled the synthesis; the message carries the reason and details."""
-
-
-def require_credentials(setting: str, key: str, region: str) -> None:
-    """Fail at construction, so a misconfigured service dies at start, not on the first call."""
-    if not key or not region:
-        raise ValueError(f"{setting}=azure needs AZURE_SPEECH_KEY and AZURE_SPEECH_REGION")
-
-
-def _name(value: Any) -> str:
-    return str(getattr(value, "name", value))
 
 
 def synthesis_error(details: Any) -> AzureSpeechError:
     """SpeechSynthesisCancellationDetails (reason, error_code, error_details) as one error."""
-    code = _name(getattr(details, "error_code", "NoError"))
-    message = f"Azure Speech canceled the synthesis: {_name(details.reason)}"
+    code = sdk_name(getattr(details, "error_code", "NoError"))
+    message = f"Azure Speech canceled the synthesis: {sdk_name(details.reason)}"
     if code != "NoError":
         message += f" ({code})"
     if details.error_details:
         message += f": {details.error_details}"
-    if code in _AUTH_CODES:
+    if code in AZURE_AUTH_CODES:
         message += " - check AZURE_SPEECH_KEY and AZURE_SPEECH_REGION"
     return AzureSpeechError(message)
 
@@ -107,7 +99,7 @@ class AzureTextToSpeech:
     def __init__(self, key: str, region: str, voice: str = "en-US-JennyNeural",
                  language: str = "en-US", *, endpoint: str = "",
                  idle_timeout_s: float = 15.0) -> None:
-        require_credentials("VOXBUS_TTS_PROVIDER", key, region)
+        require_azure_credentials("VOXBUS_TTS_PROVIDER", key, region)
         if endpoint:  # e.g. a local Speech container
             config = speechsdk.SpeechConfig(subscription=key, endpoint=endpoint)
         else:

@@ -12,36 +12,15 @@ from collections.abc import Iterable, Iterator
 
 import openai
 
+from voxbus_common.cloud_speech import (
+    OpenAIAudioError,
+    describe_openai_error,
+    openai_client_settings,
+)
+
 log = logging.getLogger(__name__)
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 SAMPLE_RATE = 24000  # fixed by the API for response_format="pcm"
-
-
-class OpenAIAudioError(RuntimeError):
-    """The audio endpoint refused or could not be reached; the message says which and why."""
-
-
-def client_settings(setting: str, base_url: str, api_key: str) -> tuple[str, str]:
-    """(base URL, key) for the client. An explicit URL, never the SDK's OPENAI_BASE_URL
-    lookup: that variable points the LLM at its endpoint, often a local one without audio.
-    api.openai.com needs a key, checked here so the service fails at start."""
-    if not base_url and not api_key:
-        raise ValueError(f"{setting}=openai needs OPENAI_API_KEY (or VOXBUS_OPENAI_AUDIO_API_KEY)"
-                         ", or VOXBUS_OPENAI_AUDIO_BASE_URL for a compatible endpoint")
-    return base_url or OPENAI_BASE_URL, api_key or "not-needed-for-local"
-
-
-def describe_error(action: str, base_url: str, exc: openai.OpenAIError) -> str:
-    """One line naming the endpoint, the HTTP status and the server's message."""
-    if isinstance(exc, openai.APIStatusError):
-        message = f"{action} failed: HTTP {exc.status_code} from {base_url}: {exc.message}"
-        if exc.status_code in (401, 403):
-            message += " (check OPENAI_API_KEY / VOXBUS_OPENAI_AUDIO_API_KEY)"
-        return message
-    if isinstance(exc, openai.APIConnectionError):
-        return f"{action} failed: cannot reach {base_url}: {exc}"
-    return f"{action} failed: {exc}"
 
 
 def whole_samples(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -64,7 +43,7 @@ class OpenAITextToSpeech:
 
     def __init__(self, base_url: str = "", api_key: str = "", model: str = "gpt-4o-mini-tts",
                  voice: str = "alloy", *, timeout_s: float = 30.0) -> None:
-        self._base_url, key = client_settings("VOXBUS_TTS_PROVIDER", base_url, api_key)
+        self._base_url, key = openai_client_settings("VOXBUS_TTS_PROVIDER", base_url, api_key)
         self._model = model
         self._voice = voice
         self.name = f"openai-{model}-{voice}"
@@ -82,5 +61,5 @@ class OpenAITextToSpeech:
             ) as response:
                 yield from whole_samples(response.iter_bytes())
         except openai.OpenAIError as exc:
-            raise OpenAIAudioError(describe_error("speech synthesis", self._base_url, exc)) \
+            raise OpenAIAudioError(describe_openai_error("speech synthesis", self._base_url, exc)) \
                 from exc
