@@ -89,13 +89,10 @@ class Compactor:
                 log.info("call summarized", extra={
                     "through_turn": stored.summarized_through, "messages": len(plan.messages),
                     "summary_chars": len(stored.summary)})
-        except SummaryFailed as exc:
-            ERRORS.labels("memory", "summary_failed").inc()
-            log.warning("call summary failed, retried at the next turn: %s", exc)
         except Exception as exc:
             ERRORS.labels("memory", "summary_failed").inc()
-            log.warning("call summary failed, retried at the next turn: %s",
-                        f"{type(exc).__name__}: {exc}")
+            why = exc if isinstance(exc, SummaryFailed) else f"{type(exc).__name__}: {exc}"
+            log.warning("call summary failed, retried at the next turn: %s", why)
 
     async def close(self) -> None:
         """Cancel what is still running (shutdown): the next turn elsewhere redoes it."""
