@@ -85,3 +85,24 @@ async def test_transfer_is_recorded_offered_to_the_edge_and_ends_the_leg() -> No
     assert edge.events == [{"type": "transfer", "target": "+15550100100"}]
     assert edge.transferred == ["+15550100100"]
     assert call.hangup_requested.result() == "transferred to +15550100100"
+
+
+async def test_an_acknowledgement_while_the_agent_talks_is_never_a_turn() -> None:
+    """Also when its onset was already resumed (the STT confirmed the speech late), the
+    final "okay" must not cut the agent off; real words do."""
+    from voxbus.v1.speech_pb2 import Transcript
+
+    call, _, edge = make_call()
+    call.settings = call.settings.model_copy(update={"greeting": "Hello, how can I help?"})
+    call.conversation.settings = call.settings
+    await call.conversation.greet()
+    greeting = call.conversation.turn
+    assert greeting is not None
+    await call.conversation.on_transcript(Transcript(final=True, text="Okay.", utterance_id=1))
+    assert call.conversation.turn is greeting
+    assert edge.events[-1] == {"type": "turn_skipped", "utterance": 1,
+                               "reason": "backchannel", "text": "Okay."}
+    await call.conversation.on_transcript(Transcript(final=True, text="What are your hours?",
+                                                     utterance_id=2))
+    assert call.conversation.turn is not greeting  # a real question takes the turn
+    await call.conversation.stop()

@@ -197,12 +197,15 @@ class Conversation:
             await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
                                   "reason": "echo of the agent", "text": text})
             return
-        if pending is not None and pending.utterance_id == t.utterance_id:
-            if self.backchannels.matches(text):
+        interrupting = pending is not None and pending.utterance_id == t.utterance_id
+        talking = self.turn is not None and not self.turn.preemptive and has_words(text)
+        if self.backchannels.matches(text) and (interrupting or talking):  # also a late final
+            if interrupting:
                 await self._resume("backchannel" if has_words(text) else "noise")
-                await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
-                                      "reason": "backchannel", "text": text})
-                return
+            await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
+                                  "reason": "backchannel", "text": text})
+            return
+        if interrupting:
             await self._commit_interrupt()
         if not has_words(text):
             await self._drop_preemptive("no words recognised")
@@ -321,8 +324,7 @@ class Conversation:
         if not turn.timings.first_token and delta.text:
             turn.timings.first_token = delta.meta.sent_unix_ns
         if delta.text and not turn.preemptive:
-            await self.call.emit({"type": "agent_text", "turn": turn.turn_id,
-                                  "delta": delta.text})
+            await self.call.emit({"type": "agent_text", "turn": turn.turn_id, "delta": delta.text})
         if delta.done:
             turn.agent_text = delta.full_text
             if delta.error:
