@@ -58,6 +58,14 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+async def _keep_claimed(msg: Msg, ack_wait_s: float, max_waits: int = 10) -> None:
+    """Tell JetStream the work item is still being worked on, every third of the ack wait."""
+    for _ in range(3 * max_waits):
+        await asyncio.sleep(ack_wait_s / 3)
+        with contextlib.suppress(Exception):
+            await msg.in_progress()
+
+
 class Bus:
     """One NATS connection with JetStream, KV and a per-subject sequence counter."""
 
@@ -199,7 +207,9 @@ class Bus:
         """Serve a work-queue stream: each message goes to exactly one replica.
 
         A handler that raises leaves the message unacked, so it is redelivered (once, by
-        default) to any replica; a handler that returns acks it.
+        default) to any replica; a handler that returns acks it. While a handler works the
+        message is kept claimed (`in_progress`, for up to 10 ack waits), so a long turn (tool
+        rounds) is not redelivered to a second replica; a replica that dies stops claiming.
         """
         sub = await self.js.pull_subscribe(
             subject,
@@ -229,6 +239,7 @@ class Bus:
                         depth.set(msg.metadata.num_pending)
                     token = otel_context.attach(extract_context(msg.headers))
                     in_flight.inc()
+                    keeper = asyncio.create_task(_keep_claimed(msg, ack_wait_s))
                     try:
                         await handler(msg)
                     except (BadMessage, InvalidCallId) as exc:
@@ -242,6 +253,7 @@ class Bus:
                         await msg.nak(delay=0.2)
                         continue
                     finally:
+                        keeper.cancel()
                         in_flight.dec()
                         otel_context.detach(token)
                     await msg.ack()

@@ -1,0 +1,53 @@
+"""The work-queue contract against a real nats-server: a work item whose handler runs longer
+than the ack wait (a turn with tool rounds) stays with its replica and is not handed to a
+second one, so nothing (a booking webhook, a spoken answer) happens twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.msg import Msg
+
+from voxbus_cli.embedded import start_nats, stop_all
+from voxbus_common.bus import Bus
+from voxbus_common.config import Settings
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_nats(Path(tmp_path_factory.mktemp("nats")))
+    try:
+        yield url
+    finally:
+        stop_all([proc])
+
+
+async def test_a_long_work_item_is_not_redelivered(nats_url: str) -> None:
+    settings = Settings().model_copy(update={"nats_url": nats_url})
+    worker_a, worker_b = await Bus.connect(settings, "a"), await Bus.connect(settings, "b")
+    await worker_a.ensure_streams()
+    stop = asyncio.Event()
+    deliveries: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    def handler(name: str) -> Callable[[Msg], Awaitable[None]]:
+        async def handle(msg: Msg) -> None:
+            deliveries.append((name, msg.metadata.num_delivered))
+            await asyncio.sleep(3.5)  # the work itself: 3.5 ack waits of 1 s
+            done.set()
+        return handle
+
+    workers = [asyncio.create_task(bus.run_pull_worker(
+        stream="VB_LLM_WORK", durable="long-work", subject="vb.work.llm.*",
+        handler=handler(name), concurrency=1, stop=stop, ack_wait_s=1.0))
+        for name, bus in (("a", worker_a), ("b", worker_b))]
+    await worker_a.js.publish("vb.work.llm.c1", b"turn")
+    await asyncio.wait_for(done.wait(), 60)
+    stop.set()
+    await asyncio.gather(*workers)
+    assert len(deliveries) == 1 and deliveries[0][1] == 1, deliveries
+    for bus in (worker_a, worker_b):
+        await bus.close()
