@@ -38,7 +38,8 @@ $(STAMP): requirements.txt $(PY) $(addsuffix /pyproject.toml,$(PACKAGES))
 $(GEN): $(wildcard proto/voxbus/v1/*.proto) $(STAMP)
 	mkdir -p libs/common/voxbus/v1
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto \
-		--python_out=libs/common --mypy_out=libs/common proto/voxbus/v1/*.proto
+		--python_out=libs/common --mypy_out=libs/common \
+		--grpc_python_out=libs/common --mypy_grpc_out=libs/common proto/voxbus/v1/*.proto
 	touch libs/common/voxbus/__init__.py libs/common/voxbus/v1/__init__.py $@
 
 proto: $(GEN)

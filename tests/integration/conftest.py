@@ -36,6 +36,7 @@ def words(text: str) -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("voxbus")
     s = Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
+              control_port=free_port(),
               env={"VOXBUS_LOG_LEVEL": "INFO",
                    "VOXBUS_AUDIOSOCKET_PORT": str(free_port()),
                    "VOXBUS_TRACE_DIR": str(workdir / "traces"),

@@ -53,7 +53,8 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     launcher = subprocess.Popen(
         [sys.executable, "-m", "voxbus_cli", "run", "--port", str(port),
-         "--audiosocket-port", str(free_port()), "--agent", str(AGENT)], env=env,
+         "--audiosocket-port", str(free_port()), "--control-port", str(free_port()),
+         "--agent", str(AGENT)], env=env,
         stdout=subprocess.PIPE, stderr=(tmp_path / "services.log").open("wb"), text=True,
         start_new_session=True)
     up = threading.Event()

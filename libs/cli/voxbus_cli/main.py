@@ -16,6 +16,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="voxbus: real-time voice agents over NATS JetStream.")
 
 STATE_DIR = Path(os.environ.get("VOXBUS_STATE_DIR", ".voxbus"))
+
+
+def _add_subcommands() -> None:
+    from voxbus_cli.calls import calls_app
+
+    app.add_typer(calls_app, name="calls")
+
+
+_add_subcommands()
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/pcm"
 
 
@@ -24,6 +33,7 @@ def run(
     port: int = typer.Option(8765, help="gateway port"),
     nats_url: str = typer.Option("", envvar="NATS_URL", help="use this NATS instead of embedded"),
     audiosocket_port: int = typer.Option(9092, help="Asterisk AudioSocket TCP port (0 = off)"),
+    control_port: int = typer.Option(50051, help="gRPC control API port (0 = off)"),
     agent: Path | None = typer.Option(None, "--agent", envvar="VOXBUS_AGENT_FILE",
                                       help="agent file (YAML, docs/agents.md)"),
 ) -> None:
@@ -42,7 +52,7 @@ def run(
             raise typer.Exit(2) from None
 
     stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url,
-                  deps_log_dir=STATE_DIR / "logs")
+                  deps_log_dir=STATE_DIR / "logs", control_port=control_port)
     keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
     stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
     stack.env["VOXBUS_AUDIOSOCKET_PORT"] = str(audiosocket_port)
@@ -67,7 +77,8 @@ def run(
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "run.json").write_text(json.dumps(
         {"gateway_url": stack.gateway_url, "nats_url": stack.nats_url, "token": token,
-         "llm_base_url": stack.llm_base_url, "pid": os.getpid()}))
+         "llm_base_url": stack.llm_base_url, "pid": os.getpid(),
+         "control": stack.control_target if control_port else ""}))
     http = f"http://127.0.0.1:{port}"
     ws = f"ws://127.0.0.1:{port}"
     typer.echo(f"\nvoxbus is up.\n  agent:    {agent_name}\n"
@@ -78,6 +89,7 @@ def run(
                f"  other carriers:        {ws}/v1/{{telnyx,exotel,plivo,teler,vonage,asterisk}}\n"
                f"  Asterisk AudioSocket:  tcp://127.0.0.1:{audiosocket_port}\n"
                f"  media token (12 h):    {token}\n"
+               f"  gRPC control API:      127.0.0.1:{control_port}   (voxbus calls list)\n"
                f"  Prometheus metrics:    " + ", ".join(
                    f"{name} :{port}/metrics" for name, port in stack.metrics_ports.items()) + "\n"
                f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
@@ -219,3 +231,36 @@ def forget_caller_command(
         raise typer.Exit(2) from None
     typer.echo(f"long-term memory: {'deleted' if reply.memory_deleted else 'none stored'}")
     typer.echo(f"call sessions deleted: {reply.calls_deleted}")
+
+
+deploy_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="Inspect a voxbus deployment on Kubernetes (the Helm chart).")
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("status")
+def deploy_status_command(
+    namespace: str = typer.Option("", "--namespace", "-n",
+                                  help="namespace (default: the kubeconfig context's)"),
+    release: str = typer.Option("", "--release",
+                                help="Helm release (default: every voxbus release found)"),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig",
+                                           help="kubeconfig file (default: KUBECONFIG, ~/.kube)"),
+    context: str = typer.Option("", "--context", help="kubeconfig context (default: current)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Rollout, autoscaling and pods of each voxbus service in a Kubernetes namespace."""
+    from voxbus_cli.deploy_kube import KubeError, read_status
+    from voxbus_cli.deploy_render import render
+
+    try:
+        status = read_status(kubeconfig, context or None, namespace or None, release or None)
+    except KubeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(status.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(render(status))

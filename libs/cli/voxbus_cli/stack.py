@@ -62,6 +62,7 @@ class Stack:
     gateway_port: int = 8765
     nats_url: str = ""
     llm_base_url: str = ""
+    control_port: int = 0  # the gateway's gRPC control API (0 = off; extra gateways: off)
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None  # all process logs go here (else: inherited stderr)
     deps_log_dir: Path | None = None  # NATS and llama.cpp logs only (they are verbose)
@@ -69,6 +70,10 @@ class Stack:
     service_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     metrics_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def control_target(self) -> str:
+        return f"127.0.0.1:{self.control_port}"
 
     @property
     def gateway_url(self) -> str:
@@ -115,6 +120,8 @@ class Stack:
         env = self.service_env()
         port = self.metrics_ports.setdefault(name, free_port())
         env["VOXBUS_METRICS_PORT"] = str(port)
+        if name == "gateway" and self.control_port:
+            env["VOXBUS_CONTROL_PORT"] = str(self.control_port)
         proc = spawn([sys.executable, "-m", f"voxbus_{name}"], env=env, log=self._log(name))
         self.procs.append(proc)
         self.service_procs[name] = proc

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     dtmf_timeout_s: float = 1.5
     routes_file: str = ""  # YAML routing rules answered without the LLM (docs/routing.md)
     greeting: str = ""  # said when a call starts; "" = the caller speaks first
+    # gRPC control API in every gateway (docs/control.md); 0 = off
+    control_port: int = 0
+    control_tokens: str = ""  # static bearer tokens, comma-separated
+    control_jwt_secret: str = ""  # or HS256 JWTs with aud "voxbus-control"; neither: loopback only
 
     # stt
     stt_provider: str = "whisper"

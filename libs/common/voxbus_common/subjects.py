@@ -57,6 +57,22 @@ def control(call_id: str) -> str:
 
 CONTROL_ALL = f"{PREFIX}.call.*.ctl"
 
+
+def watch(call_id: str) -> str:
+    """Live events of a call for control API watchers (JSON, core NATS, not stored)."""
+    return _call(call_id, "watch")
+
+
+WATCH_ALL = f"{PREFIX}.call.*.watch"
+
+
+def rpc_call(call_id: str) -> str:
+    """Commands for a call, answered by the gateway that owns it (request/reply)."""
+    return f"{PREFIX}.rpc.call.{validate_call_id(call_id)}"
+
+
+RPC_GATEWAY_CALLS = f"{PREFIX}.rpc.gateway.calls"  # every gateway answers with its live calls
+
 WORK_CALLS = f"{PREFIX}.work.calls"
 
 

@@ -41,6 +41,12 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     if settings.audiosocket_port:
         audiosocket = await asyncio.start_server(gateway.serve_audiosocket,
                                                  settings.gateway_host, settings.audiosocket_port)
+    await gateway.serve_control_bus()
+    control = None
+    if settings.control_port:
+        from voxbus_gateway.control.server import start_control_server
+
+        control, _ = await start_control_server(bus, settings)
     ready.set()
     scheme = "wss" if settings.tls_cert_file else "ws"
     log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}",
@@ -49,6 +55,8 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     gateway.draining = True
     await asyncio.gather(*(c.hangup("gateway shutting down") for c in list(gateway.calls.values())),
                          return_exceptions=True)
+    if control is not None:
+        await control.stop(grace=5.0)
     if audiosocket is not None:
         audiosocket.close()
     await runner.cleanup()

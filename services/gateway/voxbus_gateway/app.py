@@ -15,7 +15,10 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import WSCloseCode, web
+from nats.aio.msg import Msg
 
+from voxbus.v1.control_pb2 import GatewayCalls
+from voxbus_common import subjects
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
@@ -61,6 +64,16 @@ class Gateway:
         self.draining = False
         self._warned_unsigned = False
         self.tokens = MediaTokens(settings.media_token_keys)
+
+    async def serve_control_bus(self) -> None:
+        """Answer the control API's call lists (every gateway replies with its own calls)."""
+
+        async def on_list(msg: Msg) -> None:
+            if msg.reply:
+                calls = GatewayCalls(calls=[c.commands.summary() for c in self.calls.values()])
+                await self.bus.nc.publish(msg.reply, calls.SerializeToString())
+
+        await self.bus.subscribe(subjects.RPC_GATEWAY_CALLS, on_list)
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -7,6 +7,7 @@ is its plumbing. The gateway is the single writer of the call's control subject.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from voxbus_common.metrics import ERRORS, observe_hop
 from voxbus_common.redact import Redactor
 from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
+from voxbus_gateway.commands import CallCommands
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
@@ -59,6 +61,11 @@ class Call:
         self.ended = asyncio.Event()
         self.hangup_requested: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_audio_seq = 0
+        self.started_unix_ns = time.time_ns()
+        self.turn_log: deque[dict[str, Any]] = deque(maxlen=200)  # `turn` events, for GetCall
+        self._watch_subject = subjects.watch(call_id)
+        self.commands = CallCommands(self)
+        self._cmd_sub: Subscription | None = None
         self._recent_in: deque[bytes] = deque(maxlen=100)  # 2 s of caller audio (echo checks)
         self.span = tracer().start_span("call", attributes={
             "voxbus.call_id": call_id, "voxbus.edge": edge.name})
@@ -78,6 +85,10 @@ class Call:
                                     gateway_id=self.gateway_id)
             await self.bus.publish_acked(subjects.WORK_CALLS, announce,
                                          msg_id=f"announce-{self.call_id}")
+            self._cmd_sub = await self.bus.subscribe(subjects.rpc_call(self.call_id),
+                                                     self.commands.on_command)
+            await self.watch({"type": "call_started", "edge": self.edge.name,
+                              "gateway": self.gateway_id})
             self.conversation.start()
             await self.conversation.greet()
         log.info("call started", extra={"edge": self.edge.name})
@@ -125,8 +136,10 @@ class Call:
         except TimeoutError:
             log.warning("STT did not confirm the end of the stream in time")
         await self.control(self.conversation.turn_counter, ended=CallEvent.Ended(reason=reason))
-        if self._sub is not None:
-            await self._sub.unsubscribe()
+        for sub in (self._sub, self._cmd_sub):
+            if sub is not None:
+                await sub.unsubscribe()
+        await self.watch({"type": "call_ended", "reason": reason})
         self.bus.forget_subjects(self.call_id)
         self.span.set_attribute("voxbus.turns", turn_id)
         self.span.set_attribute("voxbus.end_reason", reason)
@@ -237,10 +250,23 @@ class Call:
         elif event.HasField("agent_turn"):
             event.agent_turn.heard_text = self.redact(event.agent_turn.heard_text)
             event.agent_turn.full_text = self.redact(event.agent_turn.full_text)
+        elif event.HasField("system_note"):
+            event.system_note.text = self.redact(event.system_note.text)
         await self.bus.publish_acked(subject, event)
 
     async def emit(self, event: dict[str, Any]) -> None:
+        """An event for the caller's client and for control API watchers."""
+        if event.get("type") == "turn":
+            self.turn_log.append(event)
+        await self.watch(event)
         try:
             await self.edge.send_event(event)
         except Exception as exc:
             log.debug("edge event not delivered: %s", exc)
+
+    async def watch(self, event: dict[str, Any]) -> None:
+        """Publish for WatchCall/WatchCalls (core NATS: nobody listening costs nothing)."""
+        try:
+            await self.bus.nc.publish(self._watch_subject, json.dumps(event).encode())
+        except Exception as exc:
+            log.debug("watch event not published: %s", exc)

@@ -55,6 +55,7 @@ class Conversation:
         self._finalized_utterance = 0
         self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
         self.router = load_router(self.settings.routes_file)
+        self.muted = False  # control API: the agent listens but does not answer
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
@@ -65,9 +66,16 @@ class Conversation:
 
     async def greet(self) -> None:
         """The agent speaks first when the agent file has a greeting."""
-        if self.settings.greeting and self.turn is None:
-            self.turn_counter += 1
-            await self._open_turn(self.turn_counter, "", 0, say=self.settings.greeting)
+        await self.say(self.settings.greeting)
+
+    async def say(self, text: str) -> bool:
+        """Fixed text the agent says now, unasked (greeting, re-prompt, the control API's Say);
+        False when the agent is busy with a turn."""
+        if not text or self.turn is not None:
+            return False
+        self.turn_counter += 1
+        await self._open_turn(self.turn_counter, "", 0, say=text)
+        return True
 
     def _busy(self) -> bool:
         agent_talking = self.turn is not None and bool(self.turn.user_text)
@@ -77,10 +85,7 @@ class Conversation:
         self._last_activity = time.monotonic()
 
     async def _reprompt(self) -> None:
-        if self.turn is None:
-            self.turn_counter += 1
-            await self._open_turn(self.turn_counter, "", time.time_ns(),
-                                  say=self.settings.idle_reprompt_text)
+        await self.say(self.settings.idle_reprompt_text)
 
     async def stop(self) -> None:
         if self._idle_task is not None:
@@ -88,7 +93,7 @@ class Conversation:
         if self.interrupt is not None and self.interrupt.timer is not None:
             self.interrupt.timer.cancel()
         if self.turn is not None:
-            await self._cancel_turn("call ending")
+            await self.cancel_turn("call ending")
 
     # -- caller speech --------------------------------------------------------------------------
 
@@ -172,7 +177,7 @@ class Conversation:
         await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
             utterance_id=pending.utterance_id,
             reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
-        await self._cancel_turn("caller barged in")
+        await self.cancel_turn("caller barged in")
 
     async def on_transcript(self, t: Transcript) -> None:
         pending = self.interrupt
@@ -216,21 +221,16 @@ class Conversation:
                               t.decode_ms)
 
     def _is_echo(self, t: Transcript) -> bool:
-        """Caller speech that is the agent's own voice coming back."""
-        if self._onset_correlation.get(t.utterance_id, 0.0) >= echo.ECHO_CORRELATION:
-            return True
+        """Caller speech that is the agent's own voice coming back (echo.py)."""
         turn = self.turn
-        if turn is None or turn.preemptive or turn.player.frames_sent == 0:
-            return False
-        # words alone are no proof (callers repeat the agent, small LLMs repeat callers):
-        # they only decide when the audio at the onset already looked like the agent's
-        if self._onset_correlation.get(t.utterance_id, 0.0) < echo.ECHO_SUSPECT:
-            return False
-        return echo.is_echo_text(t.text, turn.agent_text or turn.player.full_text())
+        audible = turn is not None and not turn.preemptive and turn.player.frames_sent > 0
+        said = (turn.agent_text or turn.player.full_text()) if turn and audible else None
+        return echo.is_echo_transcript(t.text, self._onset_correlation.get(t.utterance_id, 0.0),
+                                       said)
 
     async def user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
                          decode_ms: float = 0.0, route: Route | None = None) -> None:
-        turn = self.turn
+        turn, muted = self.turn, self.muted  # (muted as the words arrived, not after awaits)
         confirmed = turn is not None and turn.preemptive and (
             self._stable_text.get(turn.turn_id) == normalized(text))
         if not confirmed:
@@ -242,8 +242,8 @@ class Conversation:
         await self.call.emit({"type": "transcript", "final": True, "text": text,
                               "utterance": utterance, "turn": turn_id,
                               "decode_ms": round(decode_ms, 1), "preempted": confirmed})
-        if self.call.ending:
-            return  # what the caller said is kept; nobody is left to answer
+        if self.call.ending or muted:
+            return  # what the caller said is kept; nobody (or a muted agent) answers
         if confirmed and turn is not None:
             turn.preemptive = False
             turn.timings.speech_end = speech_end_ns
@@ -251,7 +251,7 @@ class Conversation:
             turn.player.resume()
             return
         if self.turn is not None:
-            await self._cancel_turn("caller spoke again")
+            await self.cancel_turn("caller spoke again")
         route = route or self.router.match(text)
         if route is not None:  # answered by a rule: straight to TTS, no LLM
             metrics.ROUTED.labels(route.name).inc()
@@ -262,7 +262,7 @@ class Conversation:
 
     async def _preempt(self, t: Transcript) -> None:
         """Start the LLM on the stable partial; the final decides whether it is kept."""
-        if (not has_words(t.text) or self.backchannels.matches(t.text)
+        if (not has_words(t.text) or self.backchannels.matches(t.text) or self.muted
                 or self.router.match(t.text) is not None):
             return  # (a routed request waits for its final: the rule answers at once)
         if self.turn is not None and not self.turn.preemptive:
@@ -372,7 +372,7 @@ class Conversation:
             await self.call.transfer(turn.turn_id, turn.transfer_to)
         await self._record_agent_turn(turn, interrupted=turn.player.stalled, heard_all=True)
 
-    async def _cancel_turn(self, reason: str) -> None:
+    async def cancel_turn(self, reason: str) -> None:
         turn = self.turn
         if turn is None:
             return

@@ -63,6 +63,18 @@ def _pre_emphasis(x: np.ndarray) -> np.ndarray:
     return y
 
 
+def is_echo_transcript(heard: str, onset_correlation: float, agent_said: str | None) -> bool:
+    """Is a caller utterance the agent's own voice? `agent_said`: what the agent has made
+    audible in its current turn (None: nothing)."""
+    if onset_correlation >= ECHO_CORRELATION:
+        return True
+    # words alone are no proof (callers repeat the agent, small LLMs repeat callers):
+    # they only decide when the audio at the onset already looked like the agent's
+    if agent_said is None or onset_correlation < ECHO_SUSPECT:
+        return False
+    return is_echo_text(heard, agent_said)
+
+
 def is_echo_text(heard: str, agent_said: str) -> bool:
     """True when (nearly) every word the caller 'said' is a word the agent was saying."""
     caller = normalized(heard).split()

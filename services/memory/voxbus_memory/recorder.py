@@ -27,7 +27,7 @@ __all__ = ["Recorder", "apply_event", "context_messages"]
 
 log = logging.getLogger(__name__)
 
-_ROLE_ORDER = {"user": 0, "assistant": 1}
+_ROLE_ORDER = {"user": 0, "assistant": 1, "system": 2}  # a note applies after its turn
 
 
 def _keep(text: str) -> str:
@@ -64,10 +64,14 @@ def apply_event(session: Session, event: CallEvent,
         record = TurnRecord(turn_id=turn_id, role="assistant", text=redact(a.heard_text),
                             interrupted=a.interrupted, unix_ns=event.meta.sent_unix_ns,
                             timings=a.timings)
+    elif kind == "system_note":
+        record = TurnRecord(turn_id=turn_id, role="system", text=redact(event.system_note.text),
+                            unix_ns=event.meta.sent_unix_ns)
     else:
         return False
-    if any(t.turn_id == record.turn_id and t.role == record.role for t in session.turns):
-        return False  # redelivered event: already applied
+    if any(t.turn_id == record.turn_id and t.role == record.role and (
+            t.role != "system" or t.text == record.text) for t in session.turns):
+        return False  # redelivered event: already applied (several notes may share a turn)
     turns = sorted([*session.turns, record], key=lambda t: (t.turn_id, _ROLE_ORDER[t.role]))
     del session.turns[:]
     session.turns.extend(turns)

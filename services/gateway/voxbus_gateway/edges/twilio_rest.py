@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from typing import Any
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -37,15 +38,34 @@ class TwilioRest:
     async def transfer(self, call_sid: str, target: str, account_sid: str = "") -> None:
         """Redirect the live call `call_sid` to `target`."""
         account = account_sid or self.account_sid
-        url = f"{self.api_base}/2010-04-01/Accounts/{account}/Calls/{call_sid}.json"
+        await self._post(f"Accounts/{account}/Calls/{call_sid}.json", account,
+                         {"Twiml": dial_twiml(target)})
+
+    async def create_call(self, to: str, from_: str, voice_url: str) -> str:
+        """Dial `to` from `from_`; when answered, Twilio fetches `voice_url` (our TwiML
+        webhook), which connects the media stream. Returns the CallSid."""
+        doc = await self._post(f"Accounts/{self.account_sid}/Calls.json", self.account_sid,
+                               {"To": to, "From": from_, "Url": voice_url, "Method": "POST"})
+        sid = doc.get("sid")
+        if not isinstance(sid, str) or not sid:
+            raise TwilioRestError("Twilio answered without a call sid")
+        return sid
+
+    async def _post(self, path: str, account: str, form: dict[str, str]) -> dict[str, Any]:
+        url = f"{self.api_base}/2010-04-01/{path}"
         token = base64.b64encode(f"{account}:{self.auth_token}".encode()).decode()
         headers = {"Authorization": f"Basic {token}"}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
                     total=self.timeout_s)) as http, http.post(
-                        url, data={"Twiml": dial_twiml(target)}, headers=headers) as resp:
+                        url, data=form, headers=headers) as resp:
                 if resp.status >= 300:
                     body = (await resp.text())[:200]
                     raise TwilioRestError(f"Twilio answered HTTP {resp.status}: {body}")
+                try:
+                    doc = await resp.json(content_type=None)
+                except ValueError:
+                    return {}
+                return doc if isinstance(doc, dict) else {}
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TwilioRestError(f"Twilio REST API unreachable: {exc}") from None
