@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import subprocess
 import sys
 import time
 import urllib.request
@@ -93,9 +94,10 @@ async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session],
 
 
 @contextmanager
-def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
-                  ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Another gateway replica on the same bus with its own settings; yields host:port."""
+def gateway_process(stack: Stack, name: str, env_extra: dict[str, str],
+                    ssl_context: ssl.SSLContext | None = None
+                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Another gateway replica on the same bus with its own settings: (host:port, process)."""
     port = free_port()
     env = stack.service_env()
     env.update({"VOXBUS_GATEWAY_PORT": str(port), "VOXBUS_AUDIOSOCKET_PORT": "0", **env_extra})
@@ -116,7 +118,15 @@ def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
                 raise AssertionError(f"gateway {name} did not start") from None
             time.sleep(0.1)
     try:
-        yield base
+        yield base, proc
     finally:
         stop_all([proc])
         log.close()
+
+
+@contextmanager
+def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
+                  ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Another gateway replica on the same bus with its own settings; yields host:port."""
+    with gateway_process(stack, name, env_extra, ssl_context) as (base, _):
+        yield base

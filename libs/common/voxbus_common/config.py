@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     tls_key_file: str = ""
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
     max_call_seconds: float = 3600.0
+    # on SIGTERM: no new calls, live ones may finish for this long, then they are hung up
+    # (the Helm chart sets it just under terminationGracePeriodSeconds)
+    drain_timeout_s: float = 0.0
     playout_lead_ms: int = 60
     barge_in_confirm_ms: int = 500  # onset without confirmed speech for this long: resume
     backchannels: str = (

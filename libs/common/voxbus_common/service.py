@@ -70,7 +70,7 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
         log.error("service failed", exc_info=task.exception())
     stop.set()
     try:
-        await asyncio.wait_for(task, timeout=10.0)
+        await asyncio.wait_for(task, timeout=10.0 + settings.drain_timeout_s)
     except (TimeoutError, asyncio.CancelledError):
         task.cancel()
     except Exception:

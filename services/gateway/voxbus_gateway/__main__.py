@@ -52,9 +52,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}",
                              "routes": len(routes.routes)})
     await stop.wait()
-    gateway.draining = True
-    await asyncio.gather(*(c.hangup("gateway shutting down") for c in list(gateway.calls.values())),
-                         return_exceptions=True)
+    await gateway.drain(settings.drain_timeout_s)
     if control is not None:
         await control.stop(grace=5.0)
     if audiosocket is not None:

@@ -7,6 +7,7 @@ protocol's handshake; `serve_edge` runs the call from there, identically for all
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,7 @@ class Gateway:
         self.gateway_id = gateway_id
         self.calls: dict[str, Call] = {}
         self.draining = False
+        self._calls_changed = asyncio.Event()
         self._warned_unsigned = False
         self.tokens = MediaTokens(settings.media_token_keys)
 
@@ -77,7 +79,8 @@ class Gateway:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/healthz", self.health)
+        app.router.add_get("/healthz", self.health)  # readiness (503 while draining)
+        app.router.add_get("/livez", self.alive)  # liveness: a draining gateway is alive
         app.router.add_get("/", self.browser_page)
         app.router.add_static("/static", STATIC, show_index=False)
         app.router.add_get("/v1/pcm", self.pcm_call)
@@ -105,12 +108,33 @@ class Gateway:
     async def serve_audiosocket(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         """One Asterisk AudioSocket TCP connection = one call."""
+        if self.draining:
+            writer.close()
+            return
         await self.serve_edge(AudioSocketEdge(reader, writer, self.settings.bus_sample_rate))
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "gateway": self.gateway_id,
-                                  "active_calls": len(self.calls),
-                                  "nats_connected": self.bus.nc.is_connected})
+        """Readiness: 503 while draining, so the load balancer sends new calls elsewhere."""
+        return web.json_response({"status": "draining" if self.draining else "ok",
+                                  "gateway": self.gateway_id, "active_calls": len(self.calls),
+                                  "nats_connected": self.bus.nc.is_connected},
+                                 status=503 if self.draining else 200)
+
+    async def alive(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive", "active_calls": len(self.calls)})
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking calls, let the live ones finish for up to `timeout_s`, then hang up
+        what is left (SIGTERM; Kubernetes waits terminationGracePeriodSeconds)."""
+        self.draining = True
+        log.info("draining", extra={"active_calls": len(self.calls), "timeout_s": timeout_s})
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.calls and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            self._calls_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._calls_changed.wait(), remaining)
+        left = [c.hangup("gateway shutting down") for c in list(self.calls.values())]
+        await asyncio.gather(*left, return_exceptions=True)
 
     # -- raw PCM ------------------------------------------------------------------------------
 
@@ -212,10 +236,10 @@ class Gateway:
     def _check_admission(self, call_id: str) -> None:
         if call_id in self.calls:
             raise web.HTTPConflict(text=f"call {call_id} is already connected")
-        if self.draining:
-            raise web.HTTPServiceUnavailable(text="gateway is draining; retry another replica")
 
     async def _upgrade(self, request: web.Request) -> web.WebSocketResponse:
+        if self.draining:  # every edge: a draining replica takes no new call
+            raise web.HTTPServiceUnavailable(text="gateway is draining; retry another replica")
         ws = web.WebSocketResponse(max_msg_size=256 * 1024, heartbeat=20.0)
         await ws.prepare(request)
         return ws
@@ -273,3 +297,4 @@ class Gateway:
         finally:
             if self.calls.pop(call.call_id, None) is not None:
                 ACTIVE_CALLS.dec()
+            self._calls_changed.set()
