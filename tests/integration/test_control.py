@@ -232,3 +232,29 @@ async def test_auth_health_reflection_tokens_and_outbound(secured: str) -> None:
 
     reflected = ProtoReflectionDescriptorDatabase(grpc.insecure_channel(secured))
     assert "voxbus.v1.Control" in reflected.get_services()
+
+
+async def test_watch_calls_sees_every_call_start_and_end(stack: Stack,
+                                                         control: ControlAsyncStub) -> None:
+    stream = control.WatchCalls(pb.WatchCallsRequest())
+    seen: list[pb.CallUpdate] = []
+
+    async def collect(call_id: list[str]) -> None:
+        async for update in stream:
+            seen.append(update)
+            if call_id and update.call_id == call_id[0] and update.type == "call_ended":
+                return
+
+    mine: list[str] = []
+    collecting = asyncio.create_task(collect(mine))
+    await stream.initial_metadata()  # sent once the server has subscribed: nothing is missed
+    async with LiveCall(stack.gateway_url) as call:
+        mine.append(call.call_id)
+        await control.EndCall(pb.EndCallRequest(call_id=call.call_id))
+        await call.wait_for(lambda e: e["type"] == "ended")
+    await asyncio.wait_for(collecting, 60)
+    stream.cancel()
+    kinds = [u.type for u in seen if u.call_id == mine[0]]
+    assert kinds[0] == "call_started" and kinds[-1] == "call_ended", kinds
+    started = next(u for u in seen if u.call_id == mine[0])
+    assert started.data["edge"] == "pcm-ws"

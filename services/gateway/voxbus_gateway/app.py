@@ -267,6 +267,10 @@ class Gateway:
         reason, code = "gateway error", int(WSCloseCode.INTERNAL_ERROR)
         try:
             await call.start()
+            announce = getattr(edge, "announce", None)
+            if announce is not None:
+                await announce()
+            await call.greet()  # after the client knows the call
             pump = asyncio.create_task(edge.pump(call))
             waiters: set[asyncio.Future[Any]] = {pump, call.hangup_requested}
             done, _ = await asyncio.wait(waiters,

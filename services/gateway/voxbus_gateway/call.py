@@ -87,11 +87,16 @@ class Call:
                                          msg_id=f"announce-{self.call_id}")
             self._cmd_sub = await self.bus.subscribe(subjects.rpc_call(self.call_id),
                                                      self.commands.on_command)
+            await self.bus.nc.flush()  # the server knows the owner before anyone learns the id
             await self.watch({"type": "call_started", "edge": self.edge.name,
                               "gateway": self.gateway_id})
             self.conversation.start()
-            await self.conversation.greet()
         log.info("call started", extra={"edge": self.edge.name})
+
+    async def greet(self) -> None:
+        """The agent file's greeting, as a turn of this call's trace."""
+        with trace.use_span(self.span, end_on_exit=False):
+            await self.conversation.greet()
 
     def request_hangup(self, reason: str) -> None:
         """The agent side ends the call (idle timeout, end_call tool or route, transfer)."""

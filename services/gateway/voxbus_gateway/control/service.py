@@ -177,6 +177,7 @@ class ControlService(ControlServicer):
         if not live:
             await sub.unsubscribe()
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no live call {call_id}")
+        await context.send_initial_metadata(())  # tells the client it is subscribed
         async for update in self._stream(sub, queue, until_ended=True):
             yield update
 
@@ -184,6 +185,7 @@ class ControlService(ControlServicer):
                          context: Context) -> AsyncIterator[pb.CallUpdate]:
         await self.auth.require(context)
         sub, queue = await self._subscribe(subjects.WATCH_ALL)
+        await context.send_initial_metadata(())
         async for update in self._stream(sub, queue, until_ended=False):
             yield update
 

@@ -53,9 +53,12 @@ class PcmWebSocketEdge(WsEdge):
         self.to_caller = StreamResampler(bus_rate, caller_rate)
 
     async def handshake(self) -> str:
+        return self.call_id
+
+    async def announce(self) -> None:
+        """Sent once the call is set up: from then on the control API can steer it."""
         await self.send_event({"type": "call", "call_id": self.call_id,
                                "sample_rate": self.caller_rate})
-        return self.call_id
 
     async def send_audio(self, pcm16: bytes) -> None:
         if not self.ws.closed:
