@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     whisper_model_path: str = ""
     whisper_threads: int = 2
     stt_max_calls: int = 64
+    stt_handover: bool = True  # on SIGTERM, another STT replica carries on each live call
 
     # llm
     llm_provider: str = "openai"

@@ -84,6 +84,12 @@ class Endpointer:
         """Audio of the utterance in progress (for partial transcripts)."""
         return bytes(self._speech) if self._speech is not None else b""
 
+    def resume(self, offset_ms: int, after_utterance: int) -> None:
+        """Carry on a stream that started elsewhere: audio time and utterance ids continue."""
+        self._offset_ms = offset_ms
+        self._last_voiced_end_ms = offset_ms
+        self._utterance_id = after_utterance
+
     def push(self, pcm: bytes) -> list[EndpointEvent]:
         self._pending += pcm
         events: list[EndpointEvent] = []

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from concurrent.futures import Executor
 
 from nats.aio.msg import Msg
@@ -42,6 +43,8 @@ class CallSession:
         partial_interval_ms: int,
         idle_timeout_s: float = 30.0,
         speculate_after_ms: int = 96,
+        resume_seq: int = 0,
+        resume_after_utterance: int = 0,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -59,7 +62,11 @@ class CallSession:
         # endpoint (the hangover adds only silence), which hides the decode behind it.
         self._spec: tuple[int, int, asyncio.Task[str]] | None = None
         self._stable_task: asyncio.Task[None] | None = None
-        self._finalized_uid = 0
+        self._finalized_uid = resume_after_utterance
+        self._resume_seq = resume_seq  # a handover: where the previous worker stopped
+        self._aligned = False
+        self._frames: deque[tuple[int, int]] = deque(maxlen=1600)  # (offset ms, stream seq)
+        self._unfinished: dict[int, int] = {}  # utterance -> start ms, until its final is out
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_ms = 0
         self._last_frame = time.monotonic()
@@ -74,7 +81,8 @@ class CallSession:
         call_id_var.set(self.call_id)
         self._tasks.append(asyncio.create_task(self._final_loop()))
         self._tasks.append(asyncio.create_task(self._idle_watch()))
-        self._sub = await self.bus.ordered(subjects.audio_in(self.call_id), self._on_frame)
+        self._sub = await self.bus.ordered(subjects.audio_in(self.call_id), self._on_frame,
+                                           start_seq=self._resume_seq)
         log.info("session started")
 
     async def _on_frame(self, msg: Msg) -> None:
@@ -89,6 +97,11 @@ class CallSession:
             log.warning("audio frame with wrong format dropped", extra={"rate": frame.sample_rate})
             return
         self._last_frame = time.monotonic()
+        if not self._aligned:  # audio time is the call's, wherever this worker came in
+            self.endpointer.resume(frame.stream_offset_ms, self._finalized_uid)
+            self._aligned = True
+        with contextlib.suppress(Exception):  # (JetStream metadata of the ordered consumer)
+            self._frames.append((frame.stream_offset_ms, msg.metadata.sequence.stream))
         self._seq_seen = max(self._seq_seen, frame.meta.seq)
         if self._drain_to and self._seq_seen >= self._drain_to:
             self._drained.set()
@@ -98,6 +111,7 @@ class CallSession:
             elif isinstance(event, SpeechStarted):
                 await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
                 self._last_partial_ms = event.start_ms
+                self._unfinished[event.utterance_id] = event.start_ms
             else:
                 await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
                 self._finals.put_nowait((event, self._take_spec(event)))
@@ -184,12 +198,13 @@ class CallSession:
                     text = ""
             decode_ms = (time.perf_counter() - started) * 1000.0
             self._finalized_uid = event.utterance_id
-            await self._publish_transcript(
+            await asyncio.shield(self._publish_transcript(  # a handover never cuts it off
                 event.utterance_id, True, text, event.start_ms, event.end_ms,
                 time.time_ns(), decode_ms,
-            )
+            ))
             log.info("final transcript", extra={"utterance": event.utterance_id,
                                                 "decode_ms": round(decode_ms)})
+            self._unfinished.pop(event.utterance_id, None)
 
     async def _idle_watch(self) -> None:
         while not self._closing:
@@ -234,6 +249,36 @@ class CallSession:
         self.bus.forget_subjects(self.call_id)
         self.closed.set()
         log.info("session closed")
+
+    async def handover(self) -> tuple[int, int]:
+        """Stop without a word to the gateway (this worker is shutting down) and say where
+        another worker carries on: (stream sequence, last final utterance). It re-reads from
+        the start of the oldest utterance not yet final, so nothing said is lost."""
+        self._closing = True
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        spec = self._spec[2] if self._spec else None
+        for task in (*self._tasks, self._partial_task, self._stable_task, spec):
+            if task is not None:
+                task.cancel()
+        cfg = self.endpointer.cfg
+        unfinished = [start for uid, start in self._unfinished.items()
+                      if uid > self._finalized_uid]  # (a final being published is done)
+        if unfinished:
+            resume_ms = min(unfinished) - cfg.pre_roll_ms
+        elif self._frames:  # between utterances: keep enough for one just beginning
+            resume_ms = self._frames[-1][0] + 20 - cfg.pre_roll_ms - cfg.min_speech_ms
+        else:
+            resume_ms = 0
+        seq = next((s for offset, s in self._frames if offset >= resume_ms), 0)
+        if not seq:
+            seq = self._frames[0][1] if self._frames else self._resume_seq
+        self.bus.forget_subjects(self.call_id)
+        self.closed.set()
+        log.info("session handed over", extra={"resume_seq": seq, "resume_ms": resume_ms,
+                                               "after_utterance": self._finalized_uid})
+        return seq, self._finalized_uid
 
     async def _publish_vad(self, kind: VadEvent.Kind.ValueType, offset_ms: int, uid: int) -> None:
         subject = subjects.vad(self.call_id)

@@ -1,5 +1,6 @@
 """STT worker: takes new calls from the work queue (each call lands on exactly one worker)
-and runs a CallSession per call until the owning gateway says the call is ending."""
+and runs a CallSession per call until the owning gateway says the call is ending. A worker
+that is shutting down hands its calls over to another replica through the same queue."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class SttWorker:
         # Endings seen before this worker got the call (the announcement may still be queued).
         self._early_endings: OrderedDict[str, int] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
+        self.announces: dict[str, CallAnnounce] = {}
+        self.stopping = False
 
     def _endpointer(self) -> Endpointer:
         s = self.settings
@@ -55,6 +58,8 @@ class SttWorker:
         call_id = announce.meta.call_id
         subjects.audio_in(call_id)  # validates the id
         call_id_var.set(call_id)
+        if self.stopping:  # (also its own handovers) the queue hands it to another replica
+            raise AtCapacity("this worker is shutting down")
         if call_id in self.sessions or call_id in self._ended:
             return
         if len(self.sessions) >= self.settings.stt_max_calls:
@@ -64,8 +69,13 @@ class SttWorker:
                              f"{self.settings.bus_sample_rate} Hz")
         session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
                               self.settings.stt_partial_interval_ms,
-                              speculate_after_ms=self.settings.stt_speculate_after_ms)
+                              speculate_after_ms=self.settings.stt_speculate_after_ms,
+                              resume_seq=announce.resume_stream_seq,
+                              resume_after_utterance=announce.resume_after_utterance)
         self.sessions[call_id] = session
+        self.announces[call_id] = announce
+        if announce.resume_stream_seq:
+            log.info("call taken over", extra={"resume_seq": announce.resume_stream_seq})
         STT_SESSIONS.set(len(self.sessions))
         await session.start()
         self._spawn(self._reap(session))
@@ -81,10 +91,24 @@ class SttWorker:
     async def _reap(self, session: CallSession) -> None:
         await session.closed.wait()
         self.sessions.pop(session.call_id, None)
+        self.announces.pop(session.call_id, None)
         STT_SESSIONS.set(len(self.sessions))
         self._ended.add(session.call_id)
         if len(self._ended) > 10000:
             self._ended.clear()
+
+    async def _hand_over(self, session: CallSession) -> None:
+        """Shutting down: another replica carries the call on from where this one stopped
+        (a new announcement on the call work queue, with the resume point)."""
+        call_id_var.set(session.call_id)
+        seq, after = await session.handover()
+        first = self.announces.get(session.call_id, CallAnnounce())
+        announce = CallAnnounce(meta=self.bus.meta(session.call_id, 0, subjects.WORK_CALLS),
+                                sample_rate=first.sample_rate or self.settings.bus_sample_rate,
+                                edge=first.edge, gateway_id=first.gateway_id,
+                                resume_stream_seq=seq, resume_after_utterance=after)
+        await self.bus.publish_acked(subjects.WORK_CALLS, announce,
+                                     msg_id=f"handover-{session.call_id}-{seq}")
 
     async def on_control(self, msg: Msg) -> None:
         try:
@@ -113,7 +137,15 @@ class SttWorker:
             handler=self.on_call, concurrency=2, stop=stop, ack_wait_s=10.0, max_deliver=50,
         ))
         await stop.wait()
-        await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
-                             return_exceptions=True)
+        self.stopping = True
+        if self.settings.stt_handover:
+            results = await asyncio.gather(
+                *(self._hand_over(s) for s in list(self.sessions.values())),
+                return_exceptions=True)
+            for failed in (r for r in results if isinstance(r, BaseException)):
+                log.error("handover failed: %s", failed, exc_info=failed)
+        else:
+            await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
+                                 return_exceptions=True)
         await worker
         self.pool.shutdown(wait=False, cancel_futures=True)
