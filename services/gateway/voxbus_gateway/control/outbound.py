@@ -30,7 +30,7 @@ async def start_twilio_call(settings: Settings, request: StartCallRequest) -> st
         raise OutboundError(grpc.StatusCode.UNIMPLEMENTED,
                             f"outbound calls through {request.carrier!r} are not supported; "
                             "only twilio")
-    for name, number in (("to", request.to), ("from", request.__getattribute__("from"))):
+    for name, number in (("to", request.to), ("from", getattr(request, "from"))):
         if not E164.fullmatch(number):
             raise OutboundError(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"'{name}' must be an E.164 number like +15550100199")
@@ -44,7 +44,7 @@ async def start_twilio_call(settings: Settings, request: StartCallRequest) -> st
     rest = TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token,
                       settings.twilio_api_base)
     try:
-        return await rest.create_call(request.to, request.__getattribute__("from"),
+        return await rest.create_call(request.to, getattr(request, "from"),
                                       settings.public_url.rstrip("/") + "/v1/twilio/voice")
     except TwilioRestError as exc:
         raise OutboundError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None

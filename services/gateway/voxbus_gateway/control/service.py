@@ -104,6 +104,10 @@ class ControlService(ControlServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no live call {call_id}")
         return pb.CommandReply(call_id=call_id, detail=reply.detail)
 
+    async def _steer(self, raw_id: str, context: Context, **command: Any) -> pb.CommandReply:
+        call_id = await self._call_id(raw_id, context)
+        return await self._live(call_id, pb.CallCommand(**command), context)
+
     # -- reading ------------------------------------------------------------------------------
 
     async def ListCalls(self, request: pb.ListCallsRequest,
@@ -192,28 +196,22 @@ class ControlService(ControlServicer):
     # -- steering -----------------------------------------------------------------------------
 
     async def EndCall(self, request: pb.EndCallRequest, context: Context) -> pb.CommandReply:
-        call_id = await self._call_id(request.call_id, context)
-        return await self._live(call_id, pb.CallCommand(end=request), context)
+        return await self._steer(request.call_id, context, end=request)
 
     async def Say(self, request: pb.SayRequest, context: Context) -> pb.CommandReply:
-        call_id = await self._call_id(request.call_id, context)
-        return await self._live(call_id, pb.CallCommand(say=request), context)
+        return await self._steer(request.call_id, context, say=request)
 
     async def Inject(self, request: pb.InjectRequest, context: Context) -> pb.CommandReply:
-        call_id = await self._call_id(request.call_id, context)
-        return await self._live(call_id, pb.CallCommand(inject=request), context)
+        return await self._steer(request.call_id, context, inject=request)
 
     async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.CommandReply:
-        call_id = await self._call_id(request.call_id, context)
-        return await self._live(call_id, pb.CallCommand(transfer=request), context)
+        return await self._steer(request.call_id, context, transfer=request)
 
     async def Mute(self, request: pb.MuteRequest, context: Context) -> pb.CommandReply:
-        call_id = await self._call_id(request.call_id, context)
-        return await self._live(call_id, pb.CallCommand(mute=request), context)
+        return await self._steer(request.call_id, context, mute=request)
 
     async def Unmute(self, request: pb.MuteRequest, context: Context) -> pb.CommandReply:
-        call_id = await self._call_id(request.call_id, context)
-        return await self._live(call_id, pb.CallCommand(unmute=request), context)
+        return await self._steer(request.call_id, context, unmute=request)
 
     # -- outside calls ------------------------------------------------------------------------
 
