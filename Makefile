@@ -105,6 +105,7 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.barge_in
 	$(PY) -m bench.routing
 	$(PY) -m bench.tools
+	$(PY) -m bench.control
 	$(PY) -m bench.capacity
 	$(PY) -m bench.summary
 

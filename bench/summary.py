@@ -86,6 +86,15 @@ def table() -> str:
                   f"{fmt(t['voice_to_voice_ms']['p95'])} vs {fmt(p['voice_to_voice_ms']['p95'])}"
                   f" ms; the tool round adds "
                   f"{fmt(tools['summary']['tool_round_adds_ms']['voice_to_voice_p50'])} ms p50."]
+    ctl = newest("control")
+    if ctl:
+        c = ctl["summary"]
+        lines += ["", f"Control API ({ctl['rounds']} rounds, {ctl['calls']} live calls on 2 "
+                  f"gateways): GetCall p50 {fmt(c['get_call_same_gateway_ms']['p50'])} ms on "
+                  f"the owning gateway, {fmt(c['get_call_other_gateway_ms']['p50'])} ms across "
+                  f"gateways (p99 {fmt(c['get_call_other_gateway_ms']['p99'])}); Inject across "
+                  f"gateways p50 {fmt(c['inject_other_gateway_ms']['p50'])} ms; ListCalls p50 "
+                  f"{fmt(c['list_calls_ms']['p50'])} ms (the 300 ms gather window)."]
     cap = newest("capacity")
     if cap:
         lines += ["", f"Capacity ({cap['date']} UTC, instant providers; overhead = "
