@@ -98,7 +98,7 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 	.venv-pipecat/bin/python -m pip install -q -r bench/pipecat/requirements.txt
 	touch $@
 
-# ~19 min on the 2-core VM; results land in bench/results/ (see docs/benchmarks.md).
+# ~20 min on the 2-core VM; results land in bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
 	$(PY) -m bench.pipecat_side_by_side
