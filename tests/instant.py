@@ -7,6 +7,7 @@ repository root on PYTHONPATH (the capacity benchmark and `tests/integration/tes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -65,6 +66,23 @@ def stt(settings: Settings) -> InstantSpeechToText:
 
 def llm(settings: Settings) -> InstantChat:
     return InstantChat()
+
+
+class SlowChat(InstantChat):
+    """The instant answer at a slow model's pace (a word every 0.4 s), so a test can act in
+    the middle of a turn (kill its worker)."""
+
+    name = "slow-llm"
+
+    async def stream(self, messages: list[ChatTurn],
+                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
+        for word in REPLY.split(" "):
+            await asyncio.sleep(0.4)  # model time being simulated, not a synchronisation
+            yield word + " "
+
+
+def slow_llm(settings: Settings) -> SlowChat:
+    return SlowChat()
 
 
 def tts(settings: Settings) -> InstantTextToSpeech:

@@ -1,7 +1,9 @@
-"""STT handover on a rolling update: the STT replica that owns a call is stopped (SIGTERM) in
-the middle of the caller's sentence; another replica carries the call on from the start of
-that utterance, so the sentence is transcribed once, whole, and answered. Real services and
-nats-server; instant test models (the platform, not the model, is under test)."""
+"""An STT replica that owns a call goes away in the middle of the caller's sentence, either
+stopped (SIGTERM, a rolling update: it hands the call over) or killed (SIGKILL: the gateway
+notices its heartbeat stop and re-announces the call from its last checkpoint). Either way
+another replica replays the audio from JetStream from the start of that utterance, so the
+sentence is transcribed once, whole, and answered. Real services and nats-server; instant
+test models (the platform, not the model, is under test)."""
 
 from __future__ import annotations
 
@@ -17,30 +19,42 @@ import pytest
 from tests.instant import HEARD, instant_env
 from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port, spawn, stop_all
+from voxbus_cli.embedded import free_port, spawn
 from voxbus_cli.stack import Stack, ping_services
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "speech"
 
 
+Replicas = dict[str, tuple[subprocess.Popen[bytes], Path]]
+
+
 @pytest.fixture(scope="module")
-def two_stt(tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[Stack, subprocess.Popen[bytes], Path]]:
-    """An instant stack with a second STT replica; yields (stack, replica B, B's log)."""
+def instant_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("handover")
     env = {**instant_env(), "PYTHONPATH": str(ROOT)}
     with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
                env=env).running() as stack:
-        b_env = stack.service_env()
-        b_env["VOXBUS_METRICS_PORT"] = "0"
-        b_log = workdir / "logs" / "stt-b.log"
-        with b_log.open("ab") as log:
-            replica = spawn([sys.executable, "-m", "voxbus_stt"], env=b_env, log=log)
-            try:
-                yield stack, replica, b_log
-            finally:
-                stop_all([replica])
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def replicas(instant_stack: Stack) -> Replicas:
+    """The STT replicas started so far (the stack stops them all at the end)."""
+    assert instant_stack.log_dir is not None
+    return {"main": (instant_stack.service_procs["stt"], instant_stack.log_dir / "stt.log")}
+
+
+def add_replica(stack: Stack, replicas: Replicas, name: str) -> None:
+    env = stack.service_env()
+    env["VOXBUS_METRICS_PORT"] = "0"
+    assert stack.log_dir is not None
+    path = stack.log_dir / f"stt-{name}.log"
+    log = path.open("ab")
+    proc = spawn([sys.executable, "-m", "voxbus_stt"], env=env, log=log)
+    stack.procs.append(proc)
+    stack._logs.append(log)  # closed with the stack
+    replicas[name] = (proc, path)
 
 
 def owner_of(call_id: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
@@ -53,29 +67,40 @@ def owner_of(call_id: str, logs: dict[str, Path], timeout_s: float = 60.0) -> st
     raise AssertionError(f"no STT replica took {call_id}")
 
 
-async def test_a_stopping_stt_hands_its_call_over_mid_sentence(
-        two_stt: tuple[Stack, subprocess.Popen[bytes], Path]) -> None:
-    stack, replica_b, b_log = two_stt
+async def lose_the_owner_mid_sentence(stack: Stack, replicas: Replicas,
+                                      how: signal.Signals) -> tuple[str, str]:
+    """(what the replica that carried on logged, the call id)."""
+    add_replica(stack, replicas, f"r{len(replicas)}")
+    alive = {k: v for k, v in replicas.items() if v[0].poll() is None}
+    assert len(alive) >= 2
     deadline = time.monotonic() + 60
-    while (await ping_services(stack.nats_url)).get("stt", 0) < 2:  # both replicas ready
-        assert time.monotonic() < deadline, "the second STT replica did not come up"
-    assert stack.log_dir is not None
-    logs = {"a": stack.log_dir / "stt.log", "b": b_log}
-    procs = {"a": stack.service_procs["stt"], "b": replica_b}
+    while (await ping_services(stack.nats_url)).get("stt", 0) < len(alive):
+        assert time.monotonic() < deadline, "an STT replica did not come up"
     async with LiveCall(stack.gateway_url) as call:
-        owner = owner_of(call.call_id, logs)
-        other = "b" if owner == "a" else "a"
+        owner = owner_of(call.call_id, {k: v[1] for k, v in alive.items()})
         call.speak(load_wav(SPEECH / "arctic_aew_a0001.wav"))
         await call.wait_for(lambda e: e["type"] == "vad" and e["event"] == "speech_start")
-        procs[owner].send_signal(signal.SIGTERM)  # a rolling update stops the owner
+        alive[owner][0].send_signal(how)
         turn = await call.wait_for(lambda e: e["type"] == "turn" and e["user_text"])
         assert turn["user_text"] == HEARD and turn["agent_text"]
         finals = [e for e in call.events if e["type"] == "transcript" and e["final"]]
         assert len(finals) == 1, finals  # the sentence once: not lost, not repeated
         ends = [e for e in call.events if e["type"] == "vad" and e["event"] == "speech_end"]
-        # audio time: the utterance ran to the end of the sentence (not cut at the SIGTERM)
+        # audio time: the utterance ran to the end of the sentence (not cut at the signal)
         assert ends[-1]["audio_offset_ms"] >= 2500, ends
-    assert procs[owner].wait(timeout=60) == 0
-    assert "session handed over" in logs[owner].read_text(errors="replace")
-    taken = logs[other].read_text(errors="replace")
-    assert f"call_id={call.call_id} turn=0 call taken over" in taken
+    alive[owner][0].wait(timeout=60)
+    taken = "".join(path.read_text(errors="replace") for name, (_, path) in alive.items()
+                    if name != owner)
+    return taken, call.call_id
+
+
+async def test_a_stopping_stt_hands_its_call_over_mid_sentence(instant_stack: Stack,
+                                                               replicas: Replicas) -> None:
+    taken, call_id = await lose_the_owner_mid_sentence(instant_stack, replicas, signal.SIGTERM)
+    assert f"call_id={call_id} turn=0 call taken over" in taken
+
+
+async def test_a_killed_stt_is_replaced_without_losing_a_word(instant_stack: Stack,
+                                                              replicas: Replicas) -> None:
+    taken, call_id = await lose_the_owner_mid_sentence(instant_stack, replicas, signal.SIGKILL)
+    assert f"call_id={call_id} turn=0 call taken over" in taken

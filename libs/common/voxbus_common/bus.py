@@ -32,7 +32,13 @@ from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId
 from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
-from voxbus_common.subjects import CALLERS_BUCKET, SESSIONS_BUCKET, StreamSpec, stream_specs
+from voxbus_common.subjects import (
+    CALLERS_BUCKET,
+    SESSIONS_BUCKET,
+    STT_BUCKET,
+    StreamSpec,
+    stream_specs,
+)
 from voxbus_common.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -58,9 +64,10 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-async def _keep_claimed(msg: Msg, ack_wait_s: float, max_waits: int = 10) -> None:
-    """Tell JetStream the work item is still being worked on, every third of the ack wait."""
-    for _ in range(3 * max_waits):
+async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
+    """Tell JetStream the work item is still being worked on, every third of the ack wait,
+    for as long as the handler runs (handlers bound their own time)."""
+    while True:
         await asyncio.sleep(ack_wait_s / 3)
         with contextlib.suppress(Exception):
             await msg.in_progress()
@@ -133,6 +140,10 @@ class Bus:
     async def callers_kv(self) -> KeyValue:
         """The KV bucket of long-term memory per caller; the TTL restarts at each call."""
         return await self._kv(CALLERS_BUCKET, self.settings.caller_ttl_s)
+
+    async def stt_kv(self) -> KeyValue:
+        """STT replica heartbeats and per-call recognition checkpoints (failover)."""
+        return await self._kv(STT_BUCKET, 600.0)
 
     async def _kv(self, bucket: str, ttl_s: float) -> KeyValue:
         try:
@@ -208,8 +219,9 @@ class Bus:
 
         A handler that raises leaves the message unacked, so it is redelivered (once, by
         default) to any replica; a handler that returns acks it. While a handler works the
-        message is kept claimed (`in_progress`, for up to 10 ack waits), so a long turn (tool
-        rounds) is not redelivered to a second replica; a replica that dies stops claiming.
+        message is kept claimed (`in_progress`), so a long turn (tool rounds) is not
+        redelivered to a second replica, and the ack wait can be short: a replica that dies
+        stops claiming, and its item moves to another replica within one ack wait.
         """
         sub = await self.js.pull_subscribe(
             subject,

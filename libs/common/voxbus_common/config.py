@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     log_format: str = "text"  # text | json
     metrics_port: int = 0  # Prometheus /metrics; 0 = off (Kubernetes: 9100 in every pod)
     event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
+    # LLM/TTS work items: a replica that dies mid-item loses it to another one after this
+    # (a live replica keeps its items claimed, however long they take)
+    work_ack_wait_s: float = 1.5
     # the agent file (docs/agents.md): its prompt, voice, tools, routes and policies override
     # the matching settings below in every service; "" = the settings alone
     agent_file: str = ""
@@ -88,6 +91,8 @@ class Settings(BaseSettings):
     whisper_threads: int = 2
     stt_max_calls: int = 64
     stt_handover: bool = True  # on SIGTERM, another STT replica carries on each live call
+    stt_heartbeat_s: float = 0.3  # STT liveness beat (vb_stt KV); checkpoints every 3 beats
+    stt_lease_s: float = 1.0  # a gateway re-announces a silent STT replica's calls after this
 
     # llm
     llm_provider: str = "openai"

@@ -73,6 +73,8 @@ class LlmWorker:
             log.info("skipping cancelled turn")
             STALE_DROPPED.labels("llm").inc()
             return
+        redelivered = msg.metadata.num_delivered > 1 if msg.metadata else False
+        log.info("turn started", extra={"redelivered": redelivered})
         # GenAI semantic conventions; conversation text stays off spans (privacy)
         attributes: dict[str, str | int] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
@@ -139,5 +141,5 @@ class LlmWorker:
         await self.bus.run_pull_worker(
             stream="VB_LLM_WORK", durable="llm-workers", subject="vb.work.llm.*",
             handler=self.on_request, concurrency=self.settings.llm_concurrency, stop=stop,
-            ack_wait_s=self.settings.llm_timeout_s + 5.0,
+            ack_wait_s=self.settings.work_ack_wait_s,  # (claimed while it runs: bus.py)
         )

@@ -250,10 +250,31 @@ class CallSession:
         self.closed.set()
         log.info("session closed")
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Where another worker would carry on: (stream sequence, last final utterance) —
+        the start of the oldest utterance not yet final (pre-roll included), or between
+        utterances enough for one just beginning. Written to the lease every second."""
+        cfg = self.endpointer.cfg
+        unfinished = [start for uid, start in self._unfinished.items()
+                      if uid > self._finalized_uid]  # (a final being published is done)
+        if not self._frames:
+            return self._resume_seq, self._finalized_uid
+        last_ms, last_seq = self._frames[-1]
+        if unfinished:
+            resume_ms = min(unfinished) - cfg.pre_roll_ms
+        else:
+            resume_ms = last_ms + 20 - cfg.pre_roll_ms - cfg.min_speech_ms
+        # frames are 20 ms apart: index straight to the frame (then check, gaps are possible)
+        index = max(0, len(self._frames) - 1 - max(0, last_ms - resume_ms) // 20)
+        offset, seq = self._frames[index]
+        if offset < resume_ms:
+            seq = next((s for o, s in self._frames if o >= resume_ms), last_seq)
+        return seq, self._finalized_uid
+
     async def handover(self) -> tuple[int, int]:
-        """Stop without a word to the gateway (this worker is shutting down) and say where
-        another worker carries on: (stream sequence, last final utterance). It re-reads from
-        the start of the oldest utterance not yet final, so nothing said is lost."""
+        """Stop without a word to the gateway (this worker is shutting down, or lost the
+        call's lease) and say where another worker carries on (`checkpoint`)."""
+        seq, after = self.checkpoint()
         self._closing = True
         if self._sub is not None:
             with contextlib.suppress(Exception):
@@ -262,23 +283,10 @@ class CallSession:
         for task in (*self._tasks, self._partial_task, self._stable_task, spec):
             if task is not None:
                 task.cancel()
-        cfg = self.endpointer.cfg
-        unfinished = [start for uid, start in self._unfinished.items()
-                      if uid > self._finalized_uid]  # (a final being published is done)
-        if unfinished:
-            resume_ms = min(unfinished) - cfg.pre_roll_ms
-        elif self._frames:  # between utterances: keep enough for one just beginning
-            resume_ms = self._frames[-1][0] + 20 - cfg.pre_roll_ms - cfg.min_speech_ms
-        else:
-            resume_ms = 0
-        seq = next((s for offset, s in self._frames if offset >= resume_ms), 0)
-        if not seq:
-            seq = self._frames[0][1] if self._frames else self._resume_seq
         self.bus.forget_subjects(self.call_id)
         self.closed.set()
-        log.info("session handed over", extra={"resume_seq": seq, "resume_ms": resume_ms,
-                                               "after_utterance": self._finalized_uid})
-        return seq, self._finalized_uid
+        log.info("session handed over", extra={"resume_seq": seq, "after_utterance": after})
+        return seq, after
 
     async def _publish_vad(self, kind: VadEvent.Kind.ValueType, offset_ms: int, uid: int) -> None:
         subject = subjects.vad(self.call_id)

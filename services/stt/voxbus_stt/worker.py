@@ -5,13 +5,17 @@ that is shutting down hands its calls over to another replica through the same q
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 
 from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
 from voxbus_common import subjects
@@ -21,6 +25,7 @@ from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_SESSIONS
 from voxbus_common.providers import SpeechToText, VoiceActivityDetector
 from voxbus_stt.endpointer import Endpointer, EndpointerConfig
+from voxbus_stt.lease import CallLease, replica_key
 from voxbus_stt.session import CallSession
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,8 @@ class SttWorker:
         self._early_endings: OrderedDict[str, int] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self.announces: dict[str, CallAnnounce] = {}
+        self.leases: dict[str, CallLease] = {}
+        self.kv: KeyValue | None = None
         self.stopping = False
 
     def _endpointer(self) -> Endpointer:
@@ -72,6 +79,10 @@ class SttWorker:
                               speculate_after_ms=self.settings.stt_speculate_after_ms,
                               resume_seq=announce.resume_stream_seq,
                               resume_after_utterance=announce.resume_after_utterance)
+        if self.kv is not None:  # claim the call before reading its audio
+            lease = CallLease(self.kv, call_id, self.bus.name)
+            await lease.write(announce.resume_stream_seq, announce.resume_after_utterance)
+            self.leases[call_id] = lease
         self.sessions[call_id] = session
         self.announces[call_id] = announce
         if announce.resume_stream_seq:
@@ -92,6 +103,9 @@ class SttWorker:
         await session.closed.wait()
         self.sessions.pop(session.call_id, None)
         self.announces.pop(session.call_id, None)
+        lease = self.leases.pop(session.call_id, None)
+        if lease is not None and not self.stopping:
+            await lease.release()
         STT_SESSIONS.set(len(self.sessions))
         self._ended.add(session.call_id)
         if len(self._ended) > 10000:
@@ -130,7 +144,30 @@ class SttWorker:
             while len(self._early_endings) > 10000:
                 self._early_endings.popitem(last=False)
 
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        """Heartbeat this replica; every third beat, each call's checkpoint. A call whose
+        lease another replica took is dropped here without a word (no two owners)."""
+        assert self.kv is not None
+        beat = 0
+        while not stop.is_set():
+            try:
+                await self.kv.put(replica_key(self.bus.name),
+                                  json.dumps({"t": time.time()}).encode())
+                beat += 1
+                if beat % 3 == 0:
+                    for call_id, lease in list(self.leases.items()):
+                        session = self.sessions.get(call_id)
+                        if session is not None and not await lease.write(*session.checkpoint()):
+                            self.leases.pop(call_id, None)
+                            await session.handover()
+            except Exception as exc:  # NATS away: the next beat tries again
+                log.warning("STT lease update failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.stt_heartbeat_s)
+
     async def run(self, stop: asyncio.Event) -> None:
+        self.kv = await self.bus.stt_kv()
+        leases = asyncio.create_task(self._keep_leases(stop))
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
@@ -147,5 +184,8 @@ class SttWorker:
         else:
             await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
                                  return_exceptions=True)
+        await leases
+        with contextlib.suppress(Exception):  # a clean exit: the gateways need not fail over
+            await self.kv.delete(replica_key(self.bus.name))
         await worker
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,99 @@
+"""kill -9 of a stateless worker in the middle of a turn, with another replica running: the
+turn's work item moves to the other replica (it is no longer claimed) and the caller still
+gets the whole answer; memory keeps recording with its remaining replica. Real services and
+nats-server; instant STT/TTS and a slow scripted chat model, so the kill lands mid-turn."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.instant import HEARD, REPLY, instant_env
+from tests.integration.conftest import wait_for_session
+from tests.live_call import LiveCall
+from voxbus_cli.caller import load_wav
+from voxbus_cli.embedded import free_port, spawn
+from voxbus_cli.stack import Stack, ping_services
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEECH = ROOT / "speech"
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("failover")
+    env = {**instant_env(), "PYTHONPATH": str(ROOT),
+           "VOXBUS_LLM_PROVIDER": "tests.instant:slow_llm"}
+    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
+               env=env).running() as stack:
+        yield stack
+
+
+def add_replica(stack: Stack, service: str, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    env = stack.service_env()
+    env["VOXBUS_METRICS_PORT"] = "0"
+    assert stack.log_dir is not None
+    path = stack.log_dir / f"{service}-{name}.log"
+    log = path.open("ab")
+    proc = spawn([sys.executable, "-m", f"voxbus_{service}"], env=env, log=log)
+    stack.procs.append(proc)
+    stack._logs.append(log)  # closed with the stack
+    return proc, path
+
+
+async def wait_for_replicas(stack: Stack, service: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while (await ping_services(stack.nats_url)).get(service, 0) < count:
+        assert time.monotonic() < deadline, f"{count} {service} replicas did not come up"
+
+
+def log_with(line: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # bounded wait for another process's log line
+        for name, path in logs.items():
+            if line in path.read_text(errors="replace"):
+                return name
+        time.sleep(0.05)
+    raise AssertionError(f"no log has {line!r}")
+
+
+async def test_killing_the_llm_worker_mid_turn_loses_nothing(slow_stack: Stack) -> None:
+    assert slow_stack.log_dir is not None
+    other, other_log = add_replica(slow_stack, "llm", "b")
+    await wait_for_replicas(slow_stack, "llm", 2)
+    procs = {"main": slow_stack.service_procs["llm"], "b": other}
+    logs = {"main": slow_stack.log_dir / "llm.log", "b": other_log}
+    async with LiveCall(slow_stack.gateway_url) as call:
+        call.speak(load_wav(SPEECH / "arctic_aew_a0001.wav"))
+        first = await call.wait_for(lambda e: e["type"] == "agent_text")  # the turn is going
+        owner = log_with(f"call_id={call.call_id} turn={first['turn']} turn started", logs)
+        procs[owner].send_signal(signal.SIGKILL)
+        turn = await call.wait_for(lambda e: e["type"] == "turn" and e["user_text"])
+        assert turn["user_text"] == HEARD
+        assert not turn["interrupted"] and turn["agent_text"] == REPLY.strip()
+        survivor = "b" if owner == "main" else "main"
+        retried = logs[survivor].read_text(errors="replace")
+        assert f"call_id={call.call_id} turn={turn['turn']} turn started redelivered=True" in (
+            retried)
+    if owner == "main":
+        slow_stack.service_procs["llm"] = other
+
+
+async def test_killing_a_memory_replica_keeps_the_record(slow_stack: Stack) -> None:
+    assert slow_stack.log_dir is not None
+    add_replica(slow_stack, "memory", "b")
+    await wait_for_replicas(slow_stack, "memory", 2)
+    async with LiveCall(slow_stack.gateway_url) as call:
+        slow_stack.service_procs["memory"].send_signal(signal.SIGKILL)
+        call.speak(load_wav(SPEECH / "arctic_aew_a0001.wav"))
+        await call.wait_for(lambda e: e["type"] == "turn" and e["user_text"])
+        call_id = call.call_id
+    session = await wait_for_session(slow_stack, call_id, lambda s: bool(s.ended_unix_ns))
+    assert [t.role for t in session.turns] == ["user", "assistant"]
+    assert session.turns[0].text == HEARD and session.turns[1].text == REPLY.strip()
