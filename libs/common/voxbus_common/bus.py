@@ -34,6 +34,7 @@ from voxbus_common.ids import InvalidCallId
 from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
 from voxbus_common.subjects import (
     CALLERS_BUCKET,
+    CALLS_BUCKET,
     SESSIONS_BUCKET,
     STT_BUCKET,
     StreamSpec,
@@ -144,6 +145,10 @@ class Bus:
     async def stt_kv(self) -> KeyValue:
         """STT replica heartbeats and per-call recognition checkpoints (failover)."""
         return await self._kv(STT_BUCKET, 600.0)
+
+    async def calls_kv(self) -> KeyValue:
+        """Which gateway owns each live call id (claimed with create: one owner)."""
+        return await self._kv(CALLS_BUCKET, self.settings.max_call_seconds + 600.0)
 
     async def _kv(self, bucket: str, ttl_s: float) -> KeyValue:
         try:

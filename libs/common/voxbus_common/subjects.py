@@ -92,6 +92,7 @@ RPC_MEMORY_FORGET = f"{PREFIX}.rpc.memory.forget"  # delete a caller's long-term
 RPC_LLM_SUMMARIZE = f"{PREFIX}.rpc.llm.summarize"  # memory asks any LLM replica for a summary
 
 SESSIONS_BUCKET = "vb_sessions"
+CALLS_BUCKET = "vb_calls"  # live call id -> owning gateway (one owner across replicas)
 STT_BUCKET = "vb_stt"  # STT liveness (replica.<name>) and call checkpoints (call.<call_id>)
 CALLERS_BUCKET = "vb_callers"  # long-term memory per caller (key: sha256 of the identity)
 

@@ -17,6 +17,7 @@ from xml.sax.saxutils import quoteattr
 
 from aiohttp import WSCloseCode, web
 from nats.aio.msg import Msg
+from nats.js.errors import KeyWrongLastSequenceError
 
 from voxbus.v1.control_pb2 import GatewayCalls
 from voxbus_common import subjects
@@ -251,6 +252,7 @@ class Gateway:
                                              timeout=self.settings.handshake_timeout_s)
             if call_id in self.calls:
                 raise ProtocolViolation(f"call {call_id} is already connected")
+            await self._claim(call_id)
         except ProtocolViolation as exc:
             log.warning("edge handshake refused: %s", exc, extra={"edge": edge.name})
             await edge.send_event({"type": "error", "message": str(exc)})
@@ -292,6 +294,14 @@ class Gateway:
         finally:
             await asyncio.shield(self._finish(call, edge, reason, code))
 
+    async def _claim(self, call_id: str) -> None:
+        """One gateway per call id across all replicas (session isolation): a second
+        connection with a live call's id is refused, wherever it lands."""
+        try:
+            await (await self.bus.calls_kv()).create(call_id, self.gateway_id.encode())
+        except KeyWrongLastSequenceError:
+            raise ProtocolViolation(f"call {call_id} is already connected") from None
+
     async def _finish(self, call: Call, edge: CallerEdge, reason: str, code: int) -> None:
         try:
             await call.hangup(reason)
@@ -302,3 +312,5 @@ class Gateway:
             if self.calls.pop(call.call_id, None) is not None:
                 ACTIVE_CALLS.dec()
             self._calls_changed.set()
+            with contextlib.suppress(Exception):  # (expires with the bucket's TTL otherwise)
+                await (await self.bus.calls_kv()).delete(call.call_id)
