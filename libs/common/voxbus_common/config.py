@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     tls_key_file: str = ""
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
     max_call_seconds: float = 3600.0
+    gateway_max_calls: int = 0  # admission: calls one gateway takes (0 = no limit)
     # on SIGTERM: no new calls, live ones may finish for this long, then they are hung up
     # (the Helm chart sets it just under terminationGracePeriodSeconds)
     drain_timeout_s: float = 0.0

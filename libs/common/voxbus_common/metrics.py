@@ -26,6 +26,8 @@ BARGE_IN_REACTION = Histogram(
     "voxbus_barge_in_reaction_seconds",
     "Caller speech onset to the agent's buffered audio cleared.", buckets=LATENCY)
 CALLS = Counter("voxbus_calls_total", "Calls taken, by edge.", ["edge"])
+CALLS_REFUSED = Counter("voxbus_calls_refused_total",
+                        "New calls refused by admission control, by reason.", ["reason"])
 ACTIVE_CALLS = Gauge("voxbus_active_calls", "Calls this replica owns right now.")
 TURNS = Counter("voxbus_turns_total", "Agent turns by outcome.", ["outcome"])
 INTERRUPTIONS = Counter(

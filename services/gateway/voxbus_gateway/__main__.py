@@ -29,7 +29,6 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_common.routes import load_router
     from voxbus_gateway.app import Gateway
-    from voxbus_gateway.stt_watch import SttWatch
 
     routes = load_router(settings.routes_file)  # a bad routes file stops the start, located
     gateway = Gateway(bus, settings, bus.name)
@@ -43,8 +42,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
         audiosocket = await asyncio.start_server(gateway.serve_audiosocket,
                                                  settings.gateway_host, settings.audiosocket_port)
     await gateway.serve_control_bus()
-    stt_watch = SttWatch(bus, settings.stt_lease_s, lambda: gateway.calls.values())
-    await stt_watch.start()
+    await gateway.stt.start()  # STT crash failover and admission (stt_watch.py)
     control = None
     if settings.control_port:
         from voxbus_gateway.control.server import start_control_server
@@ -56,7 +54,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
                              "routes": len(routes.routes)})
     await stop.wait()
     await gateway.drain(settings.drain_timeout_s)
-    await stt_watch.stop()
+    await gateway.stt.stop()
     if control is not None:
         await control.stop(grace=5.0)
     if audiosocket is not None:

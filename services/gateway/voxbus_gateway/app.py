@@ -25,7 +25,7 @@ from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
-from voxbus_common.metrics import ACTIVE_CALLS, CALLS
+from voxbus_common.metrics import ACTIVE_CALLS, CALLS, CALLS_REFUSED
 from voxbus_common.tokens import InvalidToken, MediaTokens
 from voxbus_gateway.call import Call
 from voxbus_gateway.edge import CallerEdge
@@ -39,6 +39,7 @@ from voxbus_gateway.edges.twilio_auth import valid_twilio_signature
 from voxbus_gateway.edges.twilio_like import ExotelEdge, PlivoEdge, TelnyxEdge
 from voxbus_gateway.edges.twilio_rest import TwilioRest
 from voxbus_gateway.edges.vonage import VonageEdge
+from voxbus_gateway.stt_watch import SttWatch
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Gateway:
         self.calls: dict[str, Call] = {}
         self.draining = False
         self._calls_changed = asyncio.Event()
+        self.stt = SttWatch(bus, settings.stt_lease_s, lambda: self.calls.values())
         self._warned_unsigned = False
         self.tokens = MediaTokens(settings.media_token_keys)
 
@@ -109,7 +111,7 @@ class Gateway:
     async def serve_audiosocket(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         """One Asterisk AudioSocket TCP connection = one call."""
-        if self.draining:
+        if self.refusal():
             writer.close()
             return
         await self.serve_edge(AudioSocketEdge(reader, writer, self.settings.bus_sample_rate))
@@ -118,6 +120,7 @@ class Gateway:
         """Readiness: 503 while draining, so the load balancer sends new calls elsewhere."""
         return web.json_response({"status": "draining" if self.draining else "ok",
                                   "gateway": self.gateway_id, "active_calls": len(self.calls),
+                                  "admission": self.refusal() or "open",
                                   "nats_connected": self.bus.nc.is_connected},
                                  status=503 if self.draining else 200)
 
@@ -238,9 +241,22 @@ class Gateway:
         if call_id in self.calls:
             raise web.HTTPConflict(text=f"call {call_id} is already connected")
 
+    def refusal(self) -> str:
+        """Why a new call cannot be taken now ("" = it can): admission control, so that a
+        saturated stage refuses new calls with a reason instead of degrading every call."""
+        if self.draining:
+            return "gateway is draining; retry another replica"
+        if self.settings.gateway_max_calls and len(self.calls) >= self.settings.gateway_max_calls:
+            return "this gateway is at its call limit; retry another replica"
+        if self.stt.stt_full():
+            return "speech recognition is at capacity; retry shortly"
+        return ""
+
     async def _upgrade(self, request: web.Request) -> web.WebSocketResponse:
-        if self.draining:  # every edge: a draining replica takes no new call
-            raise web.HTTPServiceUnavailable(text="gateway is draining; retry another replica")
+        why = self.refusal()  # every edge: checked before the socket opens
+        if why:
+            CALLS_REFUSED.labels(why.split(";")[0]).inc()
+            raise web.HTTPServiceUnavailable(text=why, headers={"Retry-After": "5"})
         ws = web.WebSocketResponse(max_msg_size=256 * 1024, heartbeat=20.0)
         await ws.prepare(request)
         return ws

@@ -35,6 +35,7 @@ class SttWatch:
         self.lease_s = lease_s
         self.calls = calls
         self.last_beat: dict[str, float] = {}  # replica -> monotonic time of its last beat
+        self.free: dict[str, int] = {}  # replica -> calls it can still take (its last beat)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -54,10 +55,13 @@ class SttWatch:
             name = entry.key.removeprefix("replica.")
             if entry.operation in ("DEL", "PURGE"):
                 self.last_beat.pop(name, None)  # a clean exit: it handed its calls over
+                self.free.pop(name, None)
                 continue
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                age = max(0.0, time.time() - float(json.loads(entry.value or b"")["t"]))
+                beat = json.loads(entry.value or b"")
+                age = max(0.0, time.time() - float(beat["t"]))
                 self.last_beat[name] = time.monotonic() - age
+                self.free[name] = int(beat.get("max", 1)) - int(beat.get("calls", 0))
 
     async def _check(self, kv: KeyValue) -> None:
         while True:
@@ -66,10 +70,16 @@ class SttWatch:
             for name, seen in list(self.last_beat.items()):
                 if now - seen > self.lease_s:
                     self.last_beat.pop(name, None)
+                    self.free.pop(name, None)
                     try:
                         await self._fail_over(kv, name)
                     except Exception:
                         log.exception("STT failover failed", extra={"replica": name})
+
+    def stt_full(self) -> bool:
+        """Every live STT replica is at its call limit (admission control). With none
+        known yet a call is admitted and waits in the call queue for one."""
+        return bool(self.free) and sum(max(0, f) for f in self.free.values()) <= 0
 
     async def _fail_over(self, kv: KeyValue, dead: str) -> None:
         for call in list(self.calls()):

@@ -151,8 +151,9 @@ class SttWorker:
         beat = 0
         while not stop.is_set():
             try:
-                await self.kv.put(replica_key(self.bus.name),
-                                  json.dumps({"t": time.time()}).encode())
+                await self.kv.put(replica_key(self.bus.name), json.dumps({
+                    "t": time.time(), "calls": len(self.sessions),  # (gateways admit on it)
+                    "max": self.settings.stt_max_calls}).encode())
                 beat += 1
                 if beat % 3 == 0:
                     for call_id, lease in list(self.leases.items()):
