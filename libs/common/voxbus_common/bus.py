@@ -32,6 +32,8 @@ from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId
 from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
+from voxbus_common.nats_connect import connect_options
+from voxbus_common.nats_permissions import may_update_streams
 from voxbus_common.subjects import (
     CALLERS_BUCKET,
     CALLS_BUCKET,
@@ -77,8 +79,10 @@ async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
 class Bus:
     """One NATS connection with JetStream, KV and a per-subject sequence counter."""
 
-    def __init__(self, nc: Client, settings: Settings, name: str) -> None:
+    def __init__(self, nc: Client, settings: Settings, name: str,
+                 reconnect_hooks: list[Callable[[], Awaitable[None]]] | None = None) -> None:
         self.nc = nc
+        self.reconnect_hooks = reconnect_hooks if reconnect_hooks is not None else []
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self.name = name
@@ -95,8 +99,15 @@ class Bus:
         async def on_disconnect() -> None:
             log.warning("nats disconnected")
 
+        hooks: list[Callable[[], Awaitable[None]]] = []
+
         async def on_reconnect() -> None:
             log.info("nats reconnected")
+            for hook in hooks:  # e.g. streams a NATS restart lost (memory storage) come back
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("after-reconnect step failed")
 
         nc = await nats.connect(
             settings.nats_url,
@@ -107,10 +118,16 @@ class Bus:
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
+            **connect_options(settings),  # credentials, TLS, inbox prefix (docs/security.md)
         )
-        return cls(nc, settings, name)
+        return cls(nc, settings, name, hooks)
 
     # -- contract ---------------------------------------------------------------------------
+
+    def after_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` each time the connection comes back (it runs in the callback: keep it
+        short and bounded)."""
+        self.reconnect_hooks.append(hook)
 
     async def ensure_streams(self) -> None:
         """Create or update every stream of the contract (idempotent, safe to race)."""
@@ -131,7 +148,11 @@ class Bus:
         )
         try:
             await self.js.add_stream(config)
-        except BadRequestError:
+        except BadRequestError as exc:
+            if not may_update_streams(self.settings.nats_user):  # a stream manager updates it
+                log.warning("stream %s differs from this service's contract, left as it is: %s",
+                            spec.name, exc.description)
+                return
             await self.js.update_stream(config)
 
     async def sessions_kv(self) -> KeyValue:

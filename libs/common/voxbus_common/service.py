@@ -23,6 +23,7 @@ from voxbus_common.bus import Bus
 from voxbus_common.config import Settings, get_settings
 from voxbus_common.logs import setup_logging
 from voxbus_common.metrics import serve_metrics
+from voxbus_common.nats_connect import redact_url
 from voxbus_common.redact import Redactor
 from voxbus_common.subjects import RPC_PING
 from voxbus_common.telemetry import setup_tracing
@@ -60,8 +61,9 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
     serve_metrics(settings.metrics_port, service)
     bus = await Bus.connect(settings, instance)
     await bus.ensure_streams()
+    bus.after_reconnect(bus.ensure_streams)  # a NATS restart loses the in-memory streams
     await _answer_pings(bus, service, instance, ready)
-    log.info("starting", extra={"instance": instance, "nats": settings.nats_url})
+    log.info("starting", extra={"instance": instance, "nats": redact_url(settings.nats_url)})
     task: asyncio.Task[None] = asyncio.create_task(main(bus, settings, stop))
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

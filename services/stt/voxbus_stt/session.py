@@ -250,6 +250,28 @@ class CallSession:
         self.closed.set()
         log.info("session closed")
 
+    async def resubscribe(self) -> None:
+        """NATS came back: read the call's audio again from where this session was. A
+        restarted server lost the in-memory audio stream and numbers it anew (read it from
+        its start); after a partition the stream is intact (read on after the last frame)."""
+        if self._closing:
+            return
+        old, self._sub = self._sub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        last = self._frames[-1][1] if self._frames else 0
+        start = 0
+        with contextlib.suppress(Exception):
+            info = await self.bus.js.stream_info("VB_AUDIO")
+            if last and info.state.last_seq >= last:
+                start = last + 1
+        if not start:
+            self._frames.clear()  # old sequence numbers mean nothing in a new stream
+        self._sub = await self.bus.ordered(subjects.audio_in(self.call_id), self._on_frame,
+                                           start_seq=start)
+        log.info("audio resubscribed after reconnect", extra={"start_seq": start})
+
     def checkpoint(self) -> tuple[int, int]:
         """Where another worker would carry on: (stream sequence, last final utterance) —
         the start of the oldest utterance not yet final (pre-roll included), or between

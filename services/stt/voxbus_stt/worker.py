@@ -144,6 +144,10 @@ class SttWorker:
             while len(self._early_endings) > 10000:
                 self._early_endings.popitem(last=False)
 
+    async def _resubscribe_all(self) -> None:
+        await asyncio.gather(*(s.resubscribe() for s in list(self.sessions.values())),
+                             return_exceptions=True)
+
     async def _keep_leases(self, stop: asyncio.Event) -> None:
         """Heartbeat this replica; every third beat, each call's checkpoint. A call whose
         lease another replica took is dropped here without a word (no two owners)."""
@@ -168,6 +172,7 @@ class SttWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.kv = await self.bus.stt_kv()
+        self.bus.after_reconnect(self._resubscribe_all)
         leases = asyncio.create_task(self._keep_leases(stop))
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
         worker = asyncio.create_task(self.bus.run_pull_worker(
