@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     audio_max_age_s: float = 30.0
     events_max_age_s: float = 3600.0  # call events (turn texts redacted)
     live_max_age_s: float = 60.0  # raw transcripts, tokens, VAD events (memory storage)
+    # NATS credentials (docs/security.md): a user (= the service's role) and password, or a
+    # .creds file, or a token; never logged. TLS when a CA or client certificate is set (or
+    # the URL is tls://): the CA verifies the server, cert + key authenticate this client
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_creds: str = ""
+    nats_token: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
     instance_id: str = ""
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
@@ -59,6 +69,7 @@ class Settings(BaseSettings):
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
     max_call_seconds: float = 3600.0
     gateway_max_calls: int = 0  # admission: calls one gateway takes (0 = no limit)
+    gateway_lease_s: float = 3.0  # a gateway silent this long: its calls are ended by the others
     # on SIGTERM: no new calls, live ones may finish for this long, then they are hung up
     # (the Helm chart sets it just under terminationGracePeriodSeconds)
     drain_timeout_s: float = 0.0

@@ -25,3 +25,8 @@ def validate_call_id(call_id: str) -> str:
 def new_call_id() -> str:
     """A fresh random call id (URL and subject safe)."""
     return "c" + secrets.token_hex(8)
+
+
+def kv_token(name: str) -> str:
+    """`name` as one KV key token (instance names carry host names, which may hold dots)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:128] or "_"

@@ -29,6 +29,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_common.routes import load_router
     from voxbus_gateway.app import Gateway
+    from voxbus_gateway.gateway_watch import GatewayWatch
 
     routes = load_router(settings.routes_file)  # a bad routes file stops the start, located
     gateway = Gateway(bus, settings, bus.name)
@@ -43,6 +44,8 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
                                                  settings.gateway_host, settings.audiosocket_port)
     await gateway.serve_control_bus()
     await gateway.stt.start()  # STT crash failover and admission (stt_watch.py)
+    peers = GatewayWatch(bus, gateway.gateway_id, settings.gateway_lease_s)
+    await peers.start()  # calls of a lost gateway end cleanly (gateway_watch.py)
     control = None
     if settings.control_port:
         from voxbus_gateway.control.server import start_control_server
@@ -55,6 +58,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     await stop.wait()
     await gateway.drain(settings.drain_timeout_s)
     await gateway.stt.stop()
+    await peers.stop()
     if control is not None:
         await control.stop(grace=5.0)
     if audiosocket is not None:

@@ -8,11 +8,8 @@ only a silent disappearance (kill -9, OOM, a lost node) triggers this.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -22,6 +19,7 @@ from nats.js.kv import KeyValue
 from voxbus.v1.call_pb2 import CallAnnounce
 from voxbus_common import subjects
 from voxbus_common.bus import Bus
+from voxbus_gateway.liveness import Heartbeats
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
@@ -34,52 +32,21 @@ class SttWatch:
         self.bus = bus
         self.lease_s = lease_s
         self.calls = calls
-        self.last_beat: dict[str, float] = {}  # replica -> monotonic time of its last beat
-        self.free: dict[str, int] = {}  # replica -> calls it can still take (its last beat)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.beats: Heartbeats | None = None
 
     async def start(self) -> None:
         kv = await self.bus.stt_kv()
-        watcher = await kv.watch("replica.*")
-        self._tasks = [asyncio.create_task(self._follow(watcher)),
-                       asyncio.create_task(self._check(kv))]
-
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
-            except Exception:  # (a timeout just means nobody beat for an hour)
-                continue
-            if entry is None:
-                continue
-            name = entry.key.removeprefix("replica.")
-            if entry.operation in ("DEL", "PURGE"):
-                self.last_beat.pop(name, None)  # a clean exit: it handed its calls over
-                self.free.pop(name, None)
-                continue
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                beat = json.loads(entry.value or b"")
-                age = max(0.0, time.time() - float(beat["t"]))
-                self.last_beat[name] = time.monotonic() - age
-                self.free[name] = int(beat.get("max", 1)) - int(beat.get("calls", 0))
-
-    async def _check(self, kv: KeyValue) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            now = time.monotonic()
-            for name, seen in list(self.last_beat.items()):
-                if now - seen > self.lease_s:
-                    self.last_beat.pop(name, None)
-                    self.free.pop(name, None)
-                    try:
-                        await self._fail_over(kv, name)
-                    except Exception:
-                        log.exception("STT failover failed", extra={"replica": name})
+        self.beats = Heartbeats(kv, "replica", self.lease_s,
+                                lambda name: self._fail_over(kv, name))
+        await self.beats.start()
 
     def stt_full(self) -> bool:
         """Every live STT replica is at its call limit (admission control). With none
         known yet a call is admitted and waits in the call queue for one."""
-        return bool(self.free) and sum(max(0, f) for f in self.free.values()) <= 0
+        if self.beats is None or not self.beats.beats:
+            return False
+        return sum(max(0, int(b.get("max", 1)) - int(b.get("calls", 0)))
+                   for b in self.beats.beats.values()) <= 0
 
     async def _fail_over(self, kv: KeyValue, dead: str) -> None:
         for call in list(self.calls()):
@@ -103,5 +70,5 @@ class SttWatch:
                         extra={"call_id": call.call_id, "replica": dead, "resume_seq": seq})
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        if self.beats is not None:
+            await self.beats.stop()

@@ -17,11 +17,13 @@ import time
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from voxbus_common.ids import kv_token
+
 log = logging.getLogger(__name__)
 
 
 def replica_key(name: str) -> str:
-    return f"replica.{name}"
+    return f"replica.{kv_token(name)}"
 
 
 def call_key(call_id: str) -> str:
@@ -34,7 +36,7 @@ class CallLease:
     def __init__(self, kv: KeyValue, call_id: str, owner: str) -> None:
         self.kv = kv
         self.call_id = call_id
-        self.owner = owner
+        self.owner = kv_token(owner)  # as in its heartbeat key: what gateways compare
         self.revision: int | None = None
         self._last: tuple[int, int] | None = None
 
