@@ -8,6 +8,8 @@ from pathlib import Path
 import nats
 
 from voxbus.v1.memory_pb2 import ForgetCallerReply, ForgetCallerRequest
+from voxbus_common.config import Settings
+from voxbus_common.nats_connect import connect_options, redact_url
 from voxbus_common.subjects import RPC_MEMORY_FORGET
 
 
@@ -32,14 +34,14 @@ async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0
     try:  # max_reconnect_attempts=0 would retry a refused first connect forever (nats-py)
         nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=1,
                                 reconnect_time_wait=0.2, allow_reconnect=False,
-                                error_cb=quiet)
+                                error_cb=quiet, **connect_options(Settings()))  # admin
     except Exception as exc:
-        raise ForgetError(f"cannot reach NATS at {nats_url}: {exc}") from None
+        raise ForgetError(f"cannot reach NATS at {redact_url(nats_url)}: {exc}") from None
     try:
         msg = await nc.request(RPC_MEMORY_FORGET, ForgetCallerRequest(caller=caller)
                                .SerializeToString(), timeout=timeout_s)
     except nats.errors.NoRespondersError:
-        raise ForgetError(f"no memory service is running on {nats_url}") from None
+        raise ForgetError(f"no memory service is running on {redact_url(nats_url)}") from None
     except (nats.errors.TimeoutError, TimeoutError):
         raise ForgetError(f"the memory service did not answer within {timeout_s:.0f} s") from None
     finally:

@@ -233,6 +233,35 @@ def forget_caller_command(
     typer.echo(f"call sessions deleted: {reply.calls_deleted}")
 
 
+@app.command("nats-config")
+def nats_config_command(
+    out: Path = typer.Option(..., "--out", help="write the nats-server configuration here"),
+    tls_cert: str = typer.Option("", help="server certificate (PEM): clients must use TLS"),
+    tls_key: str = typer.Option("", help="the server certificate's key (PEM)"),
+    tls_ca: str = typer.Option("", help="CA that signs client certificates"),
+    tls_verify: bool = typer.Option(False, help="require client certificates (mutual TLS)"),
+    store_dir: str = typer.Option("", help="JetStream store directory (default: the server's)"),
+    auth_only: bool = typer.Option(False, help="only the authorization and tls blocks (to "
+                                               "include into another configuration)"),
+    force: bool = typer.Option(False, help="overwrite FILE (every password changes)"),
+) -> None:
+    """One NATS user per service (+ admin) limited to its subjects; prints each one's env."""
+    from voxbus_cli.nats_config import env_lines, new_passwords, render, write_secret
+    from voxbus_common.nats_permissions import TlsFiles
+
+    if out.exists() and not force:
+        typer.echo(f"error: {out} exists (--force replaces it and every password)", err=True)
+        raise typer.Exit(2)
+    if bool(tls_cert) != bool(tls_key):
+        typer.echo("error: --tls-cert and --tls-key go together", err=True)
+        raise typer.Exit(2)
+    tls = TlsFiles(tls_cert, tls_key, tls_ca, tls_verify) if tls_cert else None
+    users = new_passwords()
+    write_secret(out, render(users, tls, store_dir, auth_only))
+    typer.echo(f"# wrote {out} (mode 0600); give each service its own lines:\n")
+    typer.echo(env_lines(users, tls is not None))
+
+
 deploy_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Inspect a voxbus deployment on Kubernetes (the Helm chart).")
 app.add_typer(deploy_app, name="deploy")

@@ -26,6 +26,8 @@ from voxbus_cli.embedded import (
     start_nats,
     stop_all,
 )
+from voxbus_common.config import Settings
+from voxbus_common.nats_connect import connect_options
 
 SERVICES = ("memory", "llm", "tts", "stt", "gateway")
 
@@ -37,7 +39,8 @@ async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, int]:
 
     # (max_reconnect_attempts=0 retries a refused first connect forever in nats-py 2.16)
     nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=1,
-                            allow_reconnect=False, error_cb=quiet)
+                            allow_reconnect=False, error_cb=quiet,
+                            **connect_options(Settings()))  # the admin role, when set
     try:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
