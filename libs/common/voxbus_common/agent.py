@@ -199,6 +199,8 @@ def parse_agent(text: str, source: str) -> Agent:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise AgentError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except RecursionError:  # PyYAML recurses per nesting level: "[" * 1000 (fuzzing)
+        raise AgentError(f"{source}: not valid YAML (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise AgentError(f"{source}: an agent file is a mapping (name, instructions, ...)")
     try:

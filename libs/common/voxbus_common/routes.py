@@ -68,7 +68,7 @@ class Router:
 def _route(raw: Any, where: str) -> Route:
     if not isinstance(raw, dict):
         raise RouteError(f"{where}: a route is a mapping with name, say and a match")
-    unknown = sorted(set(raw) - FIELDS)
+    unknown = sorted(map(str, set(raw) - FIELDS))  # YAML keys may be numbers (fuzzing)
     if unknown:
         raise RouteError(f"{where}: unknown field(s) {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(FIELDS))})")
@@ -100,7 +100,10 @@ def _route(raw: Any, where: str) -> Route:
         raise RouteError(f"{where} ({name}): 'digits' holds keypad keys only (0-9 * #)")
     if not parts and not digits:
         raise RouteError(f"{where} ({name}): give keywords, regex or digits to match")
-    pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+    try:
+        pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+    except re.error as exc:  # "(?i)bye" compiles alone, not after the keywords (fuzzing)
+        raise RouteError(f"{where} ({name}): bad regex: {exc}") from None
     return Route(name=name, say=say, action=action, pattern=pattern, digits=digits,
                  target=target)
 
@@ -110,7 +113,8 @@ def parse_routes(doc: Any, source: str) -> Router:
         return Router([])
     if not isinstance(doc, dict) or not isinstance(doc.get("routes", []), list):
         raise RouteError(f"{source}: expected a mapping with a 'routes' list")
-    return Router([_route(r, f"{source}: routes[{i}]") for i, r in enumerate(doc["routes"])])
+    routes = doc.get("routes", [])  # (doc["routes"] was a KeyError for `{}`: fuzzing)
+    return Router([_route(r, f"{source}: routes[{i}]") for i, r in enumerate(routes)])
 
 
 @lru_cache(maxsize=4)
@@ -124,6 +128,6 @@ def load_router(path: str) -> Router:
         raise RouteError(f"{path}: cannot read the routes file ({exc.strerror})") from None
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # PyYAML recurses per nesting level
         raise RouteError(f"{path}: not valid YAML ({exc})") from None
     return parse_routes(doc, path)

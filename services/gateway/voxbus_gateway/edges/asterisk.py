@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from voxbus_gateway.edges.base import ProtocolViolation, WsEdge, carrier_call_id
+from voxbus_gateway.edges.base import ProtocolViolation, WsEdge, carrier_call_id, close_message
 from voxbus_gateway.edges.transcode import Transcoder, UnsupportedFormat
 
 if TYPE_CHECKING:
@@ -94,4 +94,4 @@ class AsteriskWsEdge(WsEdge):
     async def finish(self, reason: str, code: int) -> None:
         if not self.ws.closed:
             await self.ws.send_str("HANGUP")
-            await self.ws.close(code=code, message=reason.encode()[:120])
+            await self.ws.close(code=code, message=close_message(reason))

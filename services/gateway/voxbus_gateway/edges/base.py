@@ -107,7 +107,14 @@ class WsEdge:
     async def finish(self, reason: str, code: int) -> None:
         await self.send_event({"type": "ended", "reason": reason})
         if not self.ws.closed:
-            await self.ws.close(code=code, message=reason.encode()[:120])
+            await self.ws.close(code=code, message=close_message(reason))
+
+
+def close_message(reason: str) -> bytes:
+    """A close frame's reason: at most 120 bytes of valid UTF-8 (RFC 6455). Reasons quote
+    what the peer sent: a plain byte cut tore a character, and peers then failed the close
+    with a protocol error instead of reading our code (found by fuzzing)."""
+    return reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore").encode()
 
 
 def carrier_call_id(raw: str) -> str:
@@ -132,7 +139,10 @@ def decode_b64(value: Any, limit: int) -> bytes:
 
 def parse_json_object(text: str) -> dict[str, Any]:
     """A JSON object or ValueError with a short reason."""
-    doc = json.loads(text)
+    try:
+        doc = json.loads(text)
+    except RecursionError:  # json recurses per level: "[" * 1000 fits in one frame (fuzzing)
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise ValueError("expected a JSON object")
     return doc

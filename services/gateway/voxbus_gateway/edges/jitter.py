@@ -16,14 +16,17 @@ class ReorderBuffer:
 
     def push(self, seq: int, payload: bytes, silence: bytes) -> list[bytes]:
         """Frames ready to play, in order (lost ones replaced by `silence`)."""
+        out: list[bytes] = []
         if self._next is None or abs(seq - self._next) > self.max_gap:
+            # a restart plays the frames still held: they arrived, they are not lost (the
+            # fuzz suite found them silently dropped)
+            out = [self._held[k] for k in sorted(self._held)]
             self._next = seq
             self._held.clear()
         if seq < self._next or seq in self._held:
             self.late += 1
-            return []  # too late or duplicated: already played past it
+            return out  # too late or duplicated: already played past it
         self._held[seq] = payload
-        out: list[bytes] = []
         while self._held:
             if self._next in self._held:
                 out.append(self._held.pop(self._next))

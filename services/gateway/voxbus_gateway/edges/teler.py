@@ -15,6 +15,7 @@ from voxbus_gateway.edges.base import (
     ProtocolViolation,
     WsEdge,
     carrier_call_id,
+    close_message,
     decode_b64,
 )
 from voxbus_gateway.edges.jitter import ReorderBuffer
@@ -46,7 +47,8 @@ class TelerEdge(WsEdge):
                     encoding = "pcm16le"
                 self.codec = Transcoder(encoding, int(data.get("sample_rate", 8000)),
                                         self.bus_rate)
-            except (UnsupportedFormat, ValueError, TypeError) as exc:
+            # OverflowError: int(Infinity), JSON's "sample_rate": Infinity (found by fuzzing)
+            except (UnsupportedFormat, ValueError, TypeError, OverflowError) as exc:
                 raise ProtocolViolation(str(exc), WSCloseCode.UNSUPPORTED_DATA) from None
             return carrier_call_id(str(doc.get("call_id") or doc.get("stream_id") or ""))
         raise ProtocolViolation("the stream closed before 'start'", WSCloseCode.OK)
@@ -82,4 +84,4 @@ class TelerEdge(WsEdge):
 
     async def finish(self, reason: str, code: int) -> None:
         if not self.ws.closed:
-            await self.ws.close(code=code, message=reason.encode()[:120])
+            await self.ws.close(code=code, message=close_message(reason))

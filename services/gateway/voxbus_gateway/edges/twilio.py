@@ -20,6 +20,7 @@ from voxbus_gateway.edges.base import (
     ProtocolViolation,
     WsEdge,
     carrier_call_id,
+    close_message,
     decode_b64,
 )
 from voxbus_gateway.edges.jitter import ReorderBuffer
@@ -106,10 +107,14 @@ class TwilioEdge(WsEdge):
             self.account_sid = str(start.get("accountSid") or "")
             custom = start.get(self.key("customParameters"))
             self.custom = custom if isinstance(custom, dict) else {}
-            self.caller = str(self.custom.get("caller") or self.custom.get("from") or "")[:64]
+            caller = str(self.custom.get("caller") or self.custom.get("from") or "")[:64]
+            # JSON can escape a lone surrogate ("\ud800"): not UTF-8, so the call's protobuf
+            # events refused it and the call failed at start (found by fuzzing)
+            self.caller = caller.encode("utf-8", "ignore").decode()
             try:
                 self.codec = self.media_format(start)
-            except (UnsupportedFormat, ValueError, TypeError) as exc:
+            # OverflowError: int(Infinity), JSON's "sampleRate": Infinity (found by fuzzing)
+            except (UnsupportedFormat, ValueError, TypeError, OverflowError) as exc:
                 raise ProtocolViolation(str(exc), WSCloseCode.UNSUPPORTED_DATA) from None
             return self.call_id_from(doc, start)
         raise ProtocolViolation("the stream closed before 'start'", WSCloseCode.OK)
@@ -147,7 +152,7 @@ class TwilioEdge(WsEdge):
             return
         try:
             seq = int(media.get("chunk") or 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # "chunk": Infinity (fuzzing)
             seq = 0
         frames = self.jitter.push(seq, payload, self.codec.silence()) if seq else [payload]
         for frame in frames:
@@ -174,4 +179,4 @@ class TwilioEdge(WsEdge):
 
     async def finish(self, reason: str, code: int) -> None:
         if not self.ws.closed:
-            await self.ws.close(code=code, message=reason.encode()[:120])
+            await self.ws.close(code=code, message=close_message(reason))

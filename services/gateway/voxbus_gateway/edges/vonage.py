@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from voxbus_gateway.edges.base import ProtocolViolation, WsEdge, carrier_call_id
+from voxbus_gateway.edges.base import ProtocolViolation, WsEdge, carrier_call_id, close_message
 from voxbus_gateway.edges.base import parse_json_object as parse
-from voxbus_gateway.edges.transcode import Transcoder, UnsupportedFormat
+from voxbus_gateway.edges.transcode import Transcoder
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
@@ -42,7 +42,7 @@ class VonageEdge(WsEdge):
         try:
             self.codec = Transcoder("pcm16le", int(match.group(1)) if match else 16000,
                                     self.bus_rate)
-        except UnsupportedFormat as exc:
+        except ValueError as exc:  # UnsupportedFormat, or a rate of 4300+ digits (fuzzing)
             raise ProtocolViolation(str(exc), WSCloseCode.UNSUPPORTED_DATA) from None
         raw = doc.get("uuid") or doc.get("call_id") or doc.get("conversation_uuid") or ""
         return carrier_call_id(str(raw))
@@ -72,7 +72,8 @@ class VonageEdge(WsEdge):
         if event == "websocket:notify" and isinstance(payload.get("mark"), str):
             await call.on_mark(payload["mark"])
         elif event == "websocket:dtmf":
-            digit = doc.get("digit") or (doc.get("dtmf") or {}).get("digit")
+            dtmf = doc.get("dtmf")  # any JSON value: only an object has a digit (fuzzing)
+            digit = doc.get("digit") or (dtmf.get("digit") if isinstance(dtmf, dict) else None)
             if isinstance(digit, str):
                 await call.on_dtmf(digit)
         elif event not in ("websocket:cleared",):
@@ -90,4 +91,4 @@ class VonageEdge(WsEdge):
 
     async def finish(self, reason: str, code: int) -> None:
         if not self.ws.closed:
-            await self.ws.close(code=code, message=reason.encode()[:120])
+            await self.ws.close(code=code, message=close_message(reason))
