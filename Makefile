@@ -98,7 +98,9 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 	.venv-pipecat/bin/python -m pip install -q -r bench/pipecat/requirements.txt
 	touch $@
 
-# ~20 min on the 2-core VM; results land in bench/results/ (see docs/benchmarks.md).
+# ~20 min on the 2-core VM, plus ~22 min for the soak (two 10-minute phases of 200 calls,
+# the second with a worker killed every minute): ~42 min in all. Results land in
+# bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
 	$(PY) -m bench.pipecat_side_by_side
@@ -107,6 +109,7 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.tools
 	$(PY) -m bench.control
 	$(PY) -m bench.capacity
+	$(PY) -m bench.soak
 	$(PY) -m bench.summary
 
 clean:

@@ -1,6 +1,6 @@
 """The README table from the newest results in bench/results/ (last step of `make bench`):
 voice-to-voice per stage, the Pipecat ratio on the shared caller-side measure, barge-in,
-routing, the tool round and capacity. Writes bench/results/summary.md and prints it."""
+routing, the tool round, capacity and the soak. Writes bench/results/summary.md and prints it."""
 
 from __future__ import annotations
 
@@ -113,7 +113,37 @@ def table() -> str:
         lines += ["", "Bus hop: the slowest message kind's publish → receive (docs/benchmarks.md). "
                   "Largest N with p99 overhead ≤ 25 ms: "
                   f"**{cap['largest_calls_within_p99_target']}**."]
+    soak = newest("soak")
+    if soak:
+        lines += ["", soak_line(soak)]
     return "\n".join(lines) + "\n"
+
+
+def soak_line(soak: dict[str, Any]) -> str:
+    """One sentence per soak phase: RSS growth, p99 drift, lost turns, the kills' cost."""
+    p = soak["parameters"]
+    parts = []
+    for name, ph in soak["phases"].items():
+        growth = {k: g for k, g in ph["rss_growth"].items() if k != "loadgen"}
+        worst = max(growth, key=lambda k: growth[k]["growth_pct"]) if growth else None
+        mins = ph["per_minute"]
+        text = (f"{name}: {ph['summary']['turns']} turns, {ph['lost_turns']} lost, "
+                f"{ph['summary']['errors']} errors, {ph['summary']['timeouts']} timeouts; "
+                f"p99 overhead per minute {fmt(mins[0]['overhead_p99_ms'])} → "
+                f"{fmt(mins[-1]['overhead_p99_ms'])} ms")
+        if worst:
+            text += (f"; largest RSS growth after the warm-up minute {worst} "
+                     f"{growth[worst]['growth_pct']:+.1f}%")
+        kills = ph.get("kills", [])
+        added = [k["max_added_latency_ms"] for k in kills if k["max_added_latency_ms"] is not None]
+        if kills:
+            text += (f"; {len(kills)} kills, {sum(k['lost_turns'] for k in kills)} turns lost "
+                     f"around them, worst added latency {fmt(max(added, default=None))} ms, "
+                     f"{ph.get('idle_reprompts', 0)} callers stalled until the idle re-prompt")
+        parts.append(text)
+    return (f"Soak ({soak['date']} UTC, {p['calls']} calls × {p['minutes']} min per phase, "
+            f"instant providers, a worker killed every {p['kill_every_s']:.0f} s in phase kills"
+            f") — " + "; ".join(parts) + ".")
 
 
 def main() -> None:

@@ -67,6 +67,9 @@ class MediaTokens:
     def verify(self, token: str, call_id: str = "") -> MediaClaims:
         if not token:
             raise InvalidToken("a media token is required (query parameter 'token')")
+        if not token.isascii():  # a JWT is base64url; aiohttp hands a header's invalid UTF-8
+            # bytes over as surrogates, on which PyJWT raised UnicodeEncodeError (fuzzing)
+            raise InvalidToken("malformed token: not ASCII")
         try:
             kid = jwt.get_unverified_header(token).get("kid", "")
         except jwt.PyJWTError as exc:

@@ -38,6 +38,8 @@ class ControlAuth:
         if not header.lower().startswith("bearer "):
             return "missing 'authorization: Bearer <token>' metadata"
         token = header[7:].strip()
+        if not token.isascii():  # compare_digest raises TypeError on non-ASCII str, and a JWT
+            return "invalid token"  # is ASCII anyway (found by fuzzing)
         if any(hmac.compare_digest(token, known) for known in self.tokens):
             return ""
         if self.jwt_secret:
