@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     stt_max_calls: int = 64
     stt_handover: bool = True  # on SIGTERM, another STT replica carries on each live call
     stt_heartbeat_s: float = 0.3  # STT liveness beat (vb_stt KV); checkpoints every 3 beats
-    stt_lease_s: float = 1.0  # a gateway re-announces a silent STT replica's calls after this
+    # a gateway re-announces a silent STT replica's calls after this (1 s flapped on a
+    # saturated node in the soak benchmark: false failovers)
+    stt_lease_s: float = 2.5
 
     # llm
     llm_provider: str = "openai"

@@ -1,7 +1,6 @@
-"""The turn state machine of one call: turns, preemptive generation on stable partials,
-barge-in (pause, then resume or interrupt), echo and backchannel rejection, the greeting and
-the tools' actions. Keypad entries come from call.py, idle handling from idle.py. The policy
-and its knobs: docs/conversation.md."""
+"""One call's turn state machine: turns, preemption on stable partials, barge-in (pause, then
+resume or interrupt), echo and backchannel rejection, greeting, tool actions. Keypad entries
+come from call.py, idle handling from idle.py; the policy and its knobs: docs/conversation.md."""
 
 from __future__ import annotations
 
@@ -69,8 +68,7 @@ class Conversation:
         await self.say(self.settings.greeting)
 
     async def say(self, text: str) -> bool:
-        """Fixed text the agent says now, unasked (greeting, re-prompt, the control API's Say);
-        False when the agent is busy with a turn."""
+        """Fixed text said now, unasked (greeting, re-prompt, Say); False if the agent is busy."""
         if not text or self.turn is not None:
             return False
         self.turn_counter += 1
@@ -98,8 +96,10 @@ class Conversation:
     # -- caller speech --------------------------------------------------------------------------
 
     async def on_vad(self, event: VadEvent) -> None:
-        self._last_activity = time.monotonic()
         uid = event.utterance_id
+        if uid <= self._finalized_utterance:
+            return  # replayed by an STT replica that took the call over: already decided
+        self._last_activity = time.monotonic()
         if event.kind == VadEvent.SPEECH_ONSET:
             await self._caller_onset(uid, event.audio_offset_ms)
             return
