@@ -8,7 +8,6 @@ the gateway's control commands answer any CallCommand with a reply, never an exc
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -206,9 +205,3 @@ def test_call_command_always_answers(data: bytes, speaking: bool, ending: bool) 
     assert reply.error_code in ("", "INVALID_ARGUMENT", "FAILED_PRECONDITION")
     assert bool(reply.error) == bool(reply.error_code)
     assert reply.error or reply.detail or reply.HasField("info")
-
-
-def test_no_event_loop_leaks() -> None:
-    """run_bounded closes its loops: the suite leaves no running loop behind."""
-    with pytest.raises(RuntimeError):
-        asyncio.get_running_loop()
