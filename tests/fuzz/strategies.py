@@ -45,7 +45,7 @@ def mutated(draw: st.DrawFn, doc: st.SearchStrategy[dict[str, Any]],
                 break
             target = draw(st.sampled_from(children))
         if target and draw(st.booleans()):
-            target.pop(draw(st.sampled_from(sorted(target))), None)
+            target.pop(draw(st.sampled_from(list(target))), None)
         else:
             target[draw(st.sampled_from(list(keys)) | st.text(max_size=8))] = draw(noise)
     return out
