@@ -8,15 +8,12 @@ ended (per-minute p99) and which utterances never got an answer (lost turns afte
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
-from voxbus_cli.load import LoadConfig, LoadStats, SyntheticCaller, _join, _tick
+from voxbus_cli.load import LoadConfig, LoadStats, SyntheticCaller, run_load
 
 
 @dataclass
@@ -160,15 +157,5 @@ class TracingCaller(SyntheticCaller):
 
 async def run_traced_load(cfg: LoadConfig, stats: LoadStats, log: TurnLog) -> LoadStats:
     """`voxbus_cli.load.run_load` with TracingCallers: the same joins, ticker and hang-ups."""
-    stop_at = time.monotonic() + cfg.ramp_s + cfg.duration_s
-    callers: list[SyntheticCaller] = [TracingCaller(i, cfg, stats, stop_at, log)
-                                      for i in range(cfg.calls)]
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        joins = [asyncio.create_task(_join(session, c, cfg, i * cfg.ramp_s / max(1, cfg.calls)))
-                 for i, c in enumerate(callers)]
-        await _tick(callers, stats, stop_at, None)
-        for join in joins:
-            join.cancel()
-        await asyncio.gather(*joins, return_exceptions=True)
-    return stats
+    return await run_load(cfg, stats, make_caller=lambda i, c, s, stop_at: TracingCaller(
+        i, c, s, stop_at, log))

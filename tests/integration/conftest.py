@@ -130,3 +130,29 @@ def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
     """Another gateway replica on the same bus with its own settings; yields host:port."""
     with gateway_process(stack, name, env_extra, ssl_context) as (base, _):
         yield base
+
+
+@contextmanager
+def running_instant_stack(workdir: Path, **env: str) -> Iterator[Stack]:
+    """The real services and nats-server with instant test models (tests/instant.py):
+    the platform under test, not the models. `env`: extra VOXBUS_* settings."""
+    from tests.instant import instant_env
+
+    root = Path(__file__).resolve().parents[2]
+    full = {**instant_env(), "PYTHONPATH": str(root), **env}
+    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
+               env=full).running() as stack:
+        yield stack
+
+
+def add_replica(stack: Stack, service: str, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """One more replica of `service` on the stack's bus (stopped with the stack)."""
+    env = stack.service_env()
+    env["VOXBUS_METRICS_PORT"] = "0"
+    assert stack.log_dir is not None
+    path = stack.log_dir / f"{service}-{name}.log"
+    log = path.open("ab")
+    proc = spawn([sys.executable, "-m", f"voxbus_{service}"], env=env, log=log)
+    stack.procs.append(proc)
+    stack._logs.append(log)  # closed with the stack
+    return proc, path

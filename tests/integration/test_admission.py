@@ -13,9 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.instant import instant_env
+from tests.integration.conftest import running_instant_stack
 from tests.live_call import LiveCall
-from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def one_seat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("admission")
-    env = {**instant_env(), "PYTHONPATH": str(ROOT), "VOXBUS_STT_MAX_CALLS": "1"}
-    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
-               env=env).running() as stack:
+    with running_instant_stack(workdir, VOXBUS_STT_MAX_CALLS="1") as stack:
         yield stack
 
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.instant import HEARD, instant_env
+from tests.instant import HEARD
+from tests.integration.conftest import add_replica, running_instant_stack
 from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port, spawn
 from voxbus_cli.stack import Stack, ping_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +30,7 @@ Replicas = dict[str, tuple[subprocess.Popen[bytes], Path]]
 
 @pytest.fixture(scope="module")
 def instant_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("handover")
-    env = {**instant_env(), "PYTHONPATH": str(ROOT)}
-    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
-               env=env).running() as stack:
+    with running_instant_stack(tmp_path_factory.mktemp("handover")) as stack:
         yield stack
 
 
@@ -43,18 +39,6 @@ def replicas(instant_stack: Stack) -> Replicas:
     """The STT replicas started so far (the stack stops them all at the end)."""
     assert instant_stack.log_dir is not None
     return {"main": (instant_stack.service_procs["stt"], instant_stack.log_dir / "stt.log")}
-
-
-def add_replica(stack: Stack, replicas: Replicas, name: str) -> None:
-    env = stack.service_env()
-    env["VOXBUS_METRICS_PORT"] = "0"
-    assert stack.log_dir is not None
-    path = stack.log_dir / f"stt-{name}.log"
-    log = path.open("ab")
-    proc = spawn([sys.executable, "-m", "voxbus_stt"], env=env, log=log)
-    stack.procs.append(proc)
-    stack._logs.append(log)  # closed with the stack
-    replicas[name] = (proc, path)
 
 
 def owner_of(call_id: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
@@ -70,7 +54,8 @@ def owner_of(call_id: str, logs: dict[str, Path], timeout_s: float = 60.0) -> st
 async def lose_the_owner_mid_sentence(stack: Stack, replicas: Replicas,
                                       how: signal.Signals) -> tuple[str, str]:
     """(what the replica that carried on logged, the call id)."""
-    add_replica(stack, replicas, f"r{len(replicas)}")
+    name = f"r{len(replicas)}"
+    replicas[name] = add_replica(stack, "stt", name)
     alive = {k: v for k, v in replicas.items() if v[0].poll() is None}
     assert len(alive) >= 2
     deadline = time.monotonic() + 60

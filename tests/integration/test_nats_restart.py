@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.instant import HEARD, instant_env
+from tests.instant import HEARD
+from tests.integration.conftest import running_instant_stack
 from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port, start_nats, stop_all
+from voxbus_cli.embedded import start_nats, stop_all
 from voxbus_cli.stack import Stack, ping_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,10 +25,7 @@ SPEECH = ROOT / "speech"
 
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("restart")
-    env = {**instant_env(), "PYTHONPATH": str(ROOT)}
-    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
-               env=env).running() as stack:
+    with running_instant_stack(tmp_path_factory.mktemp("restart")) as stack:
         yield stack
 
 

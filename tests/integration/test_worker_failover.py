@@ -6,19 +6,16 @@ nats-server; instant STT/TTS and a slow scripted chat model, so the kill lands m
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.instant import HEARD, REPLY, instant_env
-from tests.integration.conftest import wait_for_session
+from tests.instant import HEARD, REPLY
+from tests.integration.conftest import add_replica, running_instant_stack, wait_for_session
 from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port, spawn
 from voxbus_cli.stack import Stack, ping_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,23 +25,8 @@ SPEECH = ROOT / "speech"
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("failover")
-    env = {**instant_env(), "PYTHONPATH": str(ROOT),
-           "VOXBUS_LLM_PROVIDER": "tests.instant:slow_llm"}
-    with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
-               env=env).running() as stack:
+    with running_instant_stack(workdir, VOXBUS_LLM_PROVIDER="tests.instant:slow_llm") as stack:
         yield stack
-
-
-def add_replica(stack: Stack, service: str, name: str) -> tuple[subprocess.Popen[bytes], Path]:
-    env = stack.service_env()
-    env["VOXBUS_METRICS_PORT"] = "0"
-    assert stack.log_dir is not None
-    path = stack.log_dir / f"{service}-{name}.log"
-    log = path.open("ab")
-    proc = spawn([sys.executable, "-m", f"voxbus_{service}"], env=env, log=log)
-    stack.procs.append(proc)
-    stack._logs.append(log)  # closed with the stack
-    return proc, path
 
 
 async def wait_for_replicas(stack: Stack, service: str, count: int) -> None:

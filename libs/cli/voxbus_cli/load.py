@@ -146,12 +146,18 @@ class SyntheticCaller:
         self.done.set()
 
 
+CallerFactory = Callable[[int, "LoadConfig", "LoadStats", float], "SyntheticCaller"]
+
+
 async def run_load(cfg: LoadConfig, stats: LoadStats | None = None,
-                   on_tick: Callable[[LoadStats], None] | None = None) -> LoadStats:
-    """Run the whole load; returns when every caller has hung up (or failed)."""
+                   on_tick: Callable[[LoadStats], None] | None = None,
+                   make_caller: CallerFactory | None = None) -> LoadStats:
+    """Run the whole load; returns when every caller has hung up (or failed).
+    `make_caller(index, cfg, stats, stop_at)`: a SyntheticCaller subclass (benchmarks)."""
     stats = stats or LoadStats()
     stop_at = time.monotonic() + cfg.ramp_s + cfg.duration_s
-    callers = [SyntheticCaller(i, cfg, stats, stop_at) for i in range(cfg.calls)]
+    factory = make_caller or SyntheticCaller
+    callers = [factory(i, cfg, stats, stop_at) for i in range(cfg.calls)]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         joins = [asyncio.create_task(_join(session, c, cfg, i * cfg.ramp_s / max(1, cfg.calls)))

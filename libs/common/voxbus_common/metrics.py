@@ -28,6 +28,10 @@ BARGE_IN_REACTION = Histogram(
 CALLS = Counter("voxbus_calls_total", "Calls taken, by edge.", ["edge"])
 CALLS_REFUSED = Counter("voxbus_calls_refused_total",
                         "New calls refused by admission control, by reason.", ["reason"])
+REPLICAS_LOST = Counter(
+    "voxbus_replicas_lost_total",
+    "Replicas that stopped beating without a clean exit, as this gateway saw them, by kind "
+    "(replica = STT, gateway).", ["kind"])
 ACTIVE_CALLS = Gauge("voxbus_active_calls", "Calls this replica owns right now.")
 TURNS = Counter("voxbus_turns_total", "Agent turns by outcome.", ["outcome"])
 INTERRUPTIONS = Counter(
@@ -73,6 +77,7 @@ SERIES: dict[str, list[tuple[Counter | Histogram, tuple[str, ...]]]] = {
     "gateway": [*((TURNS, (o,)) for o in ("completed", "interrupted", "stalled")),
                 *((INTERRUPTIONS, (k,)) for k in ("confirmed", "false")),
                 (STALE_DROPPED, ("gateway",)), (ERRORS, ("gateway", "bad_bus_message")),
+                *((REPLICAS_LOST, (k,)) for k in ("replica", "gateway")),
                 *((TURN_STAGE, (stage,)) for stage in STAGES),
                 *((BUS_HOP, (m,)) for m in ("audio_chunk", "token_delta", "transcript"))],
     "stt": [(STT_DECODE, ("utterance",)), *((ERRORS, ("stt", k)) for k in WORK_ERRORS)],

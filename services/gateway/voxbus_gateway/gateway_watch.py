@@ -41,7 +41,8 @@ class GatewayWatch:
 
     async def start(self) -> None:
         self.kv = await self.bus.calls_kv()
-        self.beats = Heartbeats(self.kv, "gateway", self.lease_s, self._orphaned)
+        self.beats = Heartbeats(self.bus, self.kv, "gateway", self.lease_s, self._orphaned,
+                                ignore=self.me)
         await self.beats.start()
         self._beating = asyncio.create_task(self._beat())
 

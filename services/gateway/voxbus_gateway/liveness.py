@@ -1,7 +1,11 @@
 """Who is alive: heartbeats in a KV bucket (`<prefix>.<name>` = {"t": unix time, ...}),
 watched. A name that stops beating for `lease_s` is declared dead once; a name whose key is
 deleted left cleanly and is simply forgotten. Used for STT replicas (stt_watch.py) and for
-gateway replicas (gateway_watch.py)."""
+gateway replicas (gateway_watch.py).
+
+Blindness is not death: while this process is cut off from NATS nobody is judged, and after
+a reconnect the watch is made again (a NATS restart drops its consumer) and every name gets
+a full lease from that moment before it can be declared dead."""
 
 from __future__ import annotations
 
@@ -15,26 +19,60 @@ from typing import Any
 
 from nats.js.kv import KeyValue
 
+from voxbus_common.bus import Bus
+from voxbus_common.metrics import REPLICAS_LOST
+
 log = logging.getLogger(__name__)
 
 Beat = dict[str, Any]
 
 
 class Heartbeats:
-    def __init__(self, kv: KeyValue, prefix: str, lease_s: float,
-                 on_dead: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, bus: Bus, kv: KeyValue, prefix: str, lease_s: float,
+                 on_dead: Callable[[str], Awaitable[None]], *, ignore: str = "") -> None:
+        self.bus = bus
         self.kv = kv
         self.prefix = prefix
         self.lease_s = lease_s
         self.on_dead = on_dead
+        self.ignore = ignore  # this process's own name: never judged by itself
         self.last_beat: dict[str, float] = {}  # name -> monotonic time of its last beat
         self.beats: dict[str, Beat] = {}  # name -> its last beat
-        self._tasks: list[asyncio.Task[None]] = []
+        self._seeing_since = time.monotonic()  # no name is judged on beats older than this
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._following: asyncio.Task[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
+        self._rewatching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        watcher = await self.kv.watch(f"{self.prefix}.*")
-        self._tasks = [asyncio.create_task(self._follow(watcher)),
-                       asyncio.create_task(self._check())]
+        await self._watch()
+        self._checking = asyncio.create_task(self._check())
+        self.bus.after_reconnect(self._on_reconnect)
+
+    async def _watch(self) -> None:
+        self._seeing_since = time.monotonic()
+        self._watcher = await self.kv.watch(f"{self.prefix}.*")
+        self._following = asyncio.create_task(self._follow(self._watcher))
+
+    async def _on_reconnect(self) -> None:
+        if self._rewatching is None or self._rewatching.done():
+            self._rewatching = asyncio.create_task(self._rewatch())
+
+    async def _rewatch(self) -> None:
+        """A NATS restart drops the watch's consumer: make it again until that works."""
+        if self._following is not None:
+            self._following.cancel()
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+        while True:
+            try:
+                await self._watch()
+                return
+            except Exception as exc:  # the bucket or JetStream not back yet
+                log.warning("re-watching %s heartbeats failed, retrying: %s", self.prefix, exc)
+                self._seeing_since = time.monotonic()
+                await asyncio.sleep(self.lease_s / 3)
 
     def forget(self, name: str) -> None:
         self.last_beat.pop(name, None)
@@ -49,6 +87,8 @@ class Heartbeats:
             if entry is None:
                 continue
             name = entry.key.removeprefix(f"{self.prefix}.")
+            if name == self.ignore:
+                continue
             if entry.operation in ("DEL", "PURGE"):
                 self.forget(name)  # a clean exit
                 continue
@@ -62,14 +102,19 @@ class Heartbeats:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             now = time.monotonic()
+            if not self.bus.nc.is_connected:  # blind: beats may be flowing unseen
+                self._seeing_since = now
+                continue
             for name, seen in list(self.last_beat.items()):
-                if now - seen > self.lease_s:
+                if now - max(seen, self._seeing_since) > self.lease_s:
                     self.forget(name)
+                    REPLICAS_LOST.labels(self.prefix).inc()
                     try:
                         await self.on_dead(name)
                     except Exception:
                         log.exception("handling a lost replica failed", extra={"replica": name})
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        for task in (self._following, self._checking, self._rewatching):
+            if task is not None:
+                task.cancel()

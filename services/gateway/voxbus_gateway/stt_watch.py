@@ -36,7 +36,7 @@ class SttWatch:
 
     async def start(self) -> None:
         kv = await self.bus.stt_kv()
-        self.beats = Heartbeats(kv, "replica", self.lease_s,
+        self.beats = Heartbeats(self.bus, kv, "replica", self.lease_s,
                                 lambda name: self._fail_over(kv, name))
         await self.beats.start()
 
