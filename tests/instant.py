@@ -8,6 +8,8 @@ repository root on PYTHONPATH (the capacity benchmark and `tests/integration/tes
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -87,6 +89,22 @@ def slow_llm(settings: Settings) -> SlowChat:
 
 def tts(settings: Settings) -> InstantTextToSpeech:
     return InstantTextToSpeech()
+
+
+class SlowTextToSpeech(InstantTextToSpeech):
+    """The instant tone after a slow voice's model time (1 s per clause), so a test can kill
+    a TTS replica while it synthesizes."""
+
+    name = "slow-tts"
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        logging.getLogger(__name__).info("slow synthesis started")  # (the test finds the owner)
+        time.sleep(1.0)  # model time being simulated (a worker thread), not synchronisation
+        yield from super().synthesize(text)
+
+
+def slow_tts(settings: Settings) -> SlowTextToSpeech:
+    return SlowTextToSpeech()
 
 
 def instant_env() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """kill -9 of a stateless worker in the middle of a turn, with another replica running: the
-turn's work item moves to the other replica (it is no longer claimed) and the caller still
-gets the whole answer; memory keeps recording with its remaining replica. Real services and
-nats-server; instant STT/TTS and a slow scripted chat model, so the kill lands mid-turn."""
+turn's work item (LLM turn, TTS clause) moves to the other replica (it is no longer claimed)
+and the caller still hears the whole answer; memory keeps recording with its remaining
+replica. Real services and nats-server; instant STT and slow scripted chat and voice models,
+so the kill lands mid-turn."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ SPEECH = ROOT / "speech"
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("failover")
-    with running_instant_stack(workdir, VOXBUS_LLM_PROVIDER="tests.instant:slow_llm") as stack:
+    with running_instant_stack(workdir, VOXBUS_LLM_PROVIDER="tests.instant:slow_llm",
+                               VOXBUS_TTS_PROVIDER="tests.instant:slow_tts") as stack:
         yield stack
 
 
@@ -65,6 +67,24 @@ async def test_killing_the_llm_worker_mid_turn_loses_nothing(slow_stack: Stack) 
             retried)
     if owner == "main":
         slow_stack.service_procs["llm"] = other
+
+
+async def test_killing_the_tts_worker_mid_clause_loses_nothing(slow_stack: Stack) -> None:
+    assert slow_stack.log_dir is not None
+    other, other_log = add_replica(slow_stack, "tts", "b")
+    await wait_for_replicas(slow_stack, "tts", 2)
+    procs = {"main": slow_stack.service_procs["tts"], "b": other}
+    logs = {"main": slow_stack.log_dir / "tts.log", "b": other_log}
+    async with LiveCall(slow_stack.gateway_url) as call:
+        call.speak(load_wav(SPEECH / "arctic_aew_a0001.wav"))
+        owner = log_with("slow synthesis started", logs)  # a clause is being synthesized
+        procs[owner].send_signal(signal.SIGKILL)
+        turn = await call.wait_for(lambda e: e["type"] == "turn" and e["user_text"])
+        assert turn["user_text"] == HEARD
+        # every clause played, the killed replica's one too: the caller heard it all
+        assert not turn["interrupted"] and turn["agent_text"] == REPLY.strip()
+    if owner == "main":
+        slow_stack.service_procs["tts"] = other
 
 
 async def test_killing_a_memory_replica_keeps_the_record(slow_stack: Stack) -> None:

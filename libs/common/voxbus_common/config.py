@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # LLM/TTS work items: a replica that dies mid-item loses it to another one after this
     # (a live replica keeps its items claimed, however long they take)
     work_ack_wait_s: float = 1.5
+    # TTS items the same, shorter: a clause synthesized twice after a false redelivery only
+    # costs CPU (the gateway places chunks by index), a dead replica's clause moves sooner
+    tts_ack_wait_s: float = 0.6
     # the agent file (docs/agents.md): its prompt, voice, tools, routes and policies override
     # the matching settings below in every service; "" = the settings alone
     agent_file: str = ""
@@ -103,10 +106,10 @@ class Settings(BaseSettings):
     whisper_threads: int = 2
     stt_max_calls: int = 64
     stt_handover: bool = True  # on SIGTERM, another STT replica carries on each live call
-    stt_heartbeat_s: float = 0.3  # STT liveness beat (vb_stt KV); checkpoints every 3 beats
-    # a gateway re-announces a silent STT replica's calls after this (1 s flapped on a
-    # saturated node in the soak benchmark: false failovers)
-    stt_lease_s: float = 2.5
+    # STT liveness beat (vb_stt KV), from its own thread (beacon.py): load does not delay it
+    stt_heartbeat_s: float = 0.1
+    # a gateway re-announces a silent STT replica's calls after this
+    stt_lease_s: float = 0.6
 
     # llm
     llm_provider: str = "openai"

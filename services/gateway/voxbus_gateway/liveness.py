@@ -3,9 +3,10 @@ watched. A name that stops beating for `lease_s` is declared dead once; a name w
 deleted left cleanly and is simply forgotten. Used for STT replicas (stt_watch.py) and for
 gateway replicas (gateway_watch.py).
 
-Blindness is not death: while this process is cut off from NATS nobody is judged, and after
-a reconnect the watch is made again (a NATS restart drops its consumer) and every name gets
-a full lease from that moment before it can be declared dead."""
+Blindness is not death: while this process is cut off from NATS, or its own event loop was
+stalled, nobody is judged; after a reconnect the watch is made again (a NATS restart drops
+its consumer) and every name gets a full lease from that moment before it can be declared
+dead."""
 
 from __future__ import annotations
 
@@ -95,14 +96,19 @@ class Heartbeats:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 beat = json.loads(entry.value or b"")
                 age = max(0.0, time.time() - float(beat["t"]))
-                self.last_beat[name] = time.monotonic() - age
+                # A fresh beat counts from now (clocks of two nodes differ a little); an old
+                # one, replayed when the watch starts, from when it was written.
+                self.last_beat[name] = time.monotonic() - (age if age > self.lease_s else 0.0)
                 self.beats[name] = beat
 
     async def _check(self) -> None:
+        every = self.lease_s / 5
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            asked = time.monotonic()
+            await asyncio.sleep(every)
             now = time.monotonic()
-            if not self.bus.nc.is_connected:  # blind: beats may be flowing unseen
+            # Blind: cut off from NATS, or this loop was stalled (beats may sit unread).
+            if not self.bus.nc.is_connected or now - asked > every + self.lease_s / 2:
                 self._seeing_since = now
                 continue
             for name, seen in list(self.last_beat.items()):

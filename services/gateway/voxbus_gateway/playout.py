@@ -75,7 +75,10 @@ class TurnPlayer:
     # -- input ------------------------------------------------------------------------------
 
     def add(self, chunk: AudioChunk) -> None:
-        self._pending[(chunk.clause_index, chunk.chunk_index)] = chunk
+        key = (chunk.clause_index, chunk.chunk_index)
+        if key < self._next:  # placed already: a clause redelivered to a second TTS replica
+            return
+        self._pending[key] = chunk
         while self._next in self._pending:
             self._append(self._pending.pop(self._next))
         self._wake.set()

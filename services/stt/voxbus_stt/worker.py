@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -19,16 +17,20 @@ from nats.js.kv import KeyValue
 
 from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
 from voxbus_common import subjects
+from voxbus_common.beacon import Beacon
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_SESSIONS
 from voxbus_common.providers import SpeechToText, VoiceActivityDetector
+from voxbus_common.subjects import STT_BUCKET
 from voxbus_stt.endpointer import Endpointer, EndpointerConfig
 from voxbus_stt.lease import CallLease, replica_key
 from voxbus_stt.session import CallSession
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 0.9  # how stale a failover's resume point may be (it replays from it)
 
 
 class AtCapacity(RuntimeError):
@@ -148,32 +150,33 @@ class SttWorker:
         await asyncio.gather(*(s.resubscribe() for s in list(self.sessions.values())),
                              return_exceptions=True)
 
-    async def _keep_leases(self, stop: asyncio.Event) -> None:
-        """Heartbeat this replica; every third beat, each call's checkpoint. A call whose
-        lease another replica took is dropped here without a word (no two owners)."""
+    async def _keep_leases(self, stop: asyncio.Event, beacon: Beacon) -> None:
+        """Write each call's checkpoint and tick the beacon (the liveness beat itself runs
+        on its own thread: beacon.py). A call whose lease another replica took is dropped
+        here without a word (no two owners)."""
         assert self.kv is not None
-        beat = 0
         while not stop.is_set():
+            beacon.tick()
             try:
-                await self.kv.put(replica_key(self.bus.name), json.dumps({
-                    "t": time.time(), "calls": len(self.sessions),  # (gateways admit on it)
-                    "max": self.settings.stt_max_calls}).encode())
-                beat += 1
-                if beat % 3 == 0:
-                    for call_id, lease in list(self.leases.items()):
-                        session = self.sessions.get(call_id)
-                        if session is not None and not await lease.write(*session.checkpoint()):
-                            self.leases.pop(call_id, None)
-                            await session.handover()
-            except Exception as exc:  # NATS away: the next beat tries again
-                log.warning("STT lease update failed: %s", exc)
+                for call_id, lease in list(self.leases.items()):
+                    session = self.sessions.get(call_id)
+                    if session is not None and not await lease.write(*session.checkpoint()):
+                        self.leases.pop(call_id, None)
+                        await session.handover()
+            except Exception as exc:  # NATS away: the next round tries again
+                log.warning("STT checkpoint update failed: %s", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.stt_heartbeat_s)
+                await asyncio.wait_for(stop.wait(), CHECKPOINT_EVERY_S)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.kv = await self.bus.stt_kv()
         self.bus.after_reconnect(self._resubscribe_all)
-        leases = asyncio.create_task(self._keep_leases(stop))
+        beacon = Beacon(self.settings, self.bus.name, STT_BUCKET, replica_key(self.bus.name),
+                        self.settings.stt_heartbeat_s, lambda: {
+                            "calls": len(self.sessions),  # (gateways admit on it)
+                            "max": self.settings.stt_max_calls})
+        beacon.start()
+        leases = asyncio.create_task(self._keep_leases(stop, beacon))
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
@@ -191,6 +194,7 @@ class SttWorker:
             await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
                                  return_exceptions=True)
         await leases
+        await beacon.stop()
         with contextlib.suppress(Exception):  # a clean exit: the gateways need not fail over
             await self.kv.delete(replica_key(self.bus.name))
         await worker

@@ -90,6 +90,6 @@ class TtsWorker:
         await self.bus.run_pull_worker(
             stream="VB_TTS_WORK", durable="tts-workers", subject="vb.work.tts.*",
             handler=self.on_request, concurrency=self.settings.tts_concurrency, stop=stop,
-            ack_wait_s=self.settings.work_ack_wait_s,  # (claimed while it runs: bus.py)
+            ack_wait_s=self.settings.tts_ack_wait_s,  # (claimed while it runs: bus.py)
         )
         self.pool.shutdown(wait=False, cancel_futures=True)
