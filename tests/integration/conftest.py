@@ -145,10 +145,13 @@ def running_instant_stack(workdir: Path, **env: str) -> Iterator[Stack]:
         yield stack
 
 
-def add_replica(stack: Stack, service: str, name: str) -> tuple[subprocess.Popen[bytes], Path]:
-    """One more replica of `service` on the stack's bus (stopped with the stack)."""
+def add_replica(stack: Stack, service: str, name: str, nats_url: str = ""
+                ) -> tuple[subprocess.Popen[bytes], Path]:
+    """One more replica of `service` on the stack's bus (stopped with the stack), reaching
+    NATS at `nats_url` when given (through a tests/netsplit.py proxy)."""
     env = stack.service_env()
     env["VOXBUS_METRICS_PORT"] = "0"
+    env["VOXBUS_NATS_URL"] = nats_url or stack.nats_url
     assert stack.log_dir is not None
     path = stack.log_dir / f"{service}-{name}.log"
     log = path.open("ab")

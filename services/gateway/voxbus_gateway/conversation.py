@@ -63,8 +63,7 @@ class Conversation:
             reprompt=self._reprompt, hangup=lambda: self.call.request_hangup("idle timeout"),
             ended=lambda: self.call.ending))
 
-    async def greet(self) -> None:
-        """The agent speaks first when the agent file has a greeting."""
+    async def greet(self) -> None:  # the agent speaks first when the agent file has a greeting
         await self.say(self.settings.greeting)
 
     async def say(self, text: str) -> bool:
@@ -128,7 +127,8 @@ class Conversation:
             return
         correlation = echo.onset_echo_correlation(
             self.call.caller_audio_since(max(0, offset_ms - 40)), turn.player.recent_sent(75))
-        self._onset_correlation[uid] = correlation
+        recent = {u: c for u, c in self._onset_correlation.items() if u >= uid - 4}
+        self._onset_correlation = recent | {uid: correlation}  # (bounded per call)
         if correlation >= echo.ECHO_CORRELATION:
             log.info("caller audio is the agent's echo: not interrupting",
                      extra={"correlation": round(correlation, 2), "utterance": uid})
@@ -270,7 +270,7 @@ class Conversation:
         await self._drop_preemptive("a newer stable partial")
         self.turn_counter += 1
         turn_id = self.turn_counter
-        self._stable_text[turn_id] = normalized(t.text)
+        self._stable_text = {turn_id: normalized(t.text)}  # (only the newest is asked)
         await self._open_turn(turn_id, t.text.strip(), self.call.clock.wall_at(t.speech_end_ms),
                               preemptive=True)
 

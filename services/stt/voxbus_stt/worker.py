@@ -31,6 +31,9 @@ from voxbus_stt.session import CallSession
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 0.9  # how stale a failover's resume point may be (it replays from it)
+# A call handed to a replica that cannot take it (stalled, cut off: the server still holds
+# its pull request) moves to another after this; a live one keeps it claimed (bus.py).
+CALL_ACK_WAIT_S = 1.0
 
 
 class AtCapacity(RuntimeError):
@@ -180,7 +183,8 @@ class SttWorker:
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
-            handler=self.on_call, concurrency=2, stop=stop, ack_wait_s=10.0, max_deliver=50,
+            handler=self.on_call, concurrency=2, stop=stop, ack_wait_s=CALL_ACK_WAIT_S,
+            max_deliver=50,
         ))
         await stop.wait()
         self.stopping = True
