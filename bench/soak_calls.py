@@ -63,6 +63,7 @@ class TurnLog:
     utterances: dict[tuple[int, int], Utterance] = field(default_factory=dict)
     by_turn: dict[tuple[int, int], Utterance] = field(default_factory=dict)
     turns: list[tuple[float, float]] = field(default_factory=list)  # (t, overhead ms) played out
+    stages: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # (t, ms per stage)
     errors: list[tuple[float, int, str]] = field(default_factory=list)
     odd_turns: list[dict[str, Any]] = field(default_factory=list)  # no utterance or no timing
     clips: dict[int, list[float]] = field(default_factory=dict)  # call -> when each clip began
@@ -118,6 +119,8 @@ class TurnLog:
             overhead = None if v2v is None else v2v - self.hangover_ms
             if overhead is not None and not event.get("interrupted"):
                 self.turns.append((now, overhead))
+                self.stages.append((now, {k: float(v) for k, v in event["latency_ms"].items()
+                                          if v is not None and k != "voice_to_voice"}))
             if not event.get("user_text"):
                 self.reprompts.append((now, call))
             u = self.by_turn.get((call, int(event.get("turn", -1))))

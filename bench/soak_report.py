@@ -75,8 +75,13 @@ def per_minute(log: TurnLog, t0: float, minutes: int, silent: Silent) -> list[di
         lost[minute_of(start, t0, minutes)] += 1
     for t, _, _ in log.errors:
         errors[minute_of(t, t0, minutes)] += 1
+    stages: list[dict[str, list[float]]] = [{} for _ in range(minutes)]
+    for t, by_stage in log.stages:  # which stage a drift comes from
+        for stage, ms in by_stage.items():
+            stages[minute_of(t, t0, minutes)].setdefault(stage, []).append(ms)
     return [{"minute": m + 1, "turns": len(v), "overhead_p50_ms": percentile(v, 50),
-             "overhead_p99_ms": percentile(v, 99), "lost_turns": lost[m], "errors": errors[m]}
+             "overhead_p99_ms": percentile(v, 99), "lost_turns": lost[m], "errors": errors[m],
+             "stage_p99_ms": {k: percentile(x, 99) for k, x in sorted(stages[m].items())}}
             for m, v in enumerate(overheads)]
 
 
@@ -172,6 +177,9 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
               f"{mark}{'  (the generator: keeps every turn)' if svc == 'loadgen' else ''}")
     print("overhead p99 per minute (ms): " + ", ".join(
         f"{m['minute']}: {m['overhead_p99_ms']}" for m in phase["per_minute"]))
+    for m in phase["per_minute"]:
+        print(f"  minute {m['minute']:2d} p99 by stage (ms): " + ", ".join(
+            f"{k} {v}" for k, v in m.get("stage_p99_ms", {}).items()))
     print(f"p99 drift (last - first minute): {phase['p99_drift_ms']} ms; after the warm-up "
           f"(last - minute 2): {phase['p99_drift_after_warmup_ms']} ms")
     for k in phase.get("kills", []):

@@ -167,7 +167,7 @@ class FakeCall:
         self.call_id, self.gateway_id, self.caller = "c1", "gw-1", ""
         self.edge = type("Edge", (), {"name": "pcm-ws"})()
         self.started_unix_ns = 1
-        self.turn_log: list[dict[str, Any]] = []
+        self.turn_log: list[bytes] = []
         self.actions: list[tuple[str, Any]] = []
 
     def request_hangup(self, reason: str) -> None:

@@ -37,6 +37,11 @@ PRODUCTION: dict[str, Any] = {
                      "monitoringEndpoint": "nats-headless.messaging.svc.cluster.local:8222",
                      "egress": {"ports": [4222], "to": [{"namespaceSelector": {"matchLabels": {
                          "kubernetes.io/metadata.name": "messaging"}}}]}},
+    "natsAuth": {"enabled": True,
+                 "serviceSecrets": {c: f"nats-{c}" for c in ("gateway", "stt", "llm", "tts",
+                                                             "memory")},
+                 "tls": {"caSecret": {"name": "nats-ca", "key": "ca.crt"},
+                         "clientSecret": "nats-client-cert"}},
     "gateway": {"publicUrl": "https://voice.example.com", "audiosocket": {"enabled": True},
                 "tls": {"secretName": "voice-tls"},
                 "service": {"type": "LoadBalancer",
@@ -215,6 +220,30 @@ def test_agent_file_is_mounted_everywhere(renders: dict[str, Any], name: str) ->
         sources = [s["configMap"]["name"] for s in agent["projected"]["sources"]]
         assert sources[0] == existing if existing else sources[0] in configmaps
         assert all(s in configmaps or s == existing for s in sources)
+
+
+def test_each_service_connects_to_nats_as_its_own_user(renders: dict[str, Any]) -> None:
+    """natsAuth: every service reads its own user from its own Secret (the permission
+    contract is per role) and trusts the NATS CA; off by default."""
+    for d in of_kind(renders["production"], "Deployment"):
+        if component(d) == "llm-server":
+            continue
+        pod = d["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        for key in ("VOXBUS_NATS_USER", "VOXBUS_NATS_PASSWORD"):
+            assert env[key]["valueFrom"]["secretKeyRef"] == {
+                "name": f"nats-{component(d)}", "key": key}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert env["VOXBUS_NATS_TLS_CA"]["value"] == mounts["nats-ca"] + "/ca.crt"
+        assert env["VOXBUS_NATS_TLS_CERT"]["value"] == mounts["nats-client"] + "/tls.crt"
+        assert env["VOXBUS_NATS_TLS_KEY"]["value"] == mounts["nats-client"] + "/tls.key"
+        assert volumes["nats-ca"] == "nats-ca" and volumes["nats-client"] == "nats-client-cert"
+    for d in of_kind(renders["defaults"], "Deployment"):
+        names = {e["name"] for c in d["spec"]["template"]["spec"]["containers"]
+                 for e in c.get("env", [])}
+        assert not names & {"VOXBUS_NATS_USER", "VOXBUS_NATS_PASSWORD", "VOXBUS_NATS_TLS_CA"}
 
 
 def test_custom_resources(renders: dict[str, Any]) -> None:

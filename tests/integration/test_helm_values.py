@@ -43,6 +43,9 @@ BAD_VALUES = [
     (("autoscaling.mode=keda",), (), "no keda.sh/v1alpha1 API"),
     (EXTERNAL, (KEDA,), "externalNats.monitoringEndpoint is required"),
     (("gateway.drain.timeoutSeconds=7200",), (), "gateway.terminationGracePeriodSeconds"),
+    (("natsAuth.enabled=true", "natsAuth.serviceSecrets.gateway=nats-gateway"), (),
+     "natsAuth.serviceSecrets.stt is required when natsAuth.enabled"),
+    (("natsAuth.serviceSecrets.admin=x",), (), "at '/natsAuth/serviceSecrets'"),
     (("stt.autoscaling.minReplicas=5", "stt.autoscaling.maxReplicas=2"), (),
      "stt.autoscaling.minReplicas (5) is greater than stt.autoscaling.maxReplicas (2)"),
 ]

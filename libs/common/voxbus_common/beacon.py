@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ class Beacon:
         self.stall_s = stall_s
         self._ticked = time.monotonic()
         self._stopping = threading.Event()
-        self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"beacon-{key}", daemon=True)
 
     def tick(self) -> None:
@@ -57,27 +57,24 @@ class Beacon:
         asyncio.run(self._beat())
 
     async def _beat(self) -> None:
-        from voxbus_common.bus import Bus  # (bus imports config; keep this module light)
-
         bus: Bus | None = None
-        while not self._stopping.is_set():
-            try:
-                if bus is None:
-                    bus = await Bus.connect(self.settings, f"{self.name}-beacon")
-                kv = await bus.js.key_value(self.bucket)
-                break
-            except Exception as exc:  # NATS or the bucket not there yet
-                log.warning("beacon not connected yet: %s", exc)
-                await asyncio.sleep(self.every_s)
-        else:
-            return
         try:
             while not self._stopping.is_set():
-                if time.monotonic() - self._ticked < self.stall_s:
+                try:
+                    if bus is None:
+                        bus = await Bus.connect(self.settings, f"{self.name}-beacon")
+                    kv = await bus.js.key_value(self.bucket)
+                    break
+                except Exception as exc:  # NATS or the bucket not there yet
+                    log.warning("beacon not connected yet: %s", exc)
+                    await asyncio.sleep(self.every_s)
+            while not self._stopping.is_set():
+                if time.monotonic() - self._ticked < self.stall_s:  # else: wedged, silent
                     with contextlib.suppress(Exception):  # NATS away: the next beat tries
                         await kv.put(self.key, json.dumps({"t": time.time(),
                                                            **self.state()}).encode())
                 await asyncio.sleep(self.every_s)
         finally:
-            with contextlib.suppress(Exception):
-                await bus.nc.close()
+            if bus is not None:
+                with contextlib.suppress(Exception):
+                    await bus.nc.close()

@@ -30,13 +30,14 @@ from voxbus_common.metrics import ERRORS, observe_hop
 from voxbus_common.redact import Redactor
 from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
-from voxbus_gateway.commands import CallCommands
+from voxbus_gateway.commands import CallCommands, turn_record
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
+TURN_LOG_SIZE = 50  # turns of a live call GetCall returns (docs/control.md)
 
 
 class Call:
@@ -62,7 +63,8 @@ class Call:
         self.hangup_requested: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_audio_seq = 0
         self.started_unix_ns = time.time_ns()
-        self.turn_log: deque[dict[str, Any]] = deque(maxlen=200)  # `turn` events, for GetCall
+        # GetCall's turns of a live call: the last ones (the whole call is in memory's record)
+        self.turn_log: deque[bytes] = deque(maxlen=TURN_LOG_SIZE)
         self._watch_subject = subjects.watch(call_id)
         self.commands = CallCommands(self)
         self._cmd_sub: Subscription | None = None
@@ -262,7 +264,7 @@ class Call:
     async def emit(self, event: dict[str, Any]) -> None:
         """An event for the caller's client and for control API watchers."""
         if event.get("type") == "turn":
-            self.turn_log.append(event)
+            self.turn_log.append(turn_record(event))
         await self.watch(event)
         try:
             await self.edge.send_event(event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
@@ -117,9 +117,15 @@ class CallCommands:
             muted=call.conversation.muted, has_caller=bool(call.caller))
 
     def info(self) -> CallInfo:
-        turns = [TurnInfo(turn_id=t["turn"], user_text=t["user_text"],
-                          agent_text=t["agent_text"] or "", heard_text=t["heard_text"] or "",
-                          interrupted=t["interrupted"],
-                          latency_ms={k: v for k, v in t["latency_ms"].items() if v is not None})
-                 for t in self.call.turn_log]
+        turns = [TurnInfo.FromString(t) for t in self.call.turn_log]
         return CallInfo(summary=self.summary(), turns=turns)
+
+
+def turn_record(event: dict[str, Any]) -> bytes:
+    """A `turn` event as GetCall reports it, serialized: ~150 bytes a turn, not ~1 KB of dict
+    (a long call keeps its last TURN_LOG_SIZE of them)."""
+    return TurnInfo(turn_id=event["turn"], user_text=event["user_text"],
+                    agent_text=event["agent_text"] or "", heard_text=event["heard_text"] or "",
+                    interrupted=event["interrupted"],
+                    latency_ms={k: v for k, v in event["latency_ms"].items() if v is not None}
+                    ).SerializeToString()

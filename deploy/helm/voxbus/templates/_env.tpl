@@ -59,6 +59,26 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
       name: {{ $root.Values.externalNats.existingSecret.name }}
       key: {{ $root.Values.externalNats.existingSecret.key }}
 {{- end }}
+{{- with $root.Values.natsAuth }}
+{{- if .enabled }}
+{{- $secret := index .serviceSecrets $c | required (printf "natsAuth.serviceSecrets.%s is required when natsAuth.enabled: the Secret with that service's VOXBUS_NATS_USER and VOXBUS_NATS_PASSWORD" $c) }}
+{{- range $key := list "VOXBUS_NATS_USER" "VOXBUS_NATS_PASSWORD" }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $key }}}
+{{- end }}
+{{- end }}
+{{- if .tls.caSecret.name }}
+- name: VOXBUS_NATS_TLS_CA
+  value: /etc/voxbus/nats-tls/ca/{{ .tls.caSecret.key }}
+{{- end }}
+{{- if .tls.clientSecret }}
+- name: VOXBUS_NATS_TLS_CERT
+  value: /etc/voxbus/nats-tls/client/tls.crt
+- name: VOXBUS_NATS_TLS_KEY
+  value: /etc/voxbus/nats-tls/client/tls.key
+{{- end }}
+{{- end }}
 {{- range $item := (include "voxbus.secretsOf" $c | fromJsonArray) }}
 {{- include "voxbus.secretEnv" (dict "root" $root "env" (index $item 0) "ref" (index $root.Values.secrets (index $item 1))) }}
 {{- end }}

@@ -62,6 +62,16 @@ read-only root filesystem. */}}
   secret:
     secretName: {{ $root.Values.gateway.tls.secretName }}
 {{- end }}
+{{- with $root.Values.natsAuth.tls.caSecret.name }}
+- name: nats-ca
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with $root.Values.natsAuth.tls.clientSecret }}
+- name: nats-client
+  secret:
+    secretName: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{- define "voxbus.serviceMounts" -}}
@@ -69,6 +79,12 @@ read-only root filesystem. */}}
 - {name: tmp, mountPath: /tmp}
 {{- if and (eq .c "gateway") .root.Values.gateway.tls.secretName }}
 - {name: tls, mountPath: /etc/voxbus/tls, readOnly: true}
+{{- end }}
+{{- if .root.Values.natsAuth.tls.caSecret.name }}
+- {name: nats-ca, mountPath: /etc/voxbus/nats-tls/ca, readOnly: true}
+{{- end }}
+{{- if .root.Values.natsAuth.tls.clientSecret }}
+- {name: nats-client, mountPath: /etc/voxbus/nats-tls/client, readOnly: true}
 {{- end }}
 {{- end -}}
 
