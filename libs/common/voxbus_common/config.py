@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     # LLM/TTS work items: a replica that dies mid-item loses it to another one after this
     # (a live replica keeps its items claimed, however long they take)
-    work_ack_wait_s: float = 1.5
+    work_ack_wait_s: float = 1.0
     # TTS items the same, shorter: a clause synthesized twice after a false redelivery only
     # costs CPU (the gateway places chunks by index), a dead replica's clause moves sooner
     tts_ack_wait_s: float = 0.6

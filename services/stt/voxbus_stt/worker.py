@@ -34,6 +34,9 @@ CHECKPOINT_EVERY_S = 0.9  # how stale a failover's resume point may be (it repla
 # A call handed to a replica that cannot take it (stalled, cut off: the server still holds
 # its pull request) moves to another after this; a live one keeps it claimed (bus.py).
 CALL_ACK_WAIT_S = 1.0
+# Calls taken in parallel: a failover hands one replica all of a dead one's calls at once,
+# and each take-over waits on NATS (lease write, audio consumer) more than on this CPU.
+TAKE_CONCURRENCY = 8
 
 
 class AtCapacity(RuntimeError):
@@ -183,8 +186,8 @@ class SttWorker:
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
-            handler=self.on_call, concurrency=2, stop=stop, ack_wait_s=CALL_ACK_WAIT_S,
-            max_deliver=50,
+            handler=self.on_call, concurrency=TAKE_CONCURRENCY, stop=stop,
+            ack_wait_s=CALL_ACK_WAIT_S, max_deliver=50,
         ))
         await stop.wait()
         self.stopping = True
