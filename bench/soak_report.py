@@ -40,17 +40,23 @@ def rss_growth(series: list[dict[str, Any]], end_s: float) -> dict[str, dict[str
         return {}
     first, last = after[0], after[-1]
     tail = next(s for s in after if s["t"] >= last["t"] - 60.0)  # still growing at the end?
+    # The second half alone: bounded state (replay windows, per-call logs) has filled by
+    # then, so growth there is what would go on (a leak), not a fill.
+    half = next(s for s in after if s["t"] >= (first["t"] + last["t"]) / 2)
     out: dict[str, dict[str, Any]] = {}
     for key in sorted(first["rss_mb"]):
         a, b, c = first["rss_mb"][key], last["rss_mb"].get(key), tail["rss_mb"].get(key)
+        h = half["rss_mb"].get(key)
         if not a or b is None:
             continue
         pct = round((b - a) / a * 100, 1)
+        second_half = None if not h or last["t"] <= half["t"] else round((b - h) / h * 100, 1)
         slope = (None if c is None or last["t"] <= tail["t"]
                  else round((b - c) / (last["t"] - tail["t"]) * 60, 2))
         out[key] = {"minute_1_mb": round(a, 1), "end_mb": round(b, 1), "growth_pct": pct,
                     "within_target": pct <= RSS_TARGET_PCT or key == "loadgen",
-                    "last_minute_mb_per_min": slope, "from_s": first["t"], "to_s": last["t"]}
+                    "last_minute_mb_per_min": slope, "second_half_pct": second_half,
+                    "from_s": first["t"], "to_s": last["t"]}
     return out
 
 
@@ -173,7 +179,8 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
     for svc, g in phase["rss_growth"].items():
         mark = "" if g["within_target"] else f"  > {RSS_TARGET_PCT:.0f}%"
         print(f"  {svc:10s} {g['minute_1_mb']:8.1f} -> {g['end_mb']:8.1f}  "
-              f"{g['growth_pct']:+5.1f}%  (last minute {g['last_minute_mb_per_min']} MB/min)"
+              f"{g['growth_pct']:+5.1f}%  (second half {g.get('second_half_pct')}%, "
+              f"last minute {g['last_minute_mb_per_min']} MB/min)"
               f"{mark}{'  (the generator: keeps every turn)' if svc == 'loadgen' else ''}")
     print("overhead p99 per minute (ms): " + ", ".join(
         f"{m['minute']}: {m['overhead_p99_ms']}" for m in phase["per_minute"]))
