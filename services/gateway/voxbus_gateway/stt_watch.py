@@ -8,6 +8,7 @@ only a silent disappearance (kill -9, OOM, a lost node) triggers this.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -49,25 +50,31 @@ class SttWatch:
                    for b in self.beats.beats.values()) <= 0
 
     async def _fail_over(self, kv: KeyValue, dead: str) -> None:
-        for call in list(self.calls()):
-            if call.ending:
-                continue
-            try:
-                entry = await kv.get(f"call.{call.call_id}")
-                doc = json.loads(entry.value or b"{}")
-            except (KeyNotFoundError, ValueError):
-                continue
-            if doc.get("owner") != dead:
-                continue
-            seq, after = int(doc.get("seq", 0)), int(doc.get("after", 0))
-            announce = CallAnnounce(
-                meta=self.bus.meta(call.call_id, 0, subjects.WORK_CALLS), sample_rate=call.rate,
-                edge=call.edge.name, gateway_id=call.gateway_id,
-                resume_stream_seq=max(1, seq), resume_after_utterance=after)
+        """All of the dead replica's calls at once: they wait on NATS, not on each other."""
+        await asyncio.gather(*(self._re_announce(kv, call, dead) for call in list(self.calls())
+                               if not call.ending))
+
+    async def _re_announce(self, kv: KeyValue, call: Call, dead: str) -> None:
+        try:
+            entry = await kv.get(f"call.{call.call_id}")
+            doc = json.loads(entry.value or b"{}")
+        except (KeyNotFoundError, ValueError):
+            return
+        if doc.get("owner") != dead:
+            return
+        seq, after = int(doc.get("seq", 0)), int(doc.get("after", 0))
+        announce = CallAnnounce(
+            meta=self.bus.meta(call.call_id, 0, subjects.WORK_CALLS), sample_rate=call.rate,
+            edge=call.edge.name, gateway_id=call.gateway_id,
+            resume_stream_seq=max(1, seq), resume_after_utterance=after)
+        try:
             await self.bus.publish_acked(subjects.WORK_CALLS, announce,
                                          msg_id=f"failover-{call.call_id}-{dead}-{seq}")
-            log.warning("STT replica gone: call re-announced",
-                        extra={"call_id": call.call_id, "replica": dead, "resume_seq": seq})
+        except Exception:  # (one call's failure must not stop the others')
+            log.exception("re-announcing a call failed", extra={"call_id": call.call_id})
+            return
+        log.warning("STT replica gone: call re-announced",
+                    extra={"call_id": call.call_id, "replica": dead, "resume_seq": seq})
 
     async def stop(self) -> None:
         if self.beats is not None:
