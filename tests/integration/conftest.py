@@ -159,3 +159,23 @@ def add_replica(stack: Stack, service: str, name: str, nats_url: str = ""
     stack.procs.append(proc)
     stack._logs.append(log)  # closed with the stack
     return proc, path
+
+
+def log_with(line: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
+    """The name of the first log (of other processes) that has `line`; a bounded wait."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, path in logs.items():
+            if line in path.read_text(errors="replace"):
+                return name
+        time.sleep(0.05)
+    raise AssertionError(f"no log has {line!r}")
+
+
+async def wait_for_replicas(stack: Stack, service: str, count: int) -> None:
+    """Until at least `count` replicas of `service` answer a ping (bounded)."""
+    from voxbus_cli.stack import ping_services
+
+    deadline = time.monotonic() + 60
+    while (await ping_services(stack.nats_url)).get(service, 0) < count:
+        assert time.monotonic() < deadline, f"{count} {service} replicas did not come up"

@@ -8,7 +8,6 @@ its call's sentence is heard and answered. Real services and nats-server, instan
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +17,14 @@ from tests.instant import HEARD
 from tests.integration.conftest import (
     add_replica,
     gateway_process,
+    log_with,
     running_instant_stack,
+    wait_for_replicas,
 )
 from tests.live_call import LiveCall
 from tests.netsplit import netsplit
 from voxbus_cli.caller import load_wav
-from voxbus_cli.stack import Stack, ping_services
+from voxbus_cli.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "speech" / "arctic_aew_a0001.wav"
@@ -33,22 +34,6 @@ CLIP = ROOT / "speech" / "arctic_aew_a0001.wav"
 def split_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_instant_stack(tmp_path_factory.mktemp("partition")) as stack:
         yield stack
-
-
-def log_with(line: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded wait for another process's log line
-        for name, path in logs.items():
-            if line in path.read_text(errors="replace"):
-                return name
-        time.sleep(0.05)
-    raise AssertionError(f"no log has {line!r}")
-
-
-async def stt_replicas(stack: Stack, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while (await ping_services(stack.nats_url)).get("stt", 0) != count:
-        assert time.monotonic() < deadline, f"not {count} STT replicas"
 
 
 async def test_a_gateway_cut_off_mid_sentence_rejoins(split_stack: Stack) -> None:
@@ -78,7 +63,7 @@ async def test_a_stalled_stt_owner_is_failed_over_and_stands_down(split_stack: S
         replicas = {name: add_replica(stack, "stt", name, route.url)
                     for name, route in routes.items()}
         logs = {name: path for name, (_, path) in replicas.items()}
-        await stt_replicas(stack, 2)
+        await wait_for_replicas(stack, "stt", 2)
         clip = load_wav(CLIP)
         async with LiveCall(stack.gateway_url) as call:
             owner = log_with(f"call_id={call.call_id} turn=0 session started", logs)
@@ -98,7 +83,7 @@ async def test_a_stalled_stt_owner_is_failed_over_and_stands_down(split_stack: S
             finals = [e for e in call.events if e["type"] == "transcript" and e["final"]]
             assert len(finals) == 2, finals  # each sentence once: not lost, not repeated
         assert all(proc.poll() is None for proc, _ in replicas.values())
-        await stt_replicas(stack, 2)  # the stalled replica serves again
+        await wait_for_replicas(stack, "stt", 2)  # the stalled replica serves again
         for proc, _ in replicas.values():  # (their routes end with the proxies)
             proc.kill()
     # (last in the module: its replicas lose their routes when the proxies stop)

@@ -7,17 +7,22 @@ so the kill lands mid-turn."""
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.instant import HEARD, REPLY
-from tests.integration.conftest import add_replica, running_instant_stack, wait_for_session
+from tests.integration.conftest import (
+    add_replica,
+    log_with,
+    running_instant_stack,
+    wait_for_replicas,
+    wait_for_session,
+)
 from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
-from voxbus_cli.stack import Stack, ping_services
+from voxbus_cli.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "speech"
@@ -29,22 +34,6 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_instant_stack(workdir, VOXBUS_LLM_PROVIDER="tests.instant:slow_llm",
                                VOXBUS_TTS_PROVIDER="tests.instant:slow_tts") as stack:
         yield stack
-
-
-async def wait_for_replicas(stack: Stack, service: str, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while (await ping_services(stack.nats_url)).get(service, 0) < count:
-        assert time.monotonic() < deadline, f"{count} {service} replicas did not come up"
-
-
-def log_with(line: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded wait for another process's log line
-        for name, path in logs.items():
-            if line in path.read_text(errors="replace"):
-                return name
-        time.sleep(0.05)
-    raise AssertionError(f"no log has {line!r}")
 
 
 async def test_killing_the_llm_worker_mid_turn_loses_nothing(slow_stack: Stack) -> None:
