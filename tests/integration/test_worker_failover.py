@@ -7,6 +7,7 @@ so the kill lands mid-turn."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,12 +37,18 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
+async def second_replica(stack: Stack, service: str
+                         ) -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, Path]]:
+    """Start replica "b" of `service` beside the stack's ("main"): (processes, logs) by name."""
+    assert stack.log_dir is not None
+    other, other_log = add_replica(stack, service, "b")
+    await wait_for_replicas(stack, service, 2)
+    return ({"main": stack.service_procs[service], "b": other},
+            {"main": stack.log_dir / f"{service}.log", "b": other_log})
+
+
 async def test_killing_the_llm_worker_mid_turn_loses_nothing(slow_stack: Stack) -> None:
-    assert slow_stack.log_dir is not None
-    other, other_log = add_replica(slow_stack, "llm", "b")
-    await wait_for_replicas(slow_stack, "llm", 2)
-    procs = {"main": slow_stack.service_procs["llm"], "b": other}
-    logs = {"main": slow_stack.log_dir / "llm.log", "b": other_log}
+    procs, logs = await second_replica(slow_stack, "llm")
     async with LiveCall(slow_stack.gateway_url) as call:
         call.speak(load_wav(SPEECH / "arctic_aew_a0001.wav"))
         first = await call.wait_for(lambda e: e["type"] == "agent_text")  # the turn is going
@@ -55,15 +62,11 @@ async def test_killing_the_llm_worker_mid_turn_loses_nothing(slow_stack: Stack) 
         assert f"call_id={call.call_id} turn={turn['turn']} turn started redelivered=True" in (
             retried)
     if owner == "main":
-        slow_stack.service_procs["llm"] = other
+        slow_stack.service_procs["llm"] = procs["b"]
 
 
 async def test_killing_the_tts_worker_mid_clause_loses_nothing(slow_stack: Stack) -> None:
-    assert slow_stack.log_dir is not None
-    other, other_log = add_replica(slow_stack, "tts", "b")
-    await wait_for_replicas(slow_stack, "tts", 2)
-    procs = {"main": slow_stack.service_procs["tts"], "b": other}
-    logs = {"main": slow_stack.log_dir / "tts.log", "b": other_log}
+    procs, logs = await second_replica(slow_stack, "tts")
     async with LiveCall(slow_stack.gateway_url) as call:
         call.speak(load_wav(SPEECH / "arctic_aew_a0001.wav"))
         owner = log_with("slow synthesis started", logs)  # a clause is being synthesized
@@ -73,7 +76,7 @@ async def test_killing_the_tts_worker_mid_clause_loses_nothing(slow_stack: Stack
         # every clause played, the killed replica's one too: the caller heard it all
         assert not turn["interrupted"] and turn["agent_text"] == REPLY.strip()
     if owner == "main":
-        slow_stack.service_procs["tts"] = other
+        slow_stack.service_procs["tts"] = procs["b"]
 
 
 async def test_killing_a_memory_replica_keeps_the_record(slow_stack: Stack) -> None:
