@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     handshake_timeout_s: float = 10.0
     media_token_keys: str = ""  # kid:secret[,kid:secret]; empty = loopback callers only
     audiosocket_port: int = 0  # Asterisk AudioSocket TCP listener; 0 = off
+    # SIP/RTP edge (docs/sip.md): a trunk, PBX or phone calls the gateway directly
+    sip_port: int = 0  # SIP over UDP and TCP on this port; 0 = off
+    sip_tls_port: int = 0  # SIP over TLS (tls_cert_file/tls_key_file); 0 = off
+    sip_media_address: str = ""  # the IP put in SDP (NAT: the public one); "" = the local one
+    sip_rtp_port_min: int = 20000  # RTP/RTCP port pairs are taken from this range
+    sip_rtp_port_max: int = 20999
+    sip_allow: str = "127.0.0.0/8,::1/128"  # peers (CIDRs) allowed to send SIP; "*" = any
+    sip_auth_user: str = ""  # digest authentication of INVITEs when set (trunks that need it)
+    sip_auth_password: str = ""
+    sip_realm: str = "voxbus"
+    sip_srtp: str = "optional"  # SDES-SRTP on TLS calls: off | optional | required
+    sip_ring_ms: int = 0  # ring (180) this long before answering; 0 = answer at once
     tls_cert_file: str = ""  # with tls_key_file: the gateway serves https/wss itself
     tls_key_file: str = ""
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md

@@ -32,6 +32,10 @@ REPLICAS_LOST = Counter(
     "voxbus_replicas_lost_total",
     "Replicas that stopped beating without a clean exit, as this gateway saw them, by kind "
     "(replica = STT, gateway).", ["kind"])
+SIP_DROPPED = Counter(
+    "voxbus_sip_dropped_total",
+    "SIP messages refused or dropped at the SIP edge (not_allowed, rate, malformed).",
+    ["reason"])
 ACTIVE_CALLS = Gauge("voxbus_active_calls", "Calls this replica owns right now.")
 TURNS = Counter("voxbus_turns_total", "Agent turns by outcome.", ["outcome"])
 INTERRUPTIONS = Counter(

@@ -42,6 +42,13 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     if settings.audiosocket_port:
         audiosocket = await asyncio.start_server(gateway.serve_audiosocket,
                                                  settings.gateway_host, settings.audiosocket_port)
+    sip = None
+    if settings.sip_port or settings.sip_tls_port:
+        from voxbus_gateway.sip.server import SipServer
+
+        sip = SipServer(gateway, settings)
+        await sip.start(settings.gateway_host, settings.sip_port, settings.sip_tls_port,
+                        tls_context(settings))
     await gateway.serve_control_bus()
     await gateway.stt.start()  # STT crash failover and admission (stt_watch.py)
     peers = GatewayWatch(bus, gateway.gateway_id, settings.gateway_lease_s)
@@ -54,7 +61,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     ready.set()
     scheme = "wss" if settings.tls_cert_file else "ws"
     log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}",
-                             "routes": len(routes.routes)})
+                             "routes": len(routes.routes), "sip_port": settings.sip_port})
     await stop.wait()
     await gateway.drain(settings.drain_timeout_s)
     await gateway.stt.stop()
@@ -63,6 +70,8 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
         await control.stop(grace=5.0)
     if audiosocket is not None:
         audiosocket.close()
+    if sip is not None:
+        await sip.stop()
     await runner.cleanup()
 
 

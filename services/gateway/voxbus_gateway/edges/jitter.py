@@ -38,3 +38,31 @@ class ReorderBuffer:
             else:
                 break
         return out
+
+    def drain(self, silence: bytes) -> list[bytes]:
+        """Everything held, in order, gaps as `silence` (the stream went quiet: the frames
+        behind a gap must not wait for packets that will never come)."""
+        out: list[bytes] = []
+        while self._held and self._next is not None:
+            out.append(self._held.pop(self._next, silence))
+            self._next += 1
+        return out
+
+
+class SeqUnwrap:
+    """16-bit RTP sequence numbers made monotonic (65535 -> 0 continues at 65536), so the
+    reorder buffer sees a wrap as the next packet, not as a stream reset (RFC 3550 A.1)."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def __call__(self, seq: int) -> int:
+        if self._last is None:
+            self._last = seq
+            return seq
+        delta = (seq - self._last) & 0xFFFF
+        if delta >= 0x8000:
+            delta -= 0x10000  # an older packet (reordered), not a jump of ~65000 forward
+        extended = self._last + delta
+        self._last = max(self._last, extended)
+        return extended
