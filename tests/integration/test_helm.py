@@ -43,6 +43,9 @@ PRODUCTION: dict[str, Any] = {
                  "tls": {"caSecret": {"name": "nats-ca", "key": "ca.crt"},
                          "clientSecret": "nats-client-cert"}},
     "gateway": {"publicUrl": "https://voice.example.com", "audiosocket": {"enabled": True},
+                "sip": {"enabled": True, "tlsPort": 5061, "authSecret": "sip-trunk",
+                        "mediaAddress": "203.0.113.10", "allow": "198.51.100.0/24",
+                        "rtpPortMin": 30000, "rtpPortMax": 30999},
                 "tls": {"secretName": "voice-tls"},
                 "service": {"type": "LoadBalancer",
                             "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type":
@@ -244,6 +247,34 @@ def test_each_service_connects_to_nats_as_its_own_user(renders: dict[str, Any]) 
         names = {e["name"] for c in d["spec"]["template"]["spec"]["containers"]
                  for e in c.get("env", [])}
         assert not names & {"VOXBUS_NATS_USER", "VOXBUS_NATS_PASSWORD", "VOXBUS_NATS_TLS_CA"}
+
+
+def test_sip_edge_ports_env_and_policy(renders: dict[str, Any]) -> None:
+    """gateway.sip: SIP ports on the pod and the Service, the RTP range open in the
+    NetworkPolicy, settings and digest credentials (from a Secret) in the environment."""
+    docs = renders["production"]
+    gateway = next(d for d in of_kind(docs, "Deployment") if component(d) == "gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["VOXBUS_SIP_PORT"]["value"] == "5060"
+    assert env["VOXBUS_SIP_TLS_PORT"]["value"] == "5061"
+    assert env["VOXBUS_SIP_MEDIA_ADDRESS"]["value"] == "203.0.113.10"
+    assert env["VOXBUS_SIP_ALLOW"]["value"] == "198.51.100.0/24"
+    assert env["VOXBUS_SIP_AUTH_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sip-trunk", "key": "password"}
+    ports = {(p["containerPort"], p["protocol"]) for p in container["ports"]}
+    assert {(5060, "UDP"), (5060, "TCP"), (5061, "TCP")} <= ports
+    service = next(d for d in of_kind(docs, "Service") if component(d) == "gateway"
+                   and d["spec"]["type"] == "LoadBalancer")
+    assert {(p["port"], p["protocol"]) for p in service["spec"]["ports"]} >= {
+        (5060, "UDP"), (5060, "TCP"), (5061, "TCP")}
+    policy = next(d for d in of_kind(docs, "NetworkPolicy") if "gateway" in d["metadata"]["name"])
+    opened = [p for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert {"port": 30000, "endPort": 30999, "protocol": "UDP"} in opened
+    defaults = next(d for d in of_kind(renders["defaults"], "Deployment")
+                    if component(d) == "gateway")
+    names = {e["name"] for e in defaults["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "VOXBUS_SIP_PORT" not in names  # off unless enabled
 
 
 def test_custom_resources(renders: dict[str, Any]) -> None:

@@ -46,6 +46,11 @@ BAD_VALUES = [
     (("natsAuth.enabled=true", "natsAuth.serviceSecrets.gateway=nats-gateway"), (),
      "natsAuth.serviceSecrets.stt is required when natsAuth.enabled"),
     (("natsAuth.serviceSecrets.admin=x",), (), "at '/natsAuth/serviceSecrets'"),
+    (("gateway.sip.enabled=true", "gateway.sip.tlsPort=5061"), (),
+     "gateway.sip.tlsPort needs gateway.tls.secretName"),
+    (("gateway.sip.srtp=maybe",), (), "at '/gateway/sip/srtp'"),
+    (("gateway.sip.enabled=true", "gateway.sip.rtpPortMin=30000", "gateway.sip.rtpPortMax=20000"),
+     (), "gateway.sip.rtpPortMin (30000) must be below gateway.sip.rtpPortMax (20000)"),
     (("stt.autoscaling.minReplicas=5", "stt.autoscaling.maxReplicas=2"), (),
      "stt.autoscaling.minReplicas (5) is greater than stt.autoscaling.maxReplicas (2)"),
 ]

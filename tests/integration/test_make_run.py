@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,17 @@ from tests.integration.conftest import SPEECH, words
 from voxbus_cli.embedded import free_port
 
 AGENT = Path(__file__).resolve().parents[2] / "agents" / "restaurant" / "agent.yaml"  # make run's
+
+
+def sip_options(port: int) -> str:
+    """The status line of the answer to a SIP OPTIONS ping."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(30)
+        s.sendto(b"OPTIONS sip:agent@127.0.0.1 SIP/2.0\r\n"
+                 b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKping\r\nFrom: <sip:t@x>;tag=1\r\n"
+                 b"To: <sip:agent@127.0.0.1>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\n"
+                 b"Content-Length: 0\r\n\r\n", ("127.0.0.1", port))
+        return s.recv(4096).decode().split("\r\n")[0]
 
 
 def descendants(pid: int) -> set[int]:
@@ -50,10 +62,11 @@ def alive(pid: int) -> bool:
 def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     env = dict(os.environ, VOXBUS_STATE_DIR=str(tmp_path / "state"))
     env.pop("NATS_URL", None)
-    port = free_port()
+    port, sip_port = free_port(), free_port()
     launcher = subprocess.Popen(
         [sys.executable, "-m", "voxbus_cli", "run", "--port", str(port),
          "--audiosocket-port", str(free_port()), "--control-port", str(free_port()),
+         "--sip-port", str(sip_port),
          "--agent", str(AGENT)], env=env,
         stdout=subprocess.PIPE, stderr=(tmp_path / "services.log").open("wb"), text=True,
         start_new_session=True)
@@ -80,6 +93,7 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert "danger trail" in words(doc["caller_text"])
         assert "Trattoria Aurora" in doc["agent_text"]  # the example agent's greeting
         assert any(t["user_text"] and t["agent_text"] for t in doc["turns"])  # and an answer
+        assert sip_options(sip_port).startswith("SIP/2.0 200")  # the SIP edge is up too
     finally:
         os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         launcher.wait(timeout=60)

@@ -8,8 +8,6 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from voxbus_gateway.edges.jitter import SeqUnwrap
 from voxbus_gateway.sip.digest import DigestAuth
@@ -72,16 +70,6 @@ def test_oversized_datagram_is_513() -> None:
     with pytest.raises(SipParseError) as exc:
         parse(invite(b"v=0\r\n" + b"a=x\r\n" * 4000))
     assert exc.value.status == 513
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=600), st.integers(0, 400))
-def test_parser_only_ever_raises_sip_parse_error(junk: bytes, cut: int) -> None:
-    for data in (junk, invite()[:cut] + junk, invite().replace(b"\r\n", junk[:3] or b"\n", 2)):
-        try:
-            parse(data)
-        except SipParseError:
-            pass
 
 
 def test_offer_picks_the_first_g711_and_mirrors_direction() -> None:

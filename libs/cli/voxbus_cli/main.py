@@ -34,6 +34,8 @@ def run(
     nats_url: str = typer.Option("", envvar="NATS_URL", help="use this NATS instead of embedded"),
     audiosocket_port: int = typer.Option(9092, help="Asterisk AudioSocket TCP port (0 = off)"),
     control_port: int = typer.Option(50051, help="gRPC control API port (0 = off)"),
+    sip_port: int = typer.Option(5060, help="SIP (UDP and TCP) port for trunks and phones "
+                                           "(0 = off; docs/sip.md)"),
     agent: Path | None = typer.Option(None, "--agent", envvar="VOXBUS_AGENT_FILE",
                                       help="agent file (YAML, docs/agents.md)"),
 ) -> None:
@@ -56,6 +58,7 @@ def run(
     keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
     stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
     stack.env["VOXBUS_AUDIOSOCKET_PORT"] = str(audiosocket_port)
+    stack.env["VOXBUS_SIP_PORT"] = str(sip_port)
     if agent is not None:
         stack.env["VOXBUS_AGENT_FILE"] = str(agent.resolve())
     token = MediaTokens(keys).issue(subject="local", ttl_s=12 * 3600)
@@ -88,6 +91,7 @@ def run(
                f"/v1/twilio/voice)\n"
                f"  other carriers:        {ws}/v1/{{telnyx,exotel,plivo,teler,vonage,asterisk}}\n"
                f"  Asterisk AudioSocket:  tcp://127.0.0.1:{audiosocket_port}\n"
+               f"  SIP (UDP/TCP):         sip:agent@127.0.0.1:{sip_port}   (docs/sip.md)\n"
                f"  media token (12 h):    {token}\n"
                f"  gRPC control API:      127.0.0.1:{control_port}   (voxbus calls list)\n"
                f"  Prometheus metrics:    " + ", ".join(

@@ -21,6 +21,15 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
 {{- $_ := set $env "VOXBUS_CARRIER_ALLOW_LOOPBACK_ONLY" (toString $v.carrierAllowLoopbackOnly) -}}
 {{- $_ := set $env "VOXBUS_CONTROL_PORT" (ternary (toString $v.ports.grpc) "0" $v.control.enabled) -}}
 {{- $_ := set $env "VOXBUS_AUDIOSOCKET_PORT" (ternary (toString $v.ports.audiosocket) "0" $v.audiosocket.enabled) -}}
+{{- if $v.sip.enabled -}}
+{{- $_ := set $env "VOXBUS_SIP_PORT" (toString $v.sip.port) -}}
+{{- $_ := set $env "VOXBUS_SIP_TLS_PORT" (toString $v.sip.tlsPort) -}}
+{{- $_ := set $env "VOXBUS_SIP_RTP_PORT_MIN" (toString $v.sip.rtpPortMin) -}}
+{{- $_ := set $env "VOXBUS_SIP_RTP_PORT_MAX" (toString $v.sip.rtpPortMax) -}}
+{{- $_ := set $env "VOXBUS_SIP_ALLOW" $v.sip.allow -}}
+{{- $_ := set $env "VOXBUS_SIP_SRTP" $v.sip.srtp -}}
+{{- with $v.sip.mediaAddress }}{{ $_ := set $env "VOXBUS_SIP_MEDIA_ADDRESS" . }}{{ end -}}
+{{- end -}}
 {{- $_ := set $env "VOXBUS_DRAIN_TIMEOUT_S" (ternary (toString $v.drain.timeoutSeconds) "0" $v.drain.enabled) -}}
 {{- with $v.publicUrl }}{{ $_ := set $env "VOXBUS_PUBLIC_URL" . }}{{ end -}}
 {{- if $v.tls.secretName -}}
@@ -81,6 +90,13 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
 {{- end }}
 {{- range $item := (include "voxbus.secretsOf" $c | fromJsonArray) }}
 {{- include "voxbus.secretEnv" (dict "root" $root "env" (index $item 0) "ref" (index $root.Values.secrets (index $item 1))) }}
+{{- end }}
+{{- if and (eq $c "gateway") $root.Values.gateway.sip.enabled $root.Values.gateway.sip.authSecret }}
+{{- range $key, $field := dict "VOXBUS_SIP_AUTH_USER" "username" "VOXBUS_SIP_AUTH_PASSWORD" "password" }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef: {name: {{ $root.Values.gateway.sip.authSecret }}, key: {{ $field }}}
+{{- end }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}

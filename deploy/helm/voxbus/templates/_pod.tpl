@@ -137,6 +137,13 @@ livenessProbe:
 {{- if $g.audiosocket.enabled }}
 - {name: audiosocket, containerPort: {{ $g.ports.audiosocket }}, protocol: TCP}
 {{- end }}
+{{- if $g.sip.enabled }}
+- {name: sip-udp, containerPort: {{ $g.sip.port }}, protocol: UDP}
+- {name: sip-tcp, containerPort: {{ $g.sip.port }}, protocol: TCP}
+{{- if $g.sip.tlsPort }}
+- {name: sip-tls, containerPort: {{ $g.sip.tlsPort }}, protocol: TCP}
+{{- end }}
+{{- end }}
 {{ end -}}
 - {name: metrics, containerPort: {{ $root.Values.metrics.port }}, protocol: TCP}
 {{- end -}}

@@ -64,7 +64,7 @@ class SipDialog:
     answer: bytes = b""
     last_invite_cseq: int = 0
     acked: asyncio.Event = field(default_factory=asyncio.Event)
-    cancelled: bool = False
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     bye_received: bool = False
     caller: str = ""
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 RTCP_INTERVAL_S = 5.0
 NTP_EPOCH_OFFSET = 2208988800
-IDLE_DRAIN_S = 0.12  # no packet for this long: release what the jitter buffer holds
+IDLE_DRAIN_S = 0.06  # no packet for this long (at least): silence fills the gap
 LEARN_PACKETS = 4  # packets in sequence before an unexpected source is believed
 MAX_OUT_BUFFER = 8000 * 30  # 30 s of agent audio waiting to be paced out
 
@@ -82,6 +82,7 @@ class MediaSession:
         self.srtp: SrtpContext | None = None
         self.sending = True
         self._last_arrival = 0.0
+        self._filled_until = 0.0  # silence we made up covers the gap until here
         self.rtcp_received = 0
         self.trusted_ips: set[str] = set()
         self._candidates: dict[Addr, tuple[int, int]] = {}  # source -> (last seq, run)
@@ -126,6 +127,7 @@ class MediaSession:
         self.sending = not offer.on_hold
 
     def start(self) -> None:
+        self._last_arrival = time.monotonic()  # the gap before the first packet is silence
         self._tasks = [asyncio.create_task(self._pace()), asyncio.create_task(self._reports())]
 
     # -- inbound --------------------------------------------------------------------------------
@@ -187,15 +189,24 @@ class MediaSession:
 
     async def next_item(self) -> tuple[str, bytes | str]:
         """The next decoded frame or DTMF digit. When packets stop (silence suppression,
-        a caller on hold, the end of a stream) the jitter buffer is released and silence
-        keeps flowing in real time: the endpointer needs to hear the pause to end a turn."""
+        a caller on hold, the end of a stream) for longer than the jitter buffer would wait,
+        what it holds is released and silence keeps flowing in real time: the endpointer
+        needs to hear the pause to end the turn."""
         while True:
+            idle_s = max(IDLE_DRAIN_S, (self.receiver.buffer.depth + 1) * 0.02) \
+                if self._tasks else 1.0
             try:
-                return await asyncio.wait_for(self.inbound.get(), IDLE_DRAIN_S)
+                return await asyncio.wait_for(self.inbound.get(), idle_s)
             except TimeoutError:
-                if self._tasks and time.monotonic() - self._last_arrival >= IDLE_DRAIN_S:
-                    self._deliver(self.receiver.drain())
-                    quiet = b"\x00" * (SAMPLES * 2 * round(IDLE_DRAIN_S / 0.02))
+                now = time.monotonic()
+                if not self._tasks or now - self._last_arrival < idle_s:
+                    continue
+                self._deliver(self.receiver.drain())
+                since = max(self._last_arrival, self._filled_until)
+                frames = min(int((now - since) / 0.02), 50)  # a stalled loop: 1 s at most
+                if frames > 0:
+                    self._filled_until = since + frames * 0.02
+                    quiet = b"\x00" * (SAMPLES * 2 * frames)
                     self._put(("audio", self._to_bus.process(quiet)))
 
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:

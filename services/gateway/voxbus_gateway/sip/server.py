@@ -215,7 +215,7 @@ class SipServer:
     def _cancel(self, msg: SipMessage, link: Link, dialog: SipDialog) -> None:
         self.reply(msg, link, 200)
         if dialog.state == "early" and msg.cseq[0] == dialog.invite.cseq[0]:
-            dialog.cancelled = True
+            dialog.cancelled.set()
             self.reply(dialog.invite, dialog.link, 487, to_tag=dialog.local_tag)
             dialog.state = "terminated"
             self._end(dialog, "caller cancelled")
@@ -354,9 +354,10 @@ class SipServer:
             self._spawn(self._until_acked(invite, link, dialog))
 
     async def answer(self, dialog: SipDialog) -> None:
-        if self.settings.sip_ring_ms > 0 and not dialog.cancelled:
-            await asyncio.sleep(self.settings.sip_ring_ms / 1000)
-        if dialog.cancelled:
+        if self.settings.sip_ring_ms > 0:  # ring, unless the caller gives up first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dialog.cancelled.wait(), self.settings.sip_ring_ms / 1000)
+        if dialog.cancelled.is_set():
             raise ProtocolViolation("the caller cancelled", 1000)
         dialog.answer = self._answer_sdp(dialog, dialog.link)
         self._send_ok(dialog.invite, dialog.link, dialog)
@@ -424,7 +425,7 @@ class SipServer:
 
     async def close_dialog(self, dialog: SipDialog, reason: str) -> None:
         """The call ended on our side or theirs: say so in SIP if it is ours to say."""
-        if dialog.state == "early" and not dialog.cancelled:
+        if dialog.state == "early" and not dialog.cancelled.is_set():
             status = 486 if "already connected" in reason else 503 if "retry" in reason else 500
             self.reply(dialog.invite, dialog.link, status, to_tag=dialog.local_tag,
                        extra=[("warning", f'399 voxbus "{reason[:80]}"')])
