@@ -114,6 +114,7 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.routing
 	$(PY) -m bench.tools
 	$(PY) -m bench.control
+	$(PY) -m bench.sip
 	$(PY) -m bench.capacity
 	$(PY) -m bench.soak
 	$(PY) -m bench.summary

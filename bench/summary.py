@@ -113,6 +113,20 @@ def table() -> str:
         lines += ["", "Bus hop: the slowest message kind's publish → receive (docs/benchmarks.md). "
                   "Largest N with p99 overhead ≤ 25 ms: "
                   f"**{cap['largest_calls_within_p99_target']}**."]
+    sip = newest("sip")
+    if sip:
+        lines += ["", f"SIP/RTP edge ({sip['date']} UTC, sipp through a relay, embedded models):",
+                  "", "| network | STT WER | RTP in → RTP out p50 ms | p95 ms | gateway "
+                  "voice-to-voice p50 ms |", "|---|---:|---:|---:|---:|"]
+        for name, res in sip["results"].items():
+            s, imp = res["summary"], sip["conditions"][name]
+            label = (f"{imp['loss'] * 100:.0f}% loss, {imp['reorder'] * 100:.0f}% reordered, "
+                     f"0–{imp['jitter_ms']:.0f} ms jitter") if any(imp[k] for k in (
+                         "loss", "reorder", "jitter_ms")) else "clean"
+            lines.append(f"| {label} | {s['wer'] * 100:.1f}% | "
+                         f"{fmt(s['rtp_in_to_rtp_out_ms']['p50'])} | "
+                         f"{fmt(s['rtp_in_to_rtp_out_ms']['p95'])} | "
+                         f"{fmt(s['gateway_voice_to_voice_ms']['p50'])} |")
     soak = newest("soak")
     if soak:
         lines += ["", soak_line(soak)]

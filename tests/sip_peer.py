@@ -228,3 +228,23 @@ class _Forwarder(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.transport is not None
         self.relay._forward(self.port, data, addr, self.transport)
+
+
+def sip_request(method: str, call_id: str, body: str = "", extra: str = "",
+                port: int = 5060) -> bytes:
+    """A minimal request from 127.0.0.1, for raw-socket tests."""
+    head = (f"{method} sip:agent@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{call_id}{method}\r\n"
+            f"From: <sip:test@127.0.0.1>;tag=t1\r\nTo: <sip:agent@127.0.0.1>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n{body}")
+    return head.encode()
+
+
+def exchange(sock: socket.socket, data: bytes, port: int) -> str:
+    """Send one request over UDP; the status line of its final response."""
+    sock.sendto(data, ("127.0.0.1", port))
+    while True:  # skip provisional responses
+        reply = sock.recv(65536).decode(errors="replace")
+        if not reply.startswith("SIP/2.0 1"):
+            return reply.split("\r\n")[0]

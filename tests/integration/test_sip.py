@@ -26,8 +26,10 @@ from tests.sip_peer import (
     RELAY_IP,
     Impairment,
     MediaRelay,
+    exchange,
     free_port_range,
     scenario,
+    sip_request,
     start_sipp,
     write_clip,
 )
@@ -172,24 +174,6 @@ async def test_sip_call_survives_loss_and_jitter(stack: Stack, sip_gw: SipGatewa
           f"heard {user_text(session)!r}")
     assert errors <= total // 2, user_text(session)  # transcribed, not necessarily perfectly
     assert_agent_speech(relay)
-
-
-def sip_request(method: str, call_id: str, body: str = "", extra: str = "",
-                port: int = 5060) -> bytes:
-    head = (f"{method} sip:agent@127.0.0.1:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{call_id}{method}\r\n"
-            f"From: <sip:test@127.0.0.1>;tag=t1\r\nTo: <sip:agent@127.0.0.1>\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n{body}")
-    return head.encode()
-
-
-def exchange(sock: socket.socket, data: bytes, port: int) -> str:
-    sock.sendto(data, ("127.0.0.1", port))
-    while True:  # skip provisional responses
-        reply = sock.recv(65536).decode(errors="replace")
-        if not reply.startswith("SIP/2.0 1"):
-            return reply.split("\r\n")[0]
 
 
 GOOD_SDP = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"

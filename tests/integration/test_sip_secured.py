@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -26,7 +27,7 @@ from tests.integration.conftest import (
     wait_for_session,
     words,
 )
-from tests.sip_peer import SCENARIOS, free_port_range
+from tests.sip_peer import SCENARIOS, exchange, free_port_range, sip_request
 from voxbus.v1.memory_pb2 import Session as CallSession
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
@@ -65,13 +66,13 @@ def secured_sip(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield SecuredSip(sip_port, tls_port, trust, folder)
 
 
-def run_sipp(name: str, port: int, workdir: Path, password: str = PASSWORD
-             ) -> subprocess.CompletedProcess[bytes]:
+def run_sipp(name: str, port: int, workdir: Path, password: str = PASSWORD,
+             timeout_s: int = 120) -> subprocess.CompletedProcess[bytes]:
     local, media = free_port_range(1), free_port_range(2)
     return subprocess.run(
         ["sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-i", "127.0.0.1",
          "-mi", "127.0.0.1", "-p", str(local), "-mp", str(media), "-m", "1", "-nostdin",
-         "-au", USER, "-ap", password, "-timeout", "120", "-timeout_error"],
+         "-au", USER, "-ap", password, "-timeout", str(timeout_s), "-timeout_error"],
         cwd=workdir, capture_output=True, timeout=180)
 
 
@@ -80,8 +81,18 @@ def test_trunk_authenticates_then_holds_and_resumes(secured_sip: SecuredSip,
     done = run_sipp("uac_auth_hold.xml", secured_sip.sip_port, secured_sip.workdir)
     assert done.returncode == 0, done.stdout.decode(errors="replace")[-3000:]
     wrong = run_sipp("uac_auth_hold.xml", secured_sip.sip_port, secured_sip.workdir,
-                     password="guess")  # challenged again: the scenario's 200 never comes
+                     password="guess", timeout_s=15)  # challenged again: no 200 ever comes
     assert wrong.returncode != 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(30)
+        sdp = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               "m=audio 40000 RTP/AVP 0\r\n")
+        forged = ('Authorization: Digest username="trunk", realm="voxbus", nonce="1.ab", '
+                  'uri="sip:agent@127.0.0.1", response="0000"\r\n')
+        for n, extra in enumerate(["", forged]):  # no credentials; a nonce we never issued
+            assert " 401 " in exchange(s, sip_request("INVITE", f"auth{n}", sdp, extra),
+                                       secured_sip.sip_port)
     assert_services_alive(stack)
 
 

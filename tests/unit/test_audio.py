@@ -43,3 +43,18 @@ def test_stream_resampler_total_length() -> None:
 def test_rms() -> None:
     assert rms_dbfs(silence(100)) == -math.inf
     assert -15 < rms_dbfs(tone(100, amp=0.3)) < -8
+
+
+def test_integer_ratio_resampling_holds_back_two_ms_at_most() -> None:
+    """8 <-> 16 kHz (every telephone edge) releases each 20 ms frame at once: soxr held
+    frames back in ~100 ms blocks, which every 8 kHz call paid in both directions."""
+    for src, dst in ((8000, 16000), (16000, 8000), (16000, 48000), (48000, 16000)):
+        rs = StreamResampler(src, dst)
+        frame = tone(440, rate=src)[: src // 50 * 2]
+        sent = got = 0
+        for _ in range(50):
+            got += len(rs.process(frame)) // 2
+            sent += len(frame) // 2
+            assert sent * dst / src - got <= dst * 0.002 + 1, (src, dst)
+        got += len(rs.process(b"", last=True)) // 2
+        assert got == sent * dst // src

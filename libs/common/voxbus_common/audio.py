@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from voxbus_common.fir_resample import IntegerResampler
+
 FRAME_MS = 20
 
 
@@ -39,24 +41,32 @@ def resample_pcm16(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
 class StreamResampler:
     """Streaming resampler that keeps filter state between chunks (no clicks at borders).
 
-    Quality VHQ on purpose: measured here, soxr's streaming HQ holds back 89 ms of audio
-    for an 8 <-> 16 kHz conversion (MQ 75, LQ 48) while VHQ holds 21 ms at the same
-    ~3 µs per 20 ms frame, and every held millisecond is added to the turn's latency.
+    Integer ratios (8 <-> 16 kHz, 16 <-> 48 kHz: every telephone edge) use a short FIR that
+    holds 1-2 ms (fir_resample.py). soxr, used for the other ratios (22.05/24 kHz), holds
+    back audio in blocks: its VHQ quality at least keeps the hold near 21 ms for large
+    chunks (HQ 89 ms, MQ 75, LQ 48 for 8 <-> 16 kHz), and every held millisecond is added
+    to the turn's latency.
     """
 
     def __init__(self, src_rate: int, dst_rate: int) -> None:
         self.src_rate = src_rate
         self.dst_rate = dst_rate
-        self._rs = (
-            None
-            if src_rate == dst_rate
-            else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16", quality="VHQ")
-        )
+        self._fir: IntegerResampler | None = None
+        self._rs = None
+        if src_rate != dst_rate:
+            high, low = max(src_rate, dst_rate), min(src_rate, dst_rate)
+            if high % low == 0:
+                self._fir = IntegerResampler(src_rate, dst_rate)
+            else:
+                self._rs = soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16",
+                                               quality="VHQ")
 
     def process(self, pcm: bytes, last: bool = False) -> bytes:
+        samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
+        if self._fir is not None:
+            return self._fir.process(samples, last=last).tobytes()
         if self._rs is None:
             return pcm
-        samples = np.frombuffer(pcm, dtype="<i2")
         return np.asarray(self._rs.resample_chunk(samples, last=last), dtype="<i2").tobytes()
 
 

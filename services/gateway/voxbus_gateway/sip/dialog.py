@@ -17,6 +17,13 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
 USER_AGENT = "voxbus"
 
 
+def warning(text: str) -> tuple[str, str]:
+    """A Warning header (RFC 3261 §20.43) whose text cannot break out of its quotes or
+    line: reasons may quote what a peer, a tool or an operator sent."""
+    clean = "".join(c for c in text if c.isprintable() and c not in '"\\')[:100]
+    return ("warning", f'399 voxbus "{clean}"')
+
+
 def new_tag() -> str:
     return secrets.token_hex(6)
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import socket
+import re
 import ssl
 import time
 from collections.abc import Coroutine
@@ -21,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 from voxbus_common.config import Settings
 from voxbus_common.metrics import SIP_DROPPED
 from voxbus_gateway.edges.base import ProtocolViolation, carrier_call_id
-from voxbus_gateway.sip.dialog import ALLOW, SipDialog, response
+from voxbus_gateway.sip.dialog import ALLOW, SipDialog, response, warning
 from voxbus_gateway.sip.digest import DigestAuth
 from voxbus_gateway.sip.edge import SipCallEdge
 from voxbus_gateway.sip.media import MediaSession, PortPool
-from voxbus_gateway.sip.message import COMPACT, SipMessage, SipParseError, param, parse, user_of
+from voxbus_gateway.sip.message import SipMessage, SipParseError, param, parse, user_of
+from voxbus_gateway.sip.peers import PeerGate, answer_refused, local_ip_toward
 from voxbus_gateway.sip.sdp import Offer, SdpError, build_answer, parse_offer
 from voxbus_gateway.sip.srtp import SrtpContext, SrtpError
 from voxbus_gateway.sip.transport import Link, UdpTransport, serve_stream
@@ -37,29 +37,14 @@ log = logging.getLogger(__name__)
 
 T1, T2, TIMER_B = 0.5, 4.0, 32.0  # RFC 3261 §17 timers
 RESPONSE_CACHE_S = 32.0
-RATE_PER_S, BURST = 200.0, 400.0  # SIP messages per peer address
-
-
-def parse_allow(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
-    """`10.0.0.0/8,192.0.2.7` -> networks; "*" -> None (anyone)."""
-    if spec.strip() == "*":
-        return None
-    return [ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(",") if p.strip()]
-
-
-def local_ip_toward(peer_ip: str) -> str:
-    """The address of our interface that routes to `peer_ip` (no packet is sent)."""
-    family = socket.AF_INET6 if ":" in peer_ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.connect((peer_ip, 9))
-        return str(s.getsockname()[0])
+TARGET = re.compile(r"[A-Za-z0-9+*#._:@;=%-]{1,200}")  # a number, user@host or sip:/tel: URI
 
 
 class SipServer:
     def __init__(self, gateway: Gateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.allow = parse_allow(settings.sip_allow)
+        self.peers = PeerGate(settings.sip_allow)
         self.auth = (DigestAuth(settings.sip_auth_user, settings.sip_auth_password,
                                 settings.sip_realm) if settings.sip_auth_user else None)
         self.pool = PortPool(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
@@ -67,8 +52,6 @@ class SipServer:
         self.edges: dict[str, SipCallEdge] = {}
         self._cache: dict[tuple[str, str, str], tuple[bytes, float]] = {}
         self._client: dict[str, asyncio.Future[SipMessage]] = {}
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._forbidden_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closers: list[Any] = []
 
@@ -104,14 +87,12 @@ class SipServer:
 
     def _deliver(self, data: bytes, link: Link) -> None:
         ip = link.peer[0]
-        if not self.allowed(ip):
+        if not self.peers.allowed(ip):
             SIP_DROPPED.labels("not_allowed").inc()
-            now = time.monotonic()
-            if now - self._forbidden_at.get(ip, -60.0) >= 10.0 and len(self._forbidden_at) < 10000:
-                self._forbidden_at[ip] = now
-                self._answer_bad(data, link, 403, "peer not allowed")
+            if self.peers.should_answer_forbidden(ip):
+                answer_refused(data, link, 403, "peer not allowed")
             return
-        if not self._rate_ok(ip):
+        if not self.peers.rate_ok(ip):
             SIP_DROPPED.labels("rate").inc()
             return
         if not data.strip(b"\r\n"):
@@ -121,45 +102,12 @@ class SipServer:
         except SipParseError as exc:
             SIP_DROPPED.labels("malformed").inc()
             log.warning("malformed SIP from %s: %s", ip, exc)
-            self._answer_bad(data, link, exc.status, str(exc))
+            answer_refused(data, link, exc.status, str(exc))
             return
         if msg.is_request:
             self._request(msg, link)
         else:
             self._response(msg)
-
-    def allowed(self, ip: str) -> bool:
-        if self.allow is None:
-            return True
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in net for net in self.allow)
-
-    def _rate_ok(self, ip: str) -> bool:
-        now = time.monotonic()
-        tokens, last = self._buckets.get(ip, (BURST, now))
-        tokens = min(BURST, tokens + (now - last) * RATE_PER_S)
-        if len(self._buckets) > 10000:
-            self._buckets.clear()
-        self._buckets[ip] = (tokens - 1, now)
-        return tokens >= 1
-
-    def _answer_bad(self, data: bytes, link: Link, status: int, why: str) -> None:
-        """Answer a message we refuse, if it is a request that tells us where to."""
-        if data.startswith(b"SIP/2.0") or data.startswith(b"ACK "):
-            return
-        lenient = SipMessage(method="X")
-        for line in data[:8192].decode("utf-8", "replace").split("\r\n")[1:60]:
-            name, sep, value = line.partition(":")
-            name = COMPACT.get(name.strip().lower(), name.strip().lower())
-            if sep and name in ("via", "from", "to", "call-id", "cseq"):
-                lenient.headers.append((name, value.strip()))
-        if all(lenient.get(h) for h in ("via", "from", "to", "call-id", "cseq")):
-            reason = "".join(c for c in why if c.isprintable())[:80]
-            link.send(response(lenient, status, link, reason=f"Bad Request ({reason})"
-                               if status == 400 else reason).to_bytes())
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -255,20 +203,20 @@ class SipServer:
         try:
             offer, srtp = self._negotiate(msg, link)
         except SdpError as exc:
-            self.reply(msg, link, 488, extra=[("warning", f'399 voxbus "{exc}"')])
+            self.reply(msg, link, 488, extra=[warning(str(exc))])
             return
         self.reply(msg, link, 100)
         why = self.gateway.refusal()
         if why:
             self.reply(msg, link, 503, extra=[("retry-after", "5"),
-                                              ("warning", f'399 voxbus "{why}"')])
+                                              warning(why)])
             return
         media = MediaSession(self.settings.bus_sample_rate, self.pool,
                              carrier_call_id(msg.call_id))
         try:
             await media.open(self.settings.gateway_host)
         except OSError as exc:
-            self.reply(msg, link, 503, extra=[("warning", f'399 voxbus "{exc}"')])
+            self.reply(msg, link, 503, extra=[warning(str(exc))])
             return
         media.configure(offer, srtp, signalling_ip=link.peer[0])
         dialog = SipDialog(invite=msg, link=link, offer=offer, media=media,
@@ -314,7 +262,7 @@ class SipServer:
                     raise SdpError("a re-INVITE cannot switch between RTP and SRTP")
             except SdpError as exc:
                 self.reply(msg, link, 488, to_tag=dialog.local_tag,
-                           extra=[("warning", f'399 voxbus "{exc}"')])
+                           extra=[warning(str(exc))])
                 return
             offer.crypto = dialog.offer.crypto
             dialog.media.configure(offer, dialog.media.srtp, signalling_ip=link.peer[0])
@@ -412,8 +360,8 @@ class SipServer:
 
     async def refer(self, dialog: SipDialog, target: str) -> bool:
         """Blind transfer (RFC 3515): the caller's side calls `target`; we hang up after."""
-        if dialog.state != "confirmed":
-            return False
+        if dialog.state != "confirmed" or not TARGET.fullmatch(target):
+            return False  # not answered yet, or a target that is no SIP/tel address
         uri = target if target.startswith(("sip:", "sips:", "tel:")) else \
             f"sip:{target}@{dialog.link.peer[0]}"
         answer = await self.request(dialog, "REFER", [("refer-to", f"<{uri}>"),
@@ -428,7 +376,7 @@ class SipServer:
         if dialog.state == "early" and not dialog.cancelled.is_set():
             status = 486 if "already connected" in reason else 503 if "retry" in reason else 500
             self.reply(dialog.invite, dialog.link, status, to_tag=dialog.local_tag,
-                       extra=[("warning", f'399 voxbus "{reason[:80]}"')])
+                       extra=[warning(reason[:80])])
         elif dialog.state == "confirmed" and not dialog.bye_received:
             for _ in range(150):  # let the goodbye play out (at most 3 s) before hanging up
                 if dialog.media.buffered_ms < 20:
