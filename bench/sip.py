@@ -84,7 +84,7 @@ async def one_call(stack: Stack, sip_port: int, base: int, clip: dict[str, str],
             speech_end = relay.caller_packets[end_frame][0]
             after = [t for t, _ in relay.agent_packets if t > speech_end]
             if len(after) >= 25:  # half a second of the answer has arrived
-                talking = any(speech_end - 0.5 < t <= speech_end for t, _ in relay.agent_packets)
+                talking = any(speech_end - 3.0 < t <= speech_end for t, _ in relay.agent_packets)
                 if not talking:  # else it answers an earlier pause in the clip: no measure
                     latency_ms = round((after[0] - speech_end) * 1000)
                 break
