@@ -12,10 +12,11 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from pylibsrtp import Error as SrtpFailure
 from pylibsrtp import Policy, Session
@@ -28,6 +29,8 @@ from tests.integration.conftest import (
     words,
 )
 from tests.sip_peer import SCENARIOS, exchange, free_port_range, sip_request
+from voxbus.v1 import control_pb2 as pb
+from voxbus.v1.control_pb2_grpc import ControlStub
 from voxbus.v1.memory_pb2 import Session as CallSession
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
@@ -38,6 +41,9 @@ from voxbus_gateway.sip.message import SipMessage, parse, split_head
 from voxbus_gateway.sip.sdp import parse_offer
 
 USER, PASSWORD = "trunk", "s3cret-pass"
+LONG_ANSWER = ("Thank you for calling. Our opening hours are from nine in the morning until "
+               "eleven at night, every day of the week including public holidays. We also "
+               "deliver to every address within five kilometres of the restaurant.")
 
 
 @dataclass
@@ -101,12 +107,14 @@ def test_cancel_while_ringing_ends_the_call(secured_sip: SecuredSip) -> None:
     assert done.returncode == 0, done.stdout.decode(errors="replace")[-3000:]
 
 
-class TlsCaller:
-    """SIP over TLS from the caller's side, just enough for one call with digest auth."""
+class StreamCaller:
+    """SIP over TLS or TCP from the caller's side, just enough for one call with digest
+    auth (sipp has no SRTP, and cannot start speaking when the agent does)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 call_id: str, local_port: int) -> None:
+                 call_id: str, local_port: int, transport: str = "TLS") -> None:
         self.reader, self.writer, self.call_id = reader, writer, call_id
+        self.transport = transport
         self.local_port = local_port
         self.buffer = b""
         self.cseq = 0
@@ -115,10 +123,12 @@ class TlsCaller:
         self.cseq += 1 if method != "ACK" else 0
         tag = f";tag={to_tag}" if to_tag else ""
         head = (f"{method} sip:agent@127.0.0.1 SIP/2.0\r\n"
-                f"Via: SIP/2.0/TLS 127.0.0.1:{self.local_port};branch=z9hG4bK{os.urandom(4).hex()}"
+                f"Via: SIP/2.0/{self.transport} 127.0.0.1:{self.local_port};branch=z9hG4bK"
+                f"{os.urandom(4).hex()}"
                 f"\r\nFrom: <sip:+15550003@127.0.0.1>;tag=srtp1\r\n"
                 f"To: <sip:agent@127.0.0.1>{tag}\r\nCall-ID: {self.call_id}\r\n"
-                f"CSeq: {self.cseq} {method}\r\nContact: <sip:caller@127.0.0.1;transport=tls>\r\n"
+                f"CSeq: {self.cseq} {method}\r\n"
+                f"Contact: <sip:caller@127.0.0.1;transport={self.transport.lower()}>\r\n"
                 f"Max-Forwards: 70\r\n{extra}"
                 + ("Content-Type: application/sdp\r\n" if body else "")
                 + f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
@@ -155,6 +165,7 @@ class RtpSocket(asyncio.DatagramProtocol):
         self.packets: list[bytes] = []
         self.transport: asyncio.DatagramTransport | None = None
         self.second_of_audio = asyncio.Event()
+        self._waiters: list[tuple[int, asyncio.Event]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -163,6 +174,15 @@ class RtpSocket(asyncio.DatagramProtocol):
         self.packets.append(data)
         if len(self.packets) >= 50:
             self.second_of_audio.set()
+        for count, event in self._waiters:
+            if len(self.packets) >= count:
+                event.set()
+
+    async def more(self, count: int) -> None:
+        """Until `count` more packets have arrived."""
+        event = asyncio.Event()
+        self._waiters.append((len(self.packets) + count, event))
+        await asyncio.wait_for(event.wait(), 120)
 
 
 async def test_tls_call_with_srtp_media(secured_sip: SecuredSip, stack: Stack) -> None:
@@ -173,7 +193,7 @@ async def test_tls_call_with_srtp_media(secured_sip: SecuredSip, stack: Stack) -
     our_key = os.urandom(30)
     reader, writer = await asyncio.open_connection("127.0.0.1", secured_sip.tls_port,
                                                    ssl=secured_sip.trust)
-    caller = TlsCaller(reader, writer, "srtp-call-1", writer.get_extra_info("sockname")[1])
+    caller = StreamCaller(reader, writer, "srtp-call-1", writer.get_extra_info("sockname")[1])
     sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"m=audio {rtp_port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
            f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(our_key).decode()}\r\n"
@@ -195,7 +215,7 @@ async def test_tls_call_with_srtp_media(secured_sip: SecuredSip, stack: Stack) -
         inbound = Session(Policy(key=base64.b64decode(answer.crypto[0].key_b64),
                                  ssrc_type=Policy.SSRC_ANY_INBOUND))
         spoken = asyncio.Event()
-        talker = asyncio.create_task(talk(transport, outbound, answer.port, spoken))
+        talker = asyncio.create_task(talk(transport, outbound.protect, answer.port, spoken))
         try:
             await wait_for_session(stack, "srtp-call-1", answered, timeout_s=180)
             await asyncio.wait_for(rtp.second_of_audio.wait(), 120)  # of the agent's answer
@@ -226,14 +246,68 @@ def answered(s: CallSession) -> bool:
         t.role == "assistant" for t in s.turns)
 
 
-async def talk(transport: asyncio.DatagramTransport, srtp: Session, port: int,
-               stop: asyncio.Event) -> None:
-    """The clip as SRTP, in real time, then silence until `stop`."""
+async def talk(transport: asyncio.DatagramTransport, protect: Callable[[bytes], bytes],
+               port: int, stop: asyncio.Event, again: asyncio.Event | None = None) -> None:
+    """The clip as RTP (or SRTP: `protect`) in real time, then silence until `stop`; the
+    clip starts over each time `again` is set (talking over the agent)."""
     ulaw = pcm16_to_ulaw(resample_pcm16(load_wav(SPEECH / "osr_us0034_8k_s08.wav"), 16000, 8000))
-    started, seq = time.monotonic(), 0
+    started, seq, clip_start = time.monotonic(), 0, 0
     while not stop.is_set():
-        frame = ulaw[seq * 160 : (seq + 1) * 160].ljust(160, b"\xff")
+        if again is not None and again.is_set():
+            again.clear()
+            clip_start = seq
+        i = seq - clip_start
+        frame = ulaw[i * 160 : (i + 1) * 160].ljust(160, b"\xff")
         header = bytes([0x80, 0]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big")
-        transport.sendto(srtp.protect(header + b"\x00\x00\x12\x34" + frame), ("127.0.0.1", port))
+        transport.sendto(protect(header + b"\x00\x00\x12\x34" + frame), ("127.0.0.1", port))
         seq += 1
         await asyncio.sleep(max(0.0, started + seq * 0.02 - time.monotonic()))
+
+
+async def test_barge_in_over_sip_stops_the_agent(secured_sip: SecuredSip, stack: Stack) -> None:
+    """The caller talks over the agent's RTP answer: the answer is cut, and what is
+    recorded is only what was played before the interruption."""
+    loop = asyncio.get_running_loop()
+    rtp_port = free_port_range(2)
+    transport, rtp = await loop.create_datagram_endpoint(RtpSocket,
+                                                         local_addr=("127.0.0.1", rtp_port))
+    reader, writer = await asyncio.open_connection("127.0.0.1", secured_sip.sip_port)
+    caller = StreamCaller(reader, writer, "sip-barge-1", writer.get_extra_info("sockname")[1],
+                          transport="TCP")
+    sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    try:
+        caller.send("INVITE", body=sdp)
+        challenge = await caller.final()
+        caller.send("ACK")
+        caller.send("INVITE", digest(challenge.get("www-authenticate"), "INVITE",
+                                     "sip:agent@127.0.0.1"), body=sdp)
+        ok = await caller.final()
+        assert ok.status == 200, ok.reason
+        to_tag = ok.get("to").split("tag=")[1]
+        caller.send("ACK", to_tag=to_tag)
+        stop, again = asyncio.Event(), asyncio.Event()
+        talker = asyncio.create_task(talk(transport, lambda b: b, parse_offer(ok.body).port,
+                                          stop, again))
+        try:
+            await wait_for_session(stack, "sip-barge-1", answered, timeout_s=180)
+            async with grpc.aio.insecure_channel(stack.control_target) as channel:
+                await ControlStub(channel).Say(pb.SayRequest(
+                    call_id="sip-barge-1", text=LONG_ANSWER, interrupt=True))
+            await rtp.more(50)  # a second of it has been heard
+            again.set()  # the caller talks over it
+            session = await wait_for_session(
+                stack, "sip-barge-1",
+                lambda s: any(t.role == "assistant" and t.interrupted for t in s.turns),
+                timeout_s=120)
+        finally:
+            stop.set()
+            await talker
+        caller.send("BYE", to_tag=to_tag)
+        assert (await caller.final()).status == 200
+    finally:
+        writer.close()
+        transport.close()
+    cut = next(t for t in session.turns if t.role == "assistant" and t.interrupted)
+    assert cut.text and len(cut.text) < len(LONG_ANSWER), cut.text  # what was heard, only
+    assert LONG_ANSWER.startswith(cut.text.rstrip(".")[:20]), cut.text

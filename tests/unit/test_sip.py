@@ -11,6 +11,7 @@ import pytest
 
 from voxbus_gateway.edges.jitter import SeqUnwrap
 from voxbus_gateway.sip.digest import DigestAuth
+from voxbus_gateway.sip.media import MediaSession, PortPool
 from voxbus_gateway.sip.message import SipParseError, parse, user_of
 from voxbus_gateway.sip.rtp import (
     Concealer,
@@ -199,3 +200,37 @@ def test_srtp_round_trip_and_tamper_detection() -> None:
         SrtpContext(ours.ours).unprotect(tampered)
     with pytest.raises(SrtpError):
         SrtpContext(Crypto("1", "AES_CM_128_HMAC_SHA1_80", "c2hvcnQ="))
+
+
+def media_session() -> MediaSession:
+    media = MediaSession(16000, PortPool(20000, 20010), "unit")
+    media.configure(parse_offer(SDP.replace(b"a=sendonly", b"a=sendrecv")), None, "10.0.0.2")
+    return media
+
+
+def test_rtcp_sender_report_counts_what_was_sent() -> None:
+    media = media_session()
+    for _ in range(3):
+        media.sender.packet(b"\xd5" * 160, marker=False)
+    report = media.sender_report()
+    assert report[0] == 0x80 and report[1] == 200 and struct.unpack("!H", report[2:4])[0] == 6
+    assert len(report) == 4 * (6 + 1)
+    assert struct.unpack("!II", report[20:28]) == (3, 480)
+
+
+def test_media_latches_only_on_a_believable_source() -> None:
+    """The signalled address is believed at once; a stranger's forged packets never are,
+    a NAT's public side is after four packets in sequence."""
+    media = media_session()
+    stranger, nat = ("203.0.113.9", 4000), ("198.51.100.7", 31000)
+    for _ in range(10):
+        media._on_rtp(packet(1, pt=8).to_bytes(), stranger)  # the same forged packet
+    assert not media.latched
+    for seq in range(1, 5):
+        media._on_rtp(packet(seq, pt=8).to_bytes(), nat)
+    assert media.latched and media.remote == nat
+    media._on_rtp(packet(5, pt=8).to_bytes(), stranger)
+    assert media.dropped["foreign"] >= 11
+    trusted = media_session()
+    trusted._on_rtp(packet(1, pt=8).to_bytes(), ("10.0.0.2", 4000))
+    assert trusted.latched and trusted.remote == ("10.0.0.2", 4000)
