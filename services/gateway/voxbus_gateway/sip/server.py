@@ -67,6 +67,7 @@ class SipServer:
             self._closers.append(await serve_stream(self.deliver, host, tls_port, tls))
 
     async def stop(self) -> None:
+        await asyncio.sleep(0)  # BYEs of the calls just hung up go out before we cancel
         for closer in self._closers:
             closer.close()
         for task in list(self._tasks):
@@ -362,8 +363,12 @@ class SipServer:
         """Blind transfer (RFC 3515): the caller's side calls `target`; we hang up after."""
         if dialog.state != "confirmed" or not TARGET.fullmatch(target):
             return False  # not answered yet, or a target that is no SIP/tel address
-        uri = target if target.startswith(("sip:", "sips:", "tel:")) else \
-            f"sip:{target}@{dialog.link.peer[0]}"
+        if target.startswith(("sip:", "sips:", "tel:")):
+            uri = target
+        elif "@" in target:
+            uri = f"sip:{target}"
+        else:  # a number: the caller's side (trunk, PBX) routes it
+            uri = f"sip:{target}@{dialog.link.peer[0]}"
         answer = await self.request(dialog, "REFER", [("refer-to", f"<{uri}>"),
                                                       ("referred-by", self._contact(dialog.link))])
         accepted = answer is not None and 200 <= answer.status < 300
@@ -382,6 +387,6 @@ class SipServer:
                 if dialog.media.buffered_ms < 20:
                     break
                 await asyncio.sleep(0.02)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.request(dialog, "BYE"), TIMER_B + 1)
+            # the BYE's transaction (retransmissions, up to 32 s) must not hold the call
+            self._spawn(self.request(dialog, "BYE"))
         dialog.state = "terminated"
