@@ -54,6 +54,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path, ssl.SSLContext]:
+    """(cert, key, a client context trusting it) for 127.0.0.1, made with openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key, ssl.create_default_context(cafile=str(cert))
+
+
 def assert_services_alive(stack: Stack) -> None:
     dead = {name: p.returncode for name, p in stack.service_procs.items() if p.poll() is not None}
     assert not dead, f"services died: {dead}"

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
-from tests.integration.conftest import assert_services_alive, extra_gateway
+from tests.integration.conftest import assert_services_alive, extra_gateway, self_signed_certificate
 from voxbus_cli.stack import Stack
 from voxbus_common.tokens import MediaTokens
 from voxbus_gateway.edges.twilio_auth import twilio_signature
@@ -105,12 +104,7 @@ async def test_twiml_webhook_signature(secured: str, http: aiohttp.ClientSession
 @pytest.fixture(scope="module")
 def tls_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[tuple[str, ssl.SSLContext]]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    trust = ssl.create_default_context(cafile=str(cert))
+    cert, key, trust = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     env = {"VOXBUS_TLS_CERT_FILE": str(cert), "VOXBUS_TLS_KEY_FILE": str(key),
            "VOXBUS_MEDIA_TOKEN_KEYS": NEW_KEY}
     with extra_gateway(stack, "tls", env, ssl_context=trust) as base:

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     SPEECH,
     assert_services_alive,
     gateway_process,
+    self_signed_certificate,
     wait_for_session,
     words,
 )
@@ -57,11 +58,7 @@ class SecuredSip:
 @pytest.fixture(scope="module")
 def secured_sip(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredSip]:
     folder = tmp_path_factory.mktemp("sip-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    trust = ssl.create_default_context(cafile=str(cert))
+    cert, key, trust = self_signed_certificate(folder)
     base, sip_port, tls_port = free_port_range(8), free_port(), free_port()
     env = {"VOXBUS_TLS_CERT_FILE": str(cert), "VOXBUS_TLS_KEY_FILE": str(key),
            "VOXBUS_SIP_PORT": str(sip_port), "VOXBUS_SIP_TLS_PORT": str(tls_port),
@@ -134,6 +131,20 @@ class StreamCaller:
                 + f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
         self.writer.write(head.encode())
 
+    async def call(self, sdp: str) -> tuple[SipMessage, str]:
+        """INVITE, answer the digest challenge, ACK the 200: (the 200, our peer's tag)."""
+        self.send("INVITE", body=sdp)
+        challenge = await self.final()
+        assert challenge.status == 401, challenge.reason
+        self.send("ACK")
+        self.send("INVITE", digest(challenge.get("www-authenticate"), "INVITE",
+                                   "sip:agent@127.0.0.1"), body=sdp)
+        ok = await self.final()
+        assert ok.status == 200, ok.reason
+        to_tag = ok.get("to").split("tag=")[1]
+        self.send("ACK", to_tag=to_tag)
+        return ok, to_tag
+
     async def final(self) -> SipMessage:
         """The next final response (provisional ones skipped)."""
         while True:
@@ -199,16 +210,7 @@ async def test_tls_call_with_srtp_media(secured_sip: SecuredSip, stack: Stack) -
            f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(our_key).decode()}\r\n"
            "a=sendrecv\r\n")
     try:
-        caller.send("INVITE", body=sdp)
-        challenge = await caller.final()
-        assert challenge.status == 401
-        caller.send("ACK")
-        caller.send("INVITE", digest(challenge.get("www-authenticate"), "INVITE",
-                                     "sip:agent@127.0.0.1"), body=sdp)
-        ok = await caller.final()
-        assert ok.status == 200, ok.reason
-        to_tag = ok.get("to").split("tag=")[1]
-        caller.send("ACK", to_tag=to_tag)
+        ok, to_tag = await caller.call(sdp)
         answer = parse_offer(ok.body)
         assert answer.secure and answer.crypto, ok.body
         outbound = Session(Policy(key=our_key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
@@ -277,15 +279,7 @@ async def test_barge_in_over_sip_stops_the_agent(secured_sip: SecuredSip, stack:
     sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
     try:
-        caller.send("INVITE", body=sdp)
-        challenge = await caller.final()
-        caller.send("ACK")
-        caller.send("INVITE", digest(challenge.get("www-authenticate"), "INVITE",
-                                     "sip:agent@127.0.0.1"), body=sdp)
-        ok = await caller.final()
-        assert ok.status == 200, ok.reason
-        to_tag = ok.get("to").split("tag=")[1]
-        caller.send("ACK", to_tag=to_tag)
+        ok, to_tag = await caller.call(sdp)
         stop, again = asyncio.Event(), asyncio.Event()
         talker = asyncio.create_task(talk(transport, lambda b: b, parse_offer(ok.body).port,
                                           stop, again))
