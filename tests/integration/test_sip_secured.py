@@ -145,6 +145,10 @@ class StreamCaller:
         self.send("ACK", to_tag=to_tag)
         return ok, to_tag
 
+    async def hang_up(self, to_tag: str) -> None:
+        self.send("BYE", to_tag=to_tag)
+        assert (await self.final()).status == 200
+
     async def final(self) -> SipMessage:
         """The next final response (provisional ones skipped)."""
         while True:
@@ -224,8 +228,7 @@ async def test_tls_call_with_srtp_media(secured_sip: SecuredSip, stack: Stack) -
         finally:
             spoken.set()
             await talker
-        caller.send("BYE", to_tag=to_tag)
-        assert (await caller.final()).status == 200
+        await caller.hang_up(to_tag)
     finally:
         writer.close()
         transport.close()
@@ -297,8 +300,7 @@ async def test_barge_in_over_sip_stops_the_agent(secured_sip: SecuredSip, stack:
         finally:
             stop.set()
             await talker
-        caller.send("BYE", to_tag=to_tag)
-        assert (await caller.final()).status == 200
+        await caller.hang_up(to_tag)
     finally:
         writer.close()
         transport.close()

@@ -43,14 +43,20 @@ class Transcoder:
         self.frame_bytes = frame_bytes(rate) // 2 * self.sample_bytes  # one 20 ms frame
 
     def to_bus(self, payload: bytes) -> bytes:
+        return self.pcm_to_bus(self.decode(payload))
+
+    def decode(self, payload: bytes) -> bytes:
+        """Carrier bytes -> PCM16 LE at the carrier's rate (where loss is concealed)."""
         if self.encoding == "mulaw":
-            pcm = ulaw_to_pcm16(payload)
-        elif self.encoding == "alaw":
-            pcm = alaw_to_pcm16(payload)
-        elif self.encoding == "l16be":
-            pcm = swap16(payload[: len(payload) - len(payload) % 2])
-        else:
-            pcm = payload[: len(payload) - len(payload) % 2]
+            return ulaw_to_pcm16(payload)
+        if self.encoding == "alaw":
+            return alaw_to_pcm16(payload)
+        if self.encoding == "l16be":
+            return swap16(payload[: len(payload) - len(payload) % 2])
+        return payload[: len(payload) - len(payload) % 2]
+
+    def pcm_to_bus(self, pcm: bytes) -> bytes:
+        """PCM16 LE at the carrier's rate -> the bus rate."""
         return self._in.process(pcm)
 
     def from_bus(self, pcm16: bytes) -> bytes:

@@ -11,8 +11,7 @@ import struct
 import time
 from typing import Any
 
-from voxbus_common.audio import StreamResampler
-from voxbus_common.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
+from voxbus_gateway.edges.transcode import Transcoder
 from voxbus_gateway.sip.rtp import (
     SAMPLES,
     Concealer,
@@ -116,13 +115,12 @@ class MediaSession:
             self.remote_rtcp = (offer.address, offer.port + 1)
             self.latched = False
         self.trusted_ips = {offer.address, signalling_ip}
-        self.codec = offer.codec
         self.receiver = RtpReceiver(offer.payload_type, offer.dtmf_type)
         self.sender = getattr(self, "sender", None) or RtpSender(offer.payload_type)
         self.sender.payload_type = offer.payload_type
         self.concealer = Concealer(SAMPLES * 2)
-        self._to_bus = StreamResampler(8000, self.bus_rate)
-        self._from_bus = StreamResampler(self.bus_rate, 8000)
+        self.transcoder = Transcoder("mulaw" if offer.codec == "PCMU" else "alaw", 8000,
+                                     self.bus_rate)
         self.srtp = srtp
         self.sending = not offer.on_hold
 
@@ -177,9 +175,8 @@ class MediaSession:
 
     def _deliver(self, frames: list[bytes]) -> None:
         for payload in frames:
-            decode = ulaw_to_pcm16 if self.codec == "PCMU" else alaw_to_pcm16
-            pcm = self.concealer(decode(payload) if payload else None)
-            self._put(("audio", self._to_bus.process(pcm)))
+            pcm = self.concealer(self.transcoder.decode(payload) if payload else None)
+            self._put(("audio", self.transcoder.pcm_to_bus(pcm)))
 
     def _put(self, item: tuple[str, bytes | str]) -> None:
         try:
@@ -193,6 +190,8 @@ class MediaSession:
         what it holds is released and silence keeps flowing in real time: the endpointer
         needs to hear the pause to end the turn."""
         while True:
+            if not self.inbound.empty():  # the common case: no timer per frame
+                return self.inbound.get_nowait()
             idle_s = max(IDLE_DRAIN_S, (self.receiver.buffer.depth + 1) * 0.02) \
                 if self._tasks else 1.0
             try:
@@ -207,7 +206,7 @@ class MediaSession:
                 if frames > 0:
                     self._filled_until = since + frames * 0.02
                     quiet = b"\x00" * (SAMPLES * 2 * frames)
-                    self._put(("audio", self._to_bus.process(quiet)))
+                    self._put(("audio", self.transcoder.pcm_to_bus(quiet)))
 
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:
         if self.srtp is not None:
@@ -228,10 +227,9 @@ class MediaSession:
         """Queue agent audio; the pacer sends it on the RTP clock."""
         if not self.sending:
             return  # on hold: the peer does not want media
-        pcm = self._from_bus.process(pcm16_bus)
-        encode = pcm16_to_ulaw if self.codec == "PCMU" else pcm16_to_alaw
+        encoded = self.transcoder.from_bus(pcm16_bus)
         if len(self._out) < MAX_OUT_BUFFER:
-            self._out.extend(encode(pcm))
+            self._out.extend(encoded)
         self._wake.set()
 
     def clear(self) -> None:
