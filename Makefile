@@ -21,7 +21,14 @@ CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
 SIPP := /usr/bin/sipp
 
-install: $(STAMP) $(GEN)
+# The smart-turn end-of-turn model, extracted from the pinned pipecat-ai wheel (sha256 checked;
+# Pipecat is not installed): services/stt/voxbus_stt/models/.
+SMART_TURN := services/stt/voxbus_stt/models/smart-turn-v3.2-cpu.onnx
+
+install: $(STAMP) $(GEN) $(SMART_TURN)
+
+$(SMART_TURN): deploy/tools/fetch_smart_turn.py | $(STAMP)
+	$(PY) deploy/tools/fetch_smart_turn.py --cache .tools/cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

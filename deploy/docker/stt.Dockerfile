@@ -18,15 +18,20 @@ RUN python -m venv /opt/protoc \
 COPY proto/ proto/
 COPY libs/common/voxbus_common/ /app/voxbus_common/
 COPY services/stt/voxbus_stt/ /app/voxbus_stt/
-# Import every module, then load the baked Whisper weights once: a missing dependency or
+COPY deploy/tools/fetch_smart_turn.py /src/fetch_smart_turn.py
+# The end-of-turn model from the pinned pipecat-ai wheel (sha256 checked). Then import every
+# module and load the baked Whisper and smart-turn weights once: a missing dependency or
 # model fails the build rather than the first call.
-RUN mkdir -p /app/voxbus/v1 \
+RUN /opt/venv/bin/python /src/fetch_smart_turn.py --dest /app/voxbus_stt/models --cache /tmp/wheels \
+ && rm -rf /tmp/wheels \
+ && mkdir -p /app/voxbus/v1 \
  && /opt/protoc/bin/python -m grpc_tools.protoc -Iproto --python_out=/app --grpc_python_out=/app \
       proto/voxbus/v1/*.proto \
  && touch /app/voxbus/__init__.py /app/voxbus/v1/__init__.py \
  && PYTHONPATH=/app /opt/venv/bin/python -c "import importlib, pkgutil, voxbus_stt as p; \
 [importlib.import_module(m.name) for m in pkgutil.walk_packages(p.__path__, 'voxbus_stt.')]; \
-from voxbus_stt.whisper import WhisperSpeechToText; WhisperSpeechToText()" \
+from voxbus_stt.whisper import WhisperSpeechToText; WhisperSpeechToText(); \
+from voxbus_stt.smart_turn import SmartTurnDetector; SmartTurnDetector()" \
  && /opt/venv/bin/python -m compileall -q /app
 
 FROM ${PYTHON_IMAGE}

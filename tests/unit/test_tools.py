@@ -171,7 +171,7 @@ class GatedBox(ToolBox):
 
 def generation(box: ToolBox, model: ScriptedModel, stale: StaleTurns, said: list[str],
                on_say: Callable[[str], None] = lambda _: None, **kw: Any) -> TurnGeneration:
-    async def speak(clause: str, index: int) -> None:
+    async def speak(clause: str, index: int, uninterruptible: bool = False) -> None:
         said.append(clause)
         on_say(clause)
 

@@ -55,6 +55,7 @@ class Filler(_Strict):
 
     after_ms: int = Field(default=700, ge=0)
     text: str = "One moment."
+    allow_interruptions: bool = True  # false: the caller hears the filler out
 
 
 class TransferTool(_Strict):
@@ -93,6 +94,24 @@ class Webhook(_Strict):
         return value
 
 
+class Greeting(_Strict):
+    """The greeting as a mapping, to say whether the caller may talk over it."""
+
+    text: str = Field(min_length=1)
+    allow_interruptions: bool = True
+
+
+class TurnTaking(_Strict):
+    """When the agent may answer (docs/conversation.md#end-of-turn)."""
+
+    end_of_turn: Literal["model", "vad"] | None = None
+    completion_threshold: float | None = Field(default=None, gt=0, lt=1)
+    ask_after_ms: int | None = Field(default=None, ge=32, le=2000)
+    max_hold_ms: int | None = Field(default=None, ge=100, le=10000)
+    vad_hangover_ms: int | None = Field(default=None, ge=64, le=5000)
+    barge_in_confirm_ms: int | None = Field(default=None, ge=100, le=5000)
+
+
 class Tools(_Strict):
     end_call: bool = False
     transfer_call: TransferTool | None = None
@@ -117,7 +136,9 @@ class Tools(_Strict):
 class Agent(_Strict):
     name: str = Field(min_length=1)
     instructions: str = Field(min_length=1)  # the system prompt
-    greeting: str = ""  # said when the call starts; "" = the caller speaks first
+    # said when the call starts; "" = the caller speaks first. A mapping
+    # {text, allow_interruptions} chooses whether the caller may talk over it
+    greeting: str | Greeting = ""
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # BCP 47
     voice: str | None = None
     knowledge: str | None = None  # folder of .md/.txt, relative to the agent file
@@ -126,6 +147,7 @@ class Agent(_Strict):
     memory: MemoryPolicy = Field(default_factory=MemoryPolicy)
     redaction: list[Literal["card", "ssn", "email", "phone"]] | Literal["none", "all"] | None = None
     idle: IdlePolicy = Field(default_factory=IdlePolicy)
+    turn_taking: TurnTaking = Field(default_factory=TurnTaking)
     source: str = Field(default="", exclude=True)  # the file this agent came from
 
     def knowledge_dir(self) -> Path | None:
@@ -136,9 +158,13 @@ class Agent(_Strict):
 
     def overlay(self, settings: Settings) -> Settings:
         """`settings` with the agent's choices on top (the agent file wins over env)."""
-        update: dict[str, Any] = {"system_prompt": self.instructions.strip(),
-                                  "greeting": self.greeting.strip(),
-                                  "agent_language": self.language}
+        greeting = (self.greeting if isinstance(self.greeting, Greeting)
+                    else Greeting(text=self.greeting) if self.greeting.strip() else None)
+        update: dict[str, Any] = {
+            "system_prompt": self.instructions.strip(),
+            "greeting": greeting.text.strip() if greeting else "",
+            "greeting_allow_interruptions": greeting.allow_interruptions if greeting else True,
+            "agent_language": self.language}
         if "-" in self.language:  # a locale (en-GB): cloud recognizers need one
             update["azure_speech_language"] = self.language
         if self.voice:  # the voice of whichever TTS provider is configured
@@ -150,8 +176,12 @@ class Agent(_Strict):
         if self.redaction is not None:
             update["redact_pii"] = (self.redaction if isinstance(self.redaction, str)
                                     else ",".join(self.redaction) or "none")
-        idle, mem = self.idle, self.memory
+        idle, mem, turns = self.idle, self.memory, self.turn_taking
         pairs: list[tuple[str, Any]] = [
+            ("end_of_turn", turns.end_of_turn), ("eot_threshold", turns.completion_threshold),
+            ("eot_ask_after_ms", turns.ask_after_ms), ("eot_max_hold_ms", turns.max_hold_ms),
+            ("vad_hangover_ms", turns.vad_hangover_ms),
+            ("barge_in_confirm_ms", turns.barge_in_confirm_ms),
             ("idle_reprompt_s", idle.reprompt_after_s), ("idle_reprompt_text", idle.reprompt_text),
             ("idle_hangup_s", idle.hangup_after_s),
             ("llm_context_messages", mem.context_messages),

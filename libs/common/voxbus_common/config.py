@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     dtmf_timeout_s: float = 1.5
     routes_file: str = ""  # YAML routing rules answered without the LLM (docs/routing.md)
     greeting: str = ""  # said when a call starts; "" = the caller speaks first
+    greeting_allow_interruptions: bool = True  # false: the caller hears the greeting out
     # gRPC control API in every gateway (docs/control.md); 0 = off
     control_port: int = 0
     control_tokens: str = ""  # static bearer tokens, comma-separated
@@ -112,6 +113,15 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = 160
     vad_hangover_ms: int = 320
     vad_pre_roll_ms: int = 200
+    # end of turn (docs/conversation.md): "model" asks the end-of-turn model at a pause and
+    # holds an incomplete turn up to eot_max_hold_ms; "vad" ends a turn after the hangover
+    end_of_turn: str = "model"
+    eot_provider: str = "smart-turn"
+    eot_model_path: str = ""  # "" = the model `make install` extracted next to voxbus_stt
+    eot_threads: int = 1
+    eot_ask_after_ms: int = 160
+    eot_max_hold_ms: int = 2000
+    eot_threshold: float = 0.5
     stt_partial_interval_ms: int = 700
     stt_speculate_after_ms: int = 96
     whisper_model_path: str = ""

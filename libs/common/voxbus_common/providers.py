@@ -34,6 +34,21 @@ class SpeechToText(Protocol):
         ...
 
 
+class EndOfTurnDetector(Protocol):
+    """Is the caller's turn complete? Asked at a pause in the caller's speech.
+
+    `window_s` declares how much of the latest audio it judges (the caller passes at least
+    that much when it has it); `uses_text` whether the transcript so far informs it."""
+
+    name: str
+    window_s: float
+    uses_text: bool
+
+    def completion_probability(self, pcm: bytes, sample_rate: int, text: str = "") -> float:
+        """0..1 that the turn is over. Blocking; services run it in a worker thread."""
+        ...
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """The model asks for a tool: `arguments` is the JSON text the model wrote."""

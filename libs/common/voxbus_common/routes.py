@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 
 ACTIONS = ("", "end_call", "transfer_call")
-FIELDS = {"name", "keywords", "regex", "digits", "say", "action", "target"}
+FIELDS = {"name", "keywords", "regex", "digits", "say", "action", "target",
+          "allow_interruptions"}
 
 
 class RouteError(ValueError):
@@ -47,6 +48,7 @@ class Route:
     pattern: re.Pattern[str] | None = None
     digits: str = ""
     target: str = ""  # transfer_call: where to (a number or SIP URI)
+    allow_interruptions: bool = True  # false: the caller hears the answer out
 
 
 class Router:
@@ -104,8 +106,11 @@ def _route(raw: Any, where: str) -> Route:
         pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
     except re.error as exc:  # "(?i)bye" compiles alone, not after the keywords (fuzzing)
         raise RouteError(f"{where} ({name}): bad regex: {exc}") from None
+    allow = raw.get("allow_interruptions", True)
+    if not isinstance(allow, bool):
+        raise RouteError(f"{where} ({name}): 'allow_interruptions' is true or false")
     return Route(name=name, say=say, action=action, pattern=pattern, digits=digits,
-                 target=target)
+                 target=target, allow_interruptions=allow)
 
 
 def parse_routes(doc: Any, source: str) -> Router:

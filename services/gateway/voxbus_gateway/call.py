@@ -195,8 +195,8 @@ class Call:
         """A keypad entry is a user turn; a route may answer its digits."""
         if not self.ending:
             text = f"(the caller pressed {' '.join(digits)} on the keypad)"
-            await self.conversation.user_turn(
-                text, time.time_ns(), route=self.conversation.router.match_digits("".join(digits)))
+            await self.conversation.keypad_turn(
+                text, self.conversation.router.match_digits("".join(digits)))
 
     # -- messages from the services ---------------------------------------------------------
 

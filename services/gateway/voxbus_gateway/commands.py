@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -24,9 +24,7 @@ from voxbus.v1.control_pb2 import (
 )
 from voxbus_common.agent import load_agent
 from voxbus_common.bus import BadMessage, decode
-
-if TYPE_CHECKING:
-    from voxbus_gateway.call import Call
+from voxbus_gateway.ports import CommandedCall
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ def _text(value: str, what: str) -> str:
 
 
 class CallCommands:
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: CommandedCall) -> None:
         self.call = call
 
     async def on_command(self, msg: Msg) -> None:
@@ -79,7 +77,7 @@ class CallCommands:
             reply.detail = "hanging up"
         elif kind == "say":
             text = _text(cmd.say.text, "text")
-            if conv.turn is not None:
+            if conv.agent_speaking:
                 if not cmd.say.interrupt:
                     raise CommandError("FAILED_PRECONDITION",
                                        "the agent is speaking; set interrupt to cut it off")
@@ -98,8 +96,8 @@ class CallCommands:
             await call.transfer(conv.turn_counter, target)
             reply.detail = f"transferring to {target}"
         elif kind in ("mute", "unmute"):
-            conv.muted = kind == "mute"
-            if conv.muted and conv.turn is not None:
+            conv.set_muted(kind == "mute")
+            if conv.muted and conv.agent_speaking:
                 await conv.cancel_turn("the agent was muted")
             reply.detail = "muted: listening only" if conv.muted else "unmuted"
         await call.watch({"type": "control", "command": kind, "detail": reply.detail})

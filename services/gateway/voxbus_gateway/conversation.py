@@ -1,6 +1,7 @@
-"""One call's turn state machine: turns, preemption on stable partials, barge-in (pause, then
-resume or interrupt), echo and backchannel rejection, greeting, tool actions. Keypad entries
-come from call.py, idle handling from idle.py; the policy and its knobs: docs/conversation.md."""
+"""One call's conversation: feeds the turn-taking policy (policy.py) the STT's and the
+player's events and carries out what it decides: open, confirm, pause, resume and cancel
+agent turns, with their bus events, metrics and traces. Keypad entries come from call.py,
+idle handling from idle.py; the rules and knobs: docs/conversation.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
@@ -20,63 +20,99 @@ from voxbus_common import metrics
 from voxbus_common.logs import turn_id_var
 from voxbus_common.routes import Route, load_router
 from voxbus_common.telemetry import tracer
-from voxbus_gateway import echo
+from voxbus_gateway import echo, policy
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.playout import TurnPlayer
-from voxbus_gateway.turn import (
-    Backchannels,
-    PendingInterrupt,
-    Turn,
-    has_words,
-    normalized,
-    record_turn_metrics,
-)
-
-if TYPE_CHECKING:
-    from voxbus_gateway.call import Call
+from voxbus_gateway.ports import CallPort
+from voxbus_gateway.turn import Backchannels, Turn, record_turn_metrics
 
 log = logging.getLogger(__name__)
 
 
 class Conversation:
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: CallPort) -> None:
         self.call = call
         self.settings = call.settings
-        self.turn_counter = 0
+        self.policy = policy.TurnTaking(Backchannels(self.settings.backchannels), self)
         self.turn: Turn | None = None
-        self.interrupt: PendingInterrupt | None = None
-        self.backchannels = Backchannels(self.settings.backchannels)
-        self._stable_text: dict[int, str] = {}
-        self._idle_task: asyncio.Task[None] | None = None
-        self._last_activity = time.monotonic()
-        self._caller_speaking = False
-        self._clear_epoch = 0
-        self._finalized_utterance = 0
-        self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
         self.router = load_router(self.settings.routes_file)
-        self.muted = False  # control API: the agent listens but does not answer
+        self._idle_task: asyncio.Task[None] | None = None
+        self._timers: dict[int, asyncio.Task[None]] = {}  # barge-in confirm, per utterance
+        self._waiting: asyncio.Task[None] | None = None  # for uninterruptible speech to end
+        self._last_activity = time.monotonic()
+        self._clear_epoch = 0
+        self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
+        self._barge_in: tuple[int, int, int] | None = None  # (utterance, onset ns, cleared ns)
+        self._keypad_route: Route | None = None
+        self._final_meta: tuple[float, str] = (0.0, "")  # the final's decode time, end reason
+
+    # -- the policy's view of the call (policy.Senses) ----------------------------------------
+
+    def agent_audible(self) -> bool:
+        return self.turn is not None and self.turn.player.frames_sent > 0
+
+    def agent_interruptible(self) -> bool:
+        turn = self.turn
+        return turn is None or (turn.interruptible and turn.player.interruptible_now())
+
+    def echo_correlation(self, utterance_id: int, onset_offset_ms: int) -> float:
+        known = self._onset_correlation.get(utterance_id)
+        if known is not None or self.turn is None:
+            return known or 0.0
+        correlation = echo.onset_echo_correlation(
+            self.call.caller_audio_since(max(0, onset_offset_ms - 40)),
+            self.turn.player.recent_sent(75))
+        recent = {u: c for u, c in self._onset_correlation.items() if u >= utterance_id - 4}
+        self._onset_correlation = recent | {utterance_id: correlation}  # (bounded per call)
+        return correlation
+
+    def is_echo(self, utterance_id: int, text: str) -> bool:
+        turn = self.turn
+        audible = turn is not None and not turn.preemptive and turn.player.frames_sent > 0
+        said = (turn.agent_text or turn.player.full_text()) if turn and audible else None
+        return echo.is_echo_transcript(text, self._onset_correlation.get(utterance_id, 0.0),
+                                       said)
+
+    def has_route(self, text: str) -> bool:
+        return self.router.match(text) is not None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def turn_counter(self) -> int:
+        return self.policy.turn_counter
+
+    @property
+    def muted(self) -> bool:
+        return self.policy.muted
+
+    def set_muted(self, muted: bool) -> None:
+        self.policy.muted = muted
+
+    @property
+    def agent_speaking(self) -> bool:
+        return self.turn is not None
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
             reprompt_s=self.settings.idle_reprompt_s, hangup_s=self.settings.idle_hangup_s,
-            busy=self._busy, last_activity=lambda: self._last_activity, touch=self.touch,
-            reprompt=self._reprompt, hangup=lambda: self.call.request_hangup("idle timeout"),
+            busy=lambda: self.policy.busy, last_activity=lambda: self._last_activity,
+            touch=self.touch, reprompt=self._reprompt,
+            hangup=lambda: self.call.request_hangup("idle timeout"),
             ended=lambda: self.call.ending))
 
     async def greet(self) -> None:  # the agent speaks first when the agent file has a greeting
-        await self.say(self.settings.greeting)
+        await self.say(self.settings.greeting, self.settings.greeting_allow_interruptions)
 
-    async def say(self, text: str) -> bool:
+    async def say(self, text: str, interruptible: bool = True) -> bool:
         """Fixed text said now, unasked (greeting, re-prompt, Say); False if the agent is busy."""
-        if not text or self.turn is not None:
+        if not text:
             return False
-        self.turn_counter += 1
-        await self._open_turn(self.turn_counter, "", 0, say=text)
+        turn_id = self.policy.say()
+        if turn_id is None:
+            return False
+        await self._open_turn(turn_id, "", 0, say=text, interruptible=interruptible)
         return True
-
-    def _busy(self) -> bool:
-        agent_talking = self.turn is not None and bool(self.turn.user_text)
-        return agent_talking or self._caller_speaking or self.interrupt is not None
 
     def touch(self) -> None:
         self._last_activity = time.monotonic()
@@ -85,229 +121,52 @@ class Conversation:
         await self.say(self.settings.idle_reprompt_text)
 
     async def stop(self) -> None:
-        if self._idle_task is not None:
-            self._idle_task.cancel()
-        if self.interrupt is not None and self.interrupt.timer is not None:
-            self.interrupt.timer.cancel()
+        self.policy.ending = True
+        for task in (self._idle_task, self._waiting, *self._timers.values()):
+            if task is not None:
+                task.cancel()
         if self.turn is not None:
             await self.cancel_turn("call ending")
 
-    # -- caller speech --------------------------------------------------------------------------
+    # -- events in --------------------------------------------------------------------------
 
     async def on_vad(self, event: VadEvent) -> None:
-        uid = event.utterance_id
-        if uid <= self._finalized_utterance:
+        uid, offset = event.utterance_id, event.audio_offset_ms
+        if uid <= self.policy.finalized_utterance:
             return  # replayed by an STT replica that took the call over: already decided
         self._last_activity = time.monotonic()
         if event.kind == VadEvent.SPEECH_ONSET:
-            await self._caller_onset(uid, event.audio_offset_ms)
+            await self._apply(self.policy.onset(uid, offset))
+            return
+        if event.kind == VadEvent.SPEECH_RESUMED:
+            await self._apply(self.policy.speech_resumed(uid))
             return
         if event.kind == VadEvent.SPEECH_START:
-            self._caller_speaking = True
-            if self.interrupt is not None and self.interrupt.utterance_id == uid:
-                self.interrupt.confirmed = True
-            else:
-                await self._caller_onset(uid, event.audio_offset_ms)
+            await self._apply(self.policy.speech_start(uid, offset))
         elif event.kind == VadEvent.SPEECH_END:
-            self._caller_speaking = False
+            self.policy.speech_end(uid)
         name = "speech_start" if event.kind == VadEvent.SPEECH_START else "speech_end"
         await self.call.emit({"type": "vad", "event": name, "utterance": uid,
-                              "audio_offset_ms": event.audio_offset_ms})
-
-    async def _caller_onset(self, uid: int, offset_ms: int) -> None:
-        turn = self.turn
-        if turn is not None and turn.preemptive:
-            await self._drop_preemptive("the caller went on speaking")
-            return
-        if turn is None or self.interrupt is not None or turn.player.paused:
-            return
-        if turn.player.frames_sent == 0:
-            return  # nothing audible yet: a final from this speech will supersede the turn
-        if self._onset_correlation.get(uid, 0.0) >= echo.ECHO_CORRELATION:
-            return
-        correlation = echo.onset_echo_correlation(
-            self.call.caller_audio_since(max(0, offset_ms - 40)), turn.player.recent_sent(75))
-        recent = {u: c for u, c in self._onset_correlation.items() if u >= uid - 4}
-        self._onset_correlation = recent | {uid: correlation}  # (bounded per call)
-        if correlation >= echo.ECHO_CORRELATION:
-            log.info("caller audio is the agent's echo: not interrupting",
-                     extra={"correlation": round(correlation, 2), "utterance": uid})
-            await self.call.emit({"type": "echo_ignored", "utterance": uid,
-                                  "correlation": round(correlation, 2)})
-            return
-        log.info("caller onset during playout", extra={"correlation": round(correlation, 2)})
-        turn.player.pause()
-        self._clear_epoch += 1
-        await self.call.edge.clear()
-        onset_ns = self.call.clock.wall_at(offset_ms)
-        self.interrupt = PendingInterrupt(uid, onset_ns, time.time_ns())
-        self.interrupt.timer = asyncio.create_task(self._resume_unless_confirmed(uid))
-        reaction = (self.interrupt.cleared_ns - onset_ns) / 1e6
-        metrics.BARGE_IN_REACTION.observe(reaction / 1000)
-        await self.call.emit({"type": "barge_in", "phase": "paused", "utterance": uid,
-                              "turn": turn.turn_id, "reaction_ms": round(reaction, 1)})
-
-    async def _resume_unless_confirmed(self, uid: int) -> None:
-        await asyncio.sleep(self.settings.barge_in_confirm_ms / 1000)
-        pending = self.interrupt
-        if pending is not None and pending.utterance_id == uid and not pending.confirmed:
-            await self._resume("no speech followed the onset")
-
-    async def _resume(self, why: str) -> None:
-        pending, self.interrupt = self.interrupt, None
-        if pending is None or self.turn is None:
-            return
-        if pending.timer is not None and pending.timer is not asyncio.current_task():
-            pending.timer.cancel()
-        self.turn.player.resume()
-        metrics.INTERRUPTIONS.labels("false").inc()
-        await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
-            utterance_id=pending.utterance_id, false_interruption=True,
-            reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
-        await self.call.emit({"type": "barge_in", "phase": "resumed", "reason": why,
-                              "utterance": pending.utterance_id, "turn": self.turn.turn_id})
-
-    async def _commit_interrupt(self) -> None:
-        pending, self.interrupt = self.interrupt, None
-        if pending is None or self.turn is None:
-            return
-        if pending.timer is not None:
-            pending.timer.cancel()
-        metrics.INTERRUPTIONS.labels("confirmed").inc()
-        await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
-            utterance_id=pending.utterance_id,
-            reaction_ms=(pending.cleared_ns - pending.onset_ns) / 1e6))
-        await self.cancel_turn("caller barged in")
+                              "audio_offset_ms": offset})
 
     async def on_transcript(self, t: Transcript) -> None:
-        pending = self.interrupt
-        if t.utterance_id <= self._finalized_utterance:
+        if t.utterance_id <= self.policy.finalized_utterance:
             return  # a late partial (or a repeated final) of an utterance already decided
-        if t.final:
-            self._finalized_utterance = t.utterance_id
+        self.policy.ending = self.call.ending
         if not t.final:
-            if pending is not None and pending.utterance_id == t.utterance_id and (
-                    not self.backchannels.matches(t.text)) and not self._is_echo(t):
-                await self._commit_interrupt()
+            actions = self.policy.partial(t.utterance_id, t.text, t.stable, t.speech_end_ms)
+            await self._apply([a for a in actions if not isinstance(a, policy.Answer)])
             await self.call.emit({"type": "transcript", "final": False, "text": t.text,
                                   "utterance": t.utterance_id, "stable": t.stable})
-            if t.stable and pending is None and not self.call.ending:
-                await self._preempt(t)
+            await self._apply([a for a in actions if isinstance(a, policy.Answer)])
             return
         self._last_activity = time.monotonic()
-        text = t.text.strip()
-        if self._is_echo(t):
-            if pending is not None and pending.utterance_id == t.utterance_id:
-                await self._resume("the agent's own echo")
-            await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
-                                  "reason": "echo of the agent", "text": text})
-            return
-        interrupting = pending is not None and pending.utterance_id == t.utterance_id
-        talking = self.turn is not None and not self.turn.preemptive and has_words(text)
-        if self.backchannels.matches(text) and (interrupting or talking):  # also a late final
-            if interrupting:
-                await self._resume("backchannel" if has_words(text) else "noise")
-            await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
-                                  "reason": "backchannel", "text": text})
-            return
-        if interrupting:
-            await self._commit_interrupt()
-        if not has_words(text):
-            await self._drop_preemptive("no words recognised")
-            await self.call.emit({"type": "turn_skipped", "utterance": t.utterance_id,
-                                  "reason": "no words recognised"})
-            return
-        await self.user_turn(text, self.call.clock.wall_at(t.speech_end_ms), t.utterance_id,
-                              t.decode_ms)
+        self._final_meta = (t.decode_ms, t.end_of_turn)
+        await self._apply(self.policy.final(t.utterance_id, t.text, t.speech_end_ms))
 
-    def _is_echo(self, t: Transcript) -> bool:
-        """Caller speech that is the agent's own voice coming back (echo.py)."""
-        turn = self.turn
-        audible = turn is not None and not turn.preemptive and turn.player.frames_sent > 0
-        said = (turn.agent_text or turn.player.full_text()) if turn and audible else None
-        return echo.is_echo_transcript(t.text, self._onset_correlation.get(t.utterance_id, 0.0),
-                                       said)
-
-    async def user_turn(self, text: str, speech_end_ns: int, utterance: int = 0,
-                         decode_ms: float = 0.0, route: Route | None = None) -> None:
-        turn, muted = self.turn, self.muted  # (muted as the words arrived, not after awaits)
-        confirmed = turn is not None and turn.preemptive and (
-            self._stable_text.get(turn.turn_id) == normalized(text))
-        if not confirmed:
-            await self._drop_preemptive("the final transcript differs")
-            self.turn_counter += 1
-        turn_id = self.turn_counter
-        turn_id_var.set(turn_id)
-        await self.call.control(turn_id, user_turn=CallEvent.UserTurn(text=text))
-        await self.call.emit({"type": "transcript", "final": True, "text": text,
-                              "utterance": utterance, "turn": turn_id,
-                              "decode_ms": round(decode_ms, 1), "preempted": confirmed})
-        if self.call.ending or muted:
-            return  # what the caller said is kept; nobody (or a muted agent) answers
-        if confirmed and turn is not None:
-            turn.preemptive = False
-            turn.timings.speech_end = speech_end_ns
-            turn.timings.final_transcript = time.time_ns()
-            turn.player.resume()
-            return
-        if self.turn is not None:
-            await self.cancel_turn("caller spoke again")
-        route = route or self.router.match(text)
-        if route is not None:  # answered by a rule: straight to TTS, no LLM
-            metrics.ROUTED.labels(route.name).inc()
-            await self.call.emit({"type": "routed", "turn": turn_id, "route": route.name})
-        await self._open_turn(turn_id, text, speech_end_ns, say=route.say if route else "")
-        if route is not None and route.action and self.turn is not None:
-            self.turn.take_action(route.action, route.target, f"route {route.name}")
-
-    async def _preempt(self, t: Transcript) -> None:
-        """Start the LLM on the stable partial; the final decides whether it is kept."""
-        if (not has_words(t.text) or self.backchannels.matches(t.text) or self.muted
-                or self.router.match(t.text) is not None):
-            return  # (a routed request waits for its final: the rule answers at once)
-        if self.turn is not None and not self.turn.preemptive:
-            return  # the agent's current turn is handled by the barge-in logic
-        await self._drop_preemptive("a newer stable partial")
-        self.turn_counter += 1
-        turn_id = self.turn_counter
-        self._stable_text = {turn_id: normalized(t.text)}  # (only the newest is asked)
-        await self._open_turn(turn_id, t.text.strip(), self.call.clock.wall_at(t.speech_end_ms),
-                              preemptive=True)
-
-    async def _drop_preemptive(self, why: str) -> None:
-        turn = self.turn
-        if turn is None or not turn.preemptive:
-            return
-        self.turn = None
-        if turn.task is not None:
-            turn.task.cancel()
-        turn.end_span(None)
-        await self.call.control(turn.turn_id, cancel_turn=CallEvent.CancelTurn(reason=why))
-        log.info("preemptive turn dropped", extra={"reason": why, "turn": turn.turn_id})
-
-    # -- agent turns ------------------------------------------------------------------------
-
-    async def _open_turn(self, turn_id: int, text: str, speech_end_ns: int,
-                         preemptive: bool = False, say: str = "") -> None:
-        player = TurnPlayer(self.call.edge.send_audio, self.call.rate,
-                            self.settings.playout_lead_ms,
-                            on_mark_point=self._send_mark if self.call.edge.supports_marks
-                            else None)
-        span = tracer().start_span("turn", attributes={"voxbus.turn_id": turn_id})
-        turn = Turn(turn_id=turn_id, user_text=text, player=player, preemptive=preemptive,
-                    span=span)
-        if preemptive:
-            player.pause()
-        turn.timings.speech_end = speech_end_ns
-        turn.timings.final_transcript = 0 if preemptive else time.time_ns()
-        self.turn = turn
-        with trace.use_span(span, end_on_exit=False):
-            await self.call.request_reply(turn, text, speech_end_ns, say)
-        turn.task = asyncio.create_task(self._run_turn(turn))
-
-    async def _send_mark(self, cursor: int) -> None:
-        if self.turn is not None:
-            await self.call.edge.send_mark(f"{self.turn.turn_id}:{self._clear_epoch}:{cursor}")
+    async def keypad_turn(self, text: str, route: Route | None) -> None:
+        self._keypad_route = route
+        await self._apply(self.policy.keypad(text))
 
     def on_mark(self, name: str) -> None:
         try:
@@ -350,6 +209,157 @@ class Conversation:
             return None
         return self.turn
 
+    # -- carrying out the policy's decisions ----------------------------------------------------
+
+    async def _apply(self, actions: list[policy.Action]) -> None:
+        for action in actions:
+            await self._do(action)
+
+    async def _do(self, a: policy.Action) -> None:
+        if isinstance(a, policy.PauseAgent):
+            await self._pause(a)
+        elif isinstance(a, policy.StartConfirmTimer):
+            self._timers[a.utterance_id] = asyncio.create_task(self._confirm(a.utterance_id))
+        elif isinstance(a, policy.ResumeAgent):
+            await self._resume(a)
+        elif isinstance(a, policy.Interrupted):
+            await self._interrupted(a.utterance_id)
+        elif isinstance(a, policy.CancelAgent):
+            await self._cancel(a.reason)
+        elif isinstance(a, policy.DropPreemptive):
+            await self._drop_preemptive(a.reason)
+        elif isinstance(a, policy.EchoIgnored):
+            log.info("caller audio is the agent's echo: not interrupting",
+                     extra={"correlation": round(a.correlation, 2), "utterance": a.utterance_id})
+            await self.call.emit({"type": "echo_ignored", "utterance": a.utterance_id,
+                                  "correlation": round(a.correlation, 2)})
+        elif isinstance(a, policy.SkipUtterance):
+            event = {"type": "turn_skipped", "utterance": a.utterance_id, "reason": a.reason}
+            await self.call.emit(event | ({"text": a.text} if a.text else {}))
+        elif isinstance(a, policy.RecordUserTurn):
+            await self._record_user_turn(a)
+        elif isinstance(a, policy.ConfirmPreemptive):
+            if self.turn is not None and self.turn.turn_id == a.turn_id:
+                self.turn.preemptive = False
+                self.turn.timings.speech_end = self.call.clock.wall_at(a.speech_end_ms)
+                self.turn.timings.final_transcript = time.time_ns()
+                self.turn.player.resume()
+        elif isinstance(a, policy.Answer):
+            await self._answer(a)
+        elif isinstance(a, policy.WaitUntilInterruptible) and self.turn is not None:
+            self._waiting = asyncio.create_task(self._until_interruptible(self.turn))
+
+    async def _pause(self, a: policy.PauseAgent) -> None:
+        turn = self.turn
+        if turn is None:
+            return
+        turn.player.pause()
+        self._clear_epoch += 1
+        await self.call.edge.clear()
+        onset_ns = self.call.clock.wall_at(a.onset_offset_ms)
+        self._barge_in = (a.utterance_id, onset_ns, time.time_ns())
+        if not a.audible:
+            return  # the agent had not started: nothing was cut off, no reaction to measure
+        reaction = (self._barge_in[2] - onset_ns) / 1e6
+        log.info("caller onset during playout", extra={"utterance": a.utterance_id})
+        metrics.BARGE_IN_REACTION.observe(reaction / 1000)
+        await self.call.emit({"type": "barge_in", "phase": "paused",
+                              "utterance": a.utterance_id, "turn": turn.turn_id,
+                              "reaction_ms": round(reaction, 1)})
+
+    async def _confirm(self, uid: int) -> None:
+        await asyncio.sleep(self.settings.barge_in_confirm_ms / 1000)
+        self._timers.pop(uid, None)
+        await self._apply(self.policy.confirm_timeout(uid))
+
+    def _stop_timer(self, uid: int) -> None:
+        timer = self._timers.pop(uid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    def _reaction_ms(self, uid: int) -> float:
+        if self._barge_in is None or self._barge_in[0] != uid:
+            return 0.0
+        return (self._barge_in[2] - self._barge_in[1]) / 1e6
+
+    async def _resume(self, a: policy.ResumeAgent) -> None:
+        self._stop_timer(a.utterance_id)
+        turn = self.turn
+        if turn is None:
+            return
+        turn.player.resume()
+        metrics.INTERRUPTIONS.labels("false").inc()
+        await self.call.control(turn.turn_id, barge_in=CallEvent.BargeIn(
+            utterance_id=a.utterance_id, false_interruption=True,
+            reaction_ms=self._reaction_ms(a.utterance_id)))
+        await self.call.emit({"type": "barge_in", "phase": "resumed", "reason": a.reason,
+                              "utterance": a.utterance_id, "turn": turn.turn_id})
+
+    async def _interrupted(self, uid: int) -> None:
+        self._stop_timer(uid)
+        if self.turn is None:
+            return
+        metrics.INTERRUPTIONS.labels("confirmed").inc()
+        await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
+            utterance_id=uid, reaction_ms=self._reaction_ms(uid)))
+
+    async def _record_user_turn(self, a: policy.RecordUserTurn) -> None:
+        turn_id_var.set(a.turn_id)
+        decode_ms, end_of_turn = self._final_meta
+        self._final_meta = (0.0, "")
+        await self.call.control(a.turn_id, user_turn=CallEvent.UserTurn(text=a.text))
+        event = {"type": "transcript", "final": True, "text": a.text,
+                 "utterance": a.utterance_id, "turn": a.turn_id,
+                 "decode_ms": round(decode_ms, 1), "preempted": a.confirmed}
+        await self.call.emit(event | ({"end_of_turn": end_of_turn} if end_of_turn else {}))
+
+    async def _answer(self, a: policy.Answer) -> None:
+        if a.preemptive:
+            end_ns = self.call.clock.wall_at(a.speech_end_ms)
+            await self._open_turn(a.turn_id, a.text, end_ns, preemptive=True)
+            return
+        keypad, self._keypad_route = self._keypad_route, None
+        route = keypad if a.utterance_id == 0 else self.router.match(a.text)
+        end_ns = time.time_ns() if a.utterance_id == 0 else self.call.clock.wall_at(
+            a.speech_end_ms)
+        if route is not None:  # answered by a rule: straight to TTS, no LLM
+            metrics.ROUTED.labels(route.name).inc()
+            await self.call.emit({"type": "routed", "turn": a.turn_id, "route": route.name})
+        await self._open_turn(a.turn_id, a.text, end_ns, say=route.say if route else "",
+                              interruptible=route.allow_interruptions if route else True)
+        if route is not None and route.action and self.turn is not None:
+            self.turn.take_action(route.action, route.target, f"route {route.name}")
+
+    async def _until_interruptible(self, turn: Turn) -> None:
+        await turn.player.interruptible_reached()
+        if self.turn is turn:
+            await self._apply(self.policy.interruptible())
+
+    # -- agent turns ----------------------------------------------------------------------------
+
+    async def _open_turn(self, turn_id: int, text: str, speech_end_ns: int,
+                         preemptive: bool = False, say: str = "",
+                         interruptible: bool = True) -> None:
+        player = TurnPlayer(self.call.edge.send_audio, self.call.rate,
+                            self.settings.playout_lead_ms,
+                            on_mark_point=self._send_mark if self.call.edge.supports_marks
+                            else None)
+        span = tracer().start_span("turn", attributes={"voxbus.turn_id": turn_id})
+        turn = Turn(turn_id=turn_id, user_text=text, player=player, preemptive=preemptive,
+                    span=span, interruptible=interruptible)
+        if preemptive:
+            player.pause()
+        turn.timings.speech_end = speech_end_ns
+        turn.timings.final_transcript = 0 if preemptive else time.time_ns()
+        self.turn = turn
+        with trace.use_span(span, end_on_exit=False):
+            await self.call.request_reply(turn, text, speech_end_ns, say)
+        turn.task = asyncio.create_task(self._run_turn(turn))
+
+    async def _send_mark(self, cursor: int) -> None:
+        if self.turn is not None:
+            await self.call.edge.send_mark(f"{self.turn.turn_id}:{self._clear_epoch}:{cursor}")
+
     async def _run_turn(self, turn: Turn) -> None:
         try:
             await turn.player.play()
@@ -371,8 +381,14 @@ class Conversation:
         elif turn.transfer_to:
             await self.call.transfer(turn.turn_id, turn.transfer_to)
         await self._record_agent_turn(turn, interrupted=turn.player.stalled, heard_all=True)
+        await self._apply(self.policy.agent_done(turn.turn_id))
 
     async def cancel_turn(self, reason: str) -> None:
+        """The agent's turn ends now (control API, mute, hang-up)."""
+        self.policy.cancelled()
+        await self._cancel(reason)
+
+    async def _cancel(self, reason: str) -> None:
         turn = self.turn
         if turn is None:
             return
@@ -389,6 +405,17 @@ class Conversation:
         turn.timings.first_audio_played = turn.player.first_frame_ns
         await self._record_agent_turn(turn, interrupted=True)
         log.info("turn cancelled", extra={"reason": reason})
+
+    async def _drop_preemptive(self, why: str) -> None:
+        turn = self.turn
+        if turn is None or not turn.preemptive:
+            return
+        self.turn = None
+        if turn.task is not None:
+            turn.task.cancel()
+        turn.end_span(None)
+        await self.call.control(turn.turn_id, cancel_turn=CallEvent.CancelTurn(reason=why))
+        log.info("preemptive turn dropped", extra={"reason": why, "turn": turn.turn_id})
 
     async def _record_agent_turn(self, turn: Turn, interrupted: bool,
                                  heard_all: bool = False) -> None:

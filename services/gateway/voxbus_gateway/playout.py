@@ -29,6 +29,7 @@ class Clause:
     first_frame: int = 0  # index in the timeline
     frames: int = 0
     complete: bool = False
+    interruptible: bool = True
 
 
 @dataclass
@@ -66,6 +67,8 @@ class TurnPlayer:
         self._wake = asyncio.Event()
         self._running = asyncio.Event()
         self._running.set()
+        self._progress = asyncio.Event()  # a frame went out, or the turn ended
+        self.done = False
         self._next_due: float | None = None
         self.first_frame_ns = 0
         self.frames_sent = 0
@@ -86,7 +89,8 @@ class TurnPlayer:
     def _append(self, chunk: AudioChunk) -> None:
         clause_index, chunk_index = self._next
         if chunk_index == 0:
-            self.timeline.clauses.append(Clause(first_frame=len(self.timeline.frames)))
+            self.timeline.clauses.append(Clause(first_frame=len(self.timeline.frames),
+                                                interruptible=not chunk.uninterruptible))
         clause = self.timeline.clauses[clause_index]
         if chunk.text:
             clause.text = chunk.text
@@ -167,6 +171,20 @@ class TurnPlayer:
         """The last `frames` frames sent (the reference for echo checks)."""
         return b"".join(self.timeline.frames[max(0, self.cursor - frames) : self.cursor])
 
+    def interruptible_now(self) -> bool:
+        """The clause being played may be interrupted (most are; a filler may not be)."""
+        playing = max(0, self.cursor - 1)
+        for clause in self.timeline.clauses:
+            if clause.first_frame <= playing < clause.first_frame + clause.frames:
+                return clause.interruptible
+        return True
+
+    async def interruptible_reached(self) -> None:
+        """Wait until the audio being played may be interrupted, or the turn is over."""
+        while not self.done and not self.interruptible_now():
+            self._progress.clear()
+            await self._progress.wait()
+
     def full_text(self) -> str:
         return " ".join(c.text for c in self.timeline.clauses if c.text)
 
@@ -174,6 +192,13 @@ class TurnPlayer:
 
     async def play(self) -> None:
         """Run until every clause is played (or the turn stalls); cancel to stop for good."""
+        try:
+            await self._play()
+        finally:
+            self.done = True
+            self._progress.set()
+
+    async def _play(self) -> None:
         while True:
             await self._running.wait()
             if self.cursor < len(self.timeline.frames):
@@ -206,6 +231,7 @@ class TurnPlayer:
             return  # paused while sending: pause() already placed the cursor
         self.cursor = index + 1
         self.frames_sent += 1
+        self._progress.set()
         self._next_due = (self._next_due or time.monotonic()) + FRAME_MS / 1000
         if not self.first_frame_ns:
             self.first_frame_ns = time.time_ns()

@@ -43,17 +43,6 @@ def record_turn_metrics(summary: dict[str, Any], stalled: bool) -> None:
 
 
 @dataclass
-class PendingInterrupt:
-    """Caller speech over the agent, not yet confirmed as an interruption."""
-
-    utterance_id: int
-    onset_ns: int
-    cleared_ns: int
-    confirmed: bool = False
-    timer: asyncio.Task[None] | None = None
-
-
-@dataclass
 class Turn:
     turn_id: int
     user_text: str
@@ -65,6 +54,7 @@ class Turn:
     span: Span | None = None
     hangup_after: str = ""  # hang up with this reason once the turn has played (end_call)
     transfer_to: str = ""  # transfer the caller here once the turn has played
+    interruptible: bool = True  # false: the caller hears it out (allow_interruptions)
 
     def take_action(self, action: str, target: str,
                     reason: str = "the agent ended the call") -> None:

@@ -38,7 +38,8 @@ class TurnGeneration:
     model: ChatModel
     tools: ToolBox
     stale: StaleTurns
-    speak: Callable[[str, int], Awaitable[None]]  # (clause, index) -> TTS request
+    # (clause, index, uninterruptible) -> TTS request
+    speak: Callable[[str, int, bool], Awaitable[None]]
     send_text: Callable[[str], Awaitable[None]]  # a text delta for the gateway
     max_steps: int = 3
     preemptive: bool = False  # the final transcript may still differ (or never come)
@@ -99,8 +100,8 @@ class TurnGeneration:
             self.parts.append(" ")  # the next step's words start a new sentence
         return "".join(text), calls
 
-    async def _say(self, clause: str) -> None:
-        await self.speak(clause, self.clauses)
+    async def _say(self, clause: str, uninterruptible: bool = False) -> None:
+        await self.speak(clause, self.clauses, uninterruptible)
         self.clauses += 1
 
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
@@ -129,7 +130,7 @@ class TurnGeneration:
                 log.info("tool is slow: saying the filler", extra={"tools": len(calls)})
                 self.parts.append(self.filler.text + " ")
                 await self.send_text(self.filler.text + " ")
-                await self._say(self.filler.text)
+                await self._say(self.filler.text, not self.filler.allow_interruptions)
             if not done:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if cancelled.done() or not work.done():

@@ -94,8 +94,8 @@ class LlmWorker:
             await self.bus.publish(out_subject, TokenDelta(
                 meta=self.bus.meta(call_id, turn_id, out_subject), text=text), traced=False)
 
-        async def speak(clause: str, index: int) -> None:
-            await self._speak(req, clause, index)
+        async def speak(clause: str, index: int, uninterruptible: bool) -> None:
+            await self._speak(req, clause, index, uninterruptible)
 
         gen = TurnGeneration(call_id=call_id, turn_id=turn_id, model=self.model,
                              tools=self.tools, stale=self.stale, speak=speak,
@@ -128,12 +128,13 @@ class LlmWorker:
                                           "first_token_ms": round(gen.first_token_ms),
                                           "tools": ",".join(gen.tools_called) or "-"})
 
-    async def _speak(self, req: LlmRequest, clause: str, index: int) -> None:
+    async def _speak(self, req: LlmRequest, clause: str, index: int,
+                     uninterruptible: bool = False) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id
         subject = subjects.work_tts(call_id)
         tts = TtsRequest(meta=self.bus.meta(call_id, turn_id, subject), text=clause,
                          clause_index=index, sample_rate=req.sample_rate,
-                         voice=self.settings.tts_voice)
+                         voice=self.settings.tts_voice, uninterruptible=uninterruptible)
         await self.bus.publish_acked(subject, tts, msg_id=f"{call_id}-{turn_id}-{index}")
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -8,7 +8,7 @@ import logging
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.plugins import make_provider
-from voxbus_common.providers import SpeechToText, VoiceActivityDetector
+from voxbus_common.providers import EndOfTurnDetector, SpeechToText, VoiceActivityDetector
 from voxbus_common.service import serve
 
 log = logging.getLogger("voxbus_stt")
@@ -47,6 +47,27 @@ def _webrtc(settings: Settings) -> VoiceActivityDetector:
     return WebRtcVoiceActivity(settings.bus_sample_rate)
 
 
+def _smart_turn(settings: Settings) -> EndOfTurnDetector:
+    from voxbus_stt.smart_turn import SmartTurnDetector
+
+    return SmartTurnDetector(settings.eot_model_path, settings.eot_threads)
+
+
+def make_end_of_turn(settings: Settings) -> EndOfTurnDetector | None:
+    """The end-of-turn model for the `model` policy; None means VAD-only endpointing. A
+    model that is missing or fails to load is said loudly once, and calls go on VAD-only."""
+    if settings.end_of_turn != "model":
+        return None
+    try:
+        detector: EndOfTurnDetector = make_provider(
+            "eot_provider", settings.eot_provider, {"smart-turn": _smart_turn}, settings)
+    except Exception as exc:
+        log.error("end-of-turn model unavailable, endpointing falls back to VAD only "
+                  "(%d ms hangover): %s", settings.vad_hangover_ms, exc)
+        return None
+    return detector
+
+
 def make_stt(settings: Settings) -> SpeechToText:
     stt: SpeechToText = make_provider("stt_provider", settings.stt_provider,
                                       {"whisper": _whisper, "azure": _azure, "openai": _openai},
@@ -66,9 +87,11 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     stt = await loop.run_in_executor(None, make_stt, settings)
     make_vad(settings)  # fail fast on a bad VAD configuration
-    worker = SttWorker(bus, settings, stt, lambda: make_vad(settings))
+    detector = await loop.run_in_executor(None, make_end_of_turn, settings)
+    worker = SttWorker(bus, settings, stt, lambda: make_vad(settings), detector)
     ready.set()
-    log.info("ready", extra={"stt": stt.name})
+    log.info("ready", extra={"stt": stt.name,
+                             "end_of_turn": detector.name if detector else "vad"})
     await worker.run(stop)
 
 

@@ -1,4 +1,13 @@
-"""Turns a stream of caller audio into utterances: VAD with pre-roll, minimum speech and hangover.
+"""Turns a stream of caller audio into turns: VAD with pre-roll and minimum speech, and an
+end-of-turn policy for the pauses.
+
+- `vad`: a pause of `hangover_ms` ends the turn (what VAD-only stacks do; it answers inside
+  a phone number dictated in groups).
+- `model`: at `ask_after_ms` of silence the endpointer asks for a verdict (`TurnCheck`; the
+  session runs the end-of-turn model and answers with `verdict`). Complete ends the turn at
+  once; incomplete holds it until speech resumes or `max_hold_ms` of silence (the fallback,
+  also for a caller who goes silent mid-number). A verdict that cannot be had (a model
+  error) falls back to the VAD hangover for that pause.
 
 Pure and synchronous so it can be unit-tested frame by frame; the call session drives it.
 """
@@ -31,9 +40,30 @@ class SpeechEnded:
     start_ms: int
     end_ms: int  # audio time where speech stopped (before the hangover)
     pcm: bytes
+    reason: str = "vad"  # vad | model | max_hold | max_length | stream_end
+    probability: float = -1.0  # the end-of-turn model's verdict (-1: not asked)
 
 
-EndpointEvent = SpeechOnset | SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class TurnCheck:
+    """A pause long enough to ask the end-of-turn model about; answer with `verdict(key)`."""
+
+    utterance_id: int
+    key: tuple[int, int]  # (utterance, end of the last voiced window): this very pause
+    pcm: bytes  # the turn's audio so far, the pause included
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back after a pause the turn was being judged in (the caller went on)."""
+
+    utterance_id: int
+    offset_ms: int
+    paused_ms: int
+
+
+EndpointEvent = SpeechOnset | SpeechStarted | SpeechEnded | TurnCheck | SpeechResumed
+POLICIES = ("vad", "model")
 
 
 @dataclass
@@ -44,6 +74,11 @@ class EndpointerConfig:
     hangover_ms: int = 320
     pre_roll_ms: int = 200
     max_utterance_ms: int = 28000  # whisper's window is 30 s
+    policy: str = "vad"  # vad | model (module docstring)
+    ask_after_ms: int = 160  # model: silence before the end-of-turn model is asked
+    max_hold_ms: int = 2000  # model: the longest silence an incomplete turn is held
+    completion_threshold: float = 0.5  # model: at or above, the turn is complete
+    resume_after_ms: int = 96  # a pause this long is announced as over when speech returns
 
 
 class Endpointer:
@@ -63,6 +98,12 @@ class Endpointer:
         self._silence_ms = 0
         self._utterance_id = 0
         self._last_voiced_end_ms = 0
+        self._pause_limit_ms = self._initial_limit()
+        self._asked = False  # this pause's TurnCheck went out
+        self._probability = -1.0
+
+    def _initial_limit(self) -> int:
+        return self.cfg.max_hold_ms if self.cfg.policy == "model" else self.cfg.hangover_ms
 
     @property
     def in_speech(self) -> bool:
@@ -106,7 +147,24 @@ class Endpointer:
         """End of stream: close an utterance in progress."""
         if self._speech is None:
             return None
-        return self._close(self._offset_ms)
+        return self._close(self._offset_ms, "stream_end")
+
+    def verdict(self, key: tuple[int, int], probability: float | None) -> SpeechEnded | None:
+        """The end-of-turn model's answer for the pause `key` (None: it could not judge).
+        Complete closes the turn now; a stale answer (speech came back) changes nothing."""
+        if self._speech is None or key != (self._utterance_id, self._last_voiced_end_ms):
+            return None
+        if self._silence_ms == 0:
+            return None
+        if probability is None:
+            self._pause_limit_ms = self.cfg.hangover_ms  # no model: VAD rules this pause
+            if self._silence_ms >= self._pause_limit_ms:
+                return self._close(self._last_voiced_end_ms, "vad")
+            return None
+        self._probability = probability
+        if probability >= self.cfg.completion_threshold:
+            return self._close(self._last_voiced_end_ms, "model")
+        return None
 
     def _window(self, window: bytes) -> EndpointEvent | None:
         p = self.vad.speech_probability(window)
@@ -144,18 +202,42 @@ class Endpointer:
         self._speech += window
         if unvoiced:
             self._silence_ms += self._win_ms
-            if self._silence_ms >= self.cfg.hangover_ms:
-                return self._close(self._last_voiced_end_ms)
+            if self._silence_ms >= self._pause_limit_ms:
+                reason = "max_hold" if self.cfg.policy == "model" and self._asked else "vad"
+                return self._close(self._last_voiced_end_ms, reason)
+            if (self.cfg.policy == "model" and not self._asked
+                    and self._silence_ms >= self.cfg.ask_after_ms):
+                self._asked = True
+                return TurnCheck(self._utterance_id,
+                                 (self._utterance_id, self._last_voiced_end_ms),
+                                 bytes(self._speech))
         else:
-            self._silence_ms = 0
+            resumed = self._pause_over(start_of_window)
             self._last_voiced_end_ms = start_of_window + self._win_ms
+            if resumed is not None:
+                return resumed
         if start_of_window + self._win_ms - self._speech_start_ms >= self.cfg.max_utterance_ms:
-            return self._close(start_of_window + self._win_ms)
+            return self._close(start_of_window + self._win_ms, "max_length")
         return None
 
-    def _close(self, end_ms: int) -> SpeechEnded:
+    def _pause_over(self, start_of_window: int) -> SpeechResumed | None:
+        """Speech again: the pause (if it was one worth announcing) is over."""
+        paused = self._silence_ms
+        self._silence_ms = 0
+        self._asked = False
+        self._probability = -1.0
+        self._pause_limit_ms = self._initial_limit()
+        if paused >= self.cfg.resume_after_ms:
+            return SpeechResumed(self._utterance_id, start_of_window, paused)
+        return None
+
+    def _close(self, end_ms: int, reason: str) -> SpeechEnded:
         assert self._speech is not None
-        event = SpeechEnded(self._utterance_id, self._speech_start_ms, end_ms, bytes(self._speech))
+        event = SpeechEnded(self._utterance_id, self._speech_start_ms, end_ms, bytes(self._speech),
+                            reason, self._probability)
         self._speech = None
         self._silence_ms = 0
+        self._asked = False
+        self._probability = -1.0
+        self._pause_limit_ms = self._initial_limit()
         return event

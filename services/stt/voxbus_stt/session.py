@@ -23,9 +23,17 @@ from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
-from voxbus_common.providers import SpeechToText
+from voxbus_common.providers import EndOfTurnDetector, SpeechToText
 from voxbus_common.telemetry import tracer
-from voxbus_stt.endpointer import Endpointer, SpeechEnded, SpeechOnset, SpeechStarted
+from voxbus_stt.endpointer import (
+    Endpointer,
+    EndpointEvent,
+    SpeechEnded,
+    SpeechOnset,
+    SpeechResumed,
+    SpeechStarted,
+    TurnCheck,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ class CallSession:
         speculate_after_ms: int = 96,
         resume_seq: int = 0,
         resume_after_utterance: int = 0,
+        detector: EndOfTurnDetector | None = None,
+        detector_pool: Executor | None = None,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -55,6 +65,9 @@ class CallSession:
         self.idle_timeout_s = idle_timeout_s
         self.speculate_after_ms = speculate_after_ms
         self.sample_rate = endpointer.vad.sample_rate
+        self.detector = detector
+        self.detector_pool = detector_pool or pool
+        self._verdicts: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
         self._finals: asyncio.Queue[tuple[SpeechEnded, asyncio.Task[str] | None] | None] = (
             asyncio.Queue())
@@ -106,17 +119,46 @@ class CallSession:
         if self._drain_to and self._seq_seen >= self._drain_to:
             self._drained.set()
         for event in self.endpointer.push(frame.pcm):
-            if isinstance(event, SpeechOnset):
-                await self._publish_vad(VadEvent.SPEECH_ONSET, event.onset_ms, event.utterance_id)
-            elif isinstance(event, SpeechStarted):
-                await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
-                self._last_partial_ms = event.start_ms
-                self._unfinished[event.utterance_id] = event.start_ms
-            else:
-                await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
-                self._finals.put_nowait((event, self._take_spec(event)))
+            await self._handle(event)
         self._maybe_speculate()
         self._maybe_partial(frame.stream_offset_ms)
+
+    async def _handle(self, event: EndpointEvent) -> None:
+        if isinstance(event, SpeechOnset):
+            await self._publish_vad(VadEvent.SPEECH_ONSET, event.onset_ms, event.utterance_id)
+        elif isinstance(event, SpeechStarted):
+            await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
+            self._last_partial_ms = event.start_ms
+            self._unfinished[event.utterance_id] = event.start_ms
+        elif isinstance(event, TurnCheck):
+            task = asyncio.create_task(self._judge(event))
+            self._verdicts.add(task)
+            task.add_done_callback(self._verdicts.discard)
+        elif isinstance(event, SpeechResumed):
+            await self._publish_vad(VadEvent.SPEECH_RESUMED, event.offset_ms, event.utterance_id)
+        else:
+            await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
+            self._finals.put_nowait((event, self._take_spec(event)))
+
+    async def _judge(self, check: TurnCheck) -> None:
+        """Ask the end-of-turn model about this pause; its verdict may end the turn."""
+        probability: float | None = None
+        if self.detector is not None:
+            window = int(self.detector.window_s * self.sample_rate) * 2
+            try:
+                with STT_DECODE.labels("end_of_turn").time():
+                    probability = await asyncio.get_running_loop().run_in_executor(
+                        self.detector_pool, self.detector.completion_probability,
+                        check.pcm[-window:], self.sample_rate)
+            except Exception as exc:  # the VAD hangover decides this pause instead
+                log.warning("end-of-turn model failed: %s", exc)
+        if self._closing:
+            return
+        log.debug("end-of-turn verdict", extra={"utterance": check.utterance_id,
+                                                "probability": probability})
+        ended = self.endpointer.verdict(check.key, probability)
+        if ended is not None:
+            await self._handle(ended)
 
     def _maybe_speculate(self) -> None:
         ep = self.endpointer
@@ -200,10 +242,12 @@ class CallSession:
             self._finalized_uid = event.utterance_id
             await asyncio.shield(self._publish_transcript(  # a handover never cuts it off
                 event.utterance_id, True, text, event.start_ms, event.end_ms,
-                time.time_ns(), decode_ms,
+                time.time_ns(), decode_ms, end_of_turn=event.reason,
+                probability=event.probability,
             ))
             log.info("final transcript", extra={"utterance": event.utterance_id,
-                                                "decode_ms": round(decode_ms)})
+                                                "decode_ms": round(decode_ms),
+                                                "end_of_turn": event.reason})
             self._unfinished.pop(event.utterance_id, None)
 
     async def _idle_watch(self) -> None:
@@ -302,7 +346,8 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         spec = self._spec[2] if self._spec else None
-        for task in (*self._tasks, self._partial_task, self._stable_task, spec):
+        for task in (*self._tasks, self._partial_task, self._stable_task, spec,
+                     *self._verdicts):
             if task is not None:
                 task.cancel()
         self.bus.forget_subjects(self.call_id)
@@ -318,9 +363,11 @@ class CallSession:
 
     async def _publish_transcript(self, uid: int, final: bool, text: str, start_ms: int,
                                   end_ms: int, end_ns: int, decode_ms: float,
-                                  stable: bool = False) -> None:
+                                  stable: bool = False, end_of_turn: str = "",
+                                  probability: float = -1.0) -> None:
         subject = subjects.transcript(self.call_id)
         msg = Transcript(meta=self.bus.meta(self.call_id, 0, subject), utterance_id=uid,
                          final=final, text=text, speech_start_ms=start_ms, speech_end_ms=end_ms,
-                         speech_end_unix_ns=end_ns, decode_ms=decode_ms, stable=stable)
+                         speech_end_unix_ns=end_ns, decode_ms=decode_ms, stable=stable,
+                         end_of_turn=end_of_turn, end_of_turn_probability=probability)
         await self.bus.publish(subject, msg)

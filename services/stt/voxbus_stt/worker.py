@@ -22,7 +22,7 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_SESSIONS
-from voxbus_common.providers import SpeechToText, VoiceActivityDetector
+from voxbus_common.providers import EndOfTurnDetector, SpeechToText, VoiceActivityDetector
 from voxbus_common.subjects import STT_BUCKET
 from voxbus_stt.endpointer import Endpointer, EndpointerConfig
 from voxbus_stt.lease import CallLease, replica_key
@@ -45,13 +45,17 @@ class AtCapacity(RuntimeError):
 
 class SttWorker:
     def __init__(self, bus: Bus, settings: Settings, stt: SpeechToText,
-                 vad_factory: Callable[[], VoiceActivityDetector]) -> None:
+                 vad_factory: Callable[[], VoiceActivityDetector],
+                 detector: EndOfTurnDetector | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.stt = stt
         self.vad_factory = vad_factory
+        self.detector = detector  # None: VAD-only endpointing
         self.sessions: dict[str, CallSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stt")
+        # end-of-turn verdicts never queue behind transcription (a pause is judged at once)
+        self.detector_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eot")
         self._ended: set[str] = set()
         # Endings seen before this worker got the call (the announcement may still be queued).
         self._early_endings: OrderedDict[str, int] = OrderedDict()
@@ -65,7 +69,11 @@ class SttWorker:
         s = self.settings
         cfg = EndpointerConfig(threshold=s.vad_threshold, onset_ms=s.vad_onset_ms,
                                min_speech_ms=s.vad_min_speech_ms,
-                               hangover_ms=s.vad_hangover_ms, pre_roll_ms=s.vad_pre_roll_ms)
+                               hangover_ms=s.vad_hangover_ms, pre_roll_ms=s.vad_pre_roll_ms,
+                               policy="model" if self.detector is not None else "vad",
+                               ask_after_ms=s.eot_ask_after_ms, max_hold_ms=s.eot_max_hold_ms,
+                               completion_threshold=s.eot_threshold,
+                               resume_after_ms=s.stt_speculate_after_ms)
         return Endpointer(self.vad_factory(), cfg)
 
     async def on_call(self, msg: Msg) -> None:
@@ -86,7 +94,8 @@ class SttWorker:
                               self.settings.stt_partial_interval_ms,
                               speculate_after_ms=self.settings.stt_speculate_after_ms,
                               resume_seq=announce.resume_stream_seq,
-                              resume_after_utterance=announce.resume_after_utterance)
+                              resume_after_utterance=announce.resume_after_utterance,
+                              detector=self.detector, detector_pool=self.detector_pool)
         if self.kv is not None:  # claim the call before reading its audio
             lease = CallLease(self.kv, call_id, self.bus.name)
             await lease.write(announce.resume_stream_seq, announce.resume_after_utterance)
@@ -206,3 +215,4 @@ class SttWorker:
             await self.kv.delete(replica_key(self.bus.name))
         await worker
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.detector_pool.shutdown(wait=False, cancel_futures=True)

@@ -76,6 +76,7 @@ class TtsWorker:
                 clause_index=req.clause_index, chunk_index=index,
                 last=index == len(pieces) - 1, text=req.text if index == 0 else "",
                 request_unix_ns=req.meta.sent_unix_ns,
+                uninterruptible=req.uninterruptible and index == 0,
             )
             await self.bus.publish(subject, chunk, traced=False)
             if index == 0 and req.meta.sent_unix_ns:
