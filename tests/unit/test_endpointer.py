@@ -10,7 +10,9 @@ from voxbus_stt.endpointer import (
     EndpointEvent,
     SpeechEnded,
     SpeechOnset,
+    SpeechResumed,
     SpeechStarted,
+    TurnCheck,
 )
 
 SPEECH = Path(__file__).resolve().parents[2] / "speech"
@@ -75,3 +77,77 @@ def test_silero_finds_speech_in_real_clips(clip: str) -> None:
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert ends, "the utterance must end within the trailing second of silence"
     assert 0 < ends[0].start_ms < ends[-1].end_ms <= len(pcm) // 32
+
+
+# -- the `model` end-of-turn policy ------------------------------------------------------------
+
+
+def model_endpointer(**overrides: int | float) -> Endpointer:
+    cfg = EndpointerConfig(min_speech_ms=96, pre_roll_ms=192, policy="model", ask_after_ms=160,
+                           max_hold_ms=1000, hangover_ms=320, resume_after_ms=96)
+    for name, value in overrides.items():
+        setattr(cfg, name, value)
+    return Endpointer(EnergyVad(), cfg)
+
+
+def test_model_policy_asks_at_a_pause_and_a_complete_verdict_ends_the_turn() -> None:
+    ep = model_endpointer()
+    events = run(ep, silence(320) + tone(992) + silence(192))
+    checks = [e for e in events if isinstance(e, TurnCheck)]
+    assert len(checks) == 1 and not any(isinstance(e, SpeechEnded) for e in events)
+    check = checks[0]
+    assert check.key == (1, 320 + 992) and len(check.pcm) // 32 >= 992 + 160
+    end = ep.verdict(check.key, 0.93)
+    assert isinstance(end, SpeechEnded)
+    assert (end.reason, end.probability, end.end_ms) == ("model", 0.93, 320 + 992)
+    assert not ep.in_speech and ep.verdict(check.key, 0.93) is None
+
+
+def test_model_policy_holds_an_incomplete_turn_until_speech_resumes() -> None:
+    """A number dictated in groups: the pause is longer than the VAD hangover."""
+    ep = model_endpointer()
+    events = run(ep, tone(992) + silence(704))
+    check = next(e for e in events if isinstance(e, TurnCheck))
+    assert ep.verdict(check.key, 0.04) is None
+    events = run(ep, silence(96) + tone(992) + silence(192))
+    assert [type(e) for e in events] == [SpeechResumed, TurnCheck]
+    resumed = events[0]
+    assert isinstance(resumed, SpeechResumed) and resumed.paused_ms >= 704
+    assert ep.verdict(check.key, 0.99) is None  # a verdict on the old pause is stale
+    end = ep.verdict(events[1].key, 0.99)  # type: ignore[union-attr]
+    assert isinstance(end, SpeechEnded) and end.start_ms == 0
+    assert end.end_ms == 992 + 800 + 992  # one turn across the pause
+
+
+def test_model_policy_falls_back_to_the_longest_hold() -> None:
+    """A caller who goes silent mid-number is answered after max_hold_ms, never stuck."""
+    ep = model_endpointer(max_hold_ms=1000)
+    events = run(ep, tone(992) + silence(800))
+    check = next(e for e in events if isinstance(e, TurnCheck))
+    assert ep.verdict(check.key, 0.1) is None
+    events += run(ep, silence(300))
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ends) == 1 and ends[0].reason == "max_hold" and ends[0].probability == 0.1
+
+
+def test_model_policy_without_a_verdict_uses_the_vad_hangover() -> None:
+    """The model failed on this pause: the VAD rules it (320 ms), not the long hold."""
+    ep = model_endpointer()
+    events = run(ep, tone(992) + silence(192))
+    check = next(e for e in events if isinstance(e, TurnCheck))
+    assert ep.verdict(check.key, None) is None  # 192 ms < 320 ms hangover
+    ends = [e for e in run(ep, silence(160)) if isinstance(e, SpeechEnded)]
+    assert len(ends) == 1 and ends[0].reason == "vad"
+
+
+def test_a_short_pause_is_not_announced_as_resumed() -> None:
+    ep = model_endpointer()
+    events = run(ep, tone(992) + silence(64) + tone(320))
+    assert not any(isinstance(e, (SpeechResumed, TurnCheck)) for e in events)
+
+
+def test_vad_policy_never_asks() -> None:
+    ep = Endpointer(EnergyVad(), EndpointerConfig(min_speech_ms=96, hangover_ms=320))
+    events = run(ep, tone(992) + silence(704) + tone(500) + silence(400))
+    assert not any(isinstance(e, TurnCheck) for e in events)
+    assert [e.reason for e in events if isinstance(e, SpeechEnded)] == ["vad", "vad"]

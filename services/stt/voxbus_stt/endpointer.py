@@ -203,7 +203,8 @@ class Endpointer:
         if unvoiced:
             self._silence_ms += self._win_ms
             if self._silence_ms >= self._pause_limit_ms:
-                reason = "max_hold" if self.cfg.policy == "model" and self._asked else "vad"
+                held = self.cfg.policy == "model" and self._pause_limit_ms == self.cfg.max_hold_ms
+                reason = "max_hold" if held else "vad"
                 return self._close(self._last_voiced_end_ms, reason)
             if (self.cfg.policy == "model" and not self._asked
                     and self._silence_ms >= self.cfg.ask_after_ms):
