@@ -119,7 +119,7 @@ def test_a_new_onset_drops_the_preemptive_answer() -> None:
 
 
 def test_backchannels_routes_and_muting_are_not_preempted() -> None:
-    p, senses = policy(routed={"opening hours"})
+    p, _ = policy(routed={"opening hours"})
     assert p.partial(1, "mhm", stable=True, speech_end_ms=500) == []
     assert p.partial(1, "opening hours", stable=True, speech_end_ms=500) == []
     p.muted = True
