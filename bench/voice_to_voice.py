@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.speech_end import last_speech_frame
 from bench.wer import word_errors
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port
 from voxbus_cli.load_report import percentile as pct
+from voxbus_cli.speech_end import last_speech_frame
 from voxbus_cli.stack import Stack
 from voxbus_common.metrics import STAGES as TURN_STAGES
 

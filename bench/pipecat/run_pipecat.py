@@ -12,7 +12,7 @@ The caller processor plays each clip's 16 kHz PCM in 20 ms InputAudioRawFrames i
 then silence until the reply has finished; each clip is a fresh conversation (the context is
 emptied; the system prompt is the LLM service's system_instruction). Voice-to-voice =
 monotonic time of the reply's first TTSAudioRawFrame minus the time the clip's last speech
-frame (given by the launcher, from bench/speech_end.py) was pushed. Launched by
+frame (given by the launcher, from libs/cli/voxbus_cli/speech_end.py) was pushed. Launched by
 bench/pipecat_side_by_side.py; the input is a JSON list of clips {"id", "pcm" (raw PCM16
 path), "speech_end_frame"}. The user turn ends as voxbus's endpointer does: VAD silence for
 stop_secs, then the transcript (SpeechTimeoutUserTurnStopStrategy with no extra timeout;

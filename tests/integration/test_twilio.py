@@ -14,11 +14,11 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from tests.carriers import TwilioSim
 from tests.integration.conftest import SPEECH, assert_services_alive, wait_for_session, words
 from voxbus.v1.call_pb2 import CallEvent
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
+from voxbus_cli.twilio_phone import TwilioSim
 from voxbus_common.audio import rms_dbfs
 
 

@@ -151,3 +151,15 @@ def test_vad_policy_never_asks() -> None:
     events = run(ep, tone(992) + silence(704) + tone(500) + silence(400))
     assert not any(isinstance(e, TurnCheck) for e in events)
     assert [e.reason for e in events if isinstance(e, SpeechEnded)] == ["vad", "vad"]
+
+
+def test_words_overrule_the_audio_model() -> None:
+    """ "four one five," sounds finished to the audio model; the words say it is not. A whole
+    number ends the turn even when the audio sounds unfinished."""
+    ep = model_endpointer()
+    check = next(e for e in run(ep, tone(992) + silence(192)) if isinstance(e, TurnCheck))
+    assert ep.verdict(check.key, 0.97, "incomplete") is None and ep.in_speech
+    check = next(e for e in run(ep, silence(96) + tone(500) + silence(192))
+                 if isinstance(e, TurnCheck))
+    end = ep.verdict(check.key, 0.03, "complete")
+    assert isinstance(end, SpeechEnded) and end.reason == "words"

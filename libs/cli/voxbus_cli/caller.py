@@ -17,6 +17,7 @@ import aiohttp
 import numpy as np
 import soundfile as sf
 
+from voxbus_cli.speech_end import last_speech_frame
 from voxbus_common.audio import frame_bytes, resample_pcm16
 
 RATE = 16000
@@ -47,11 +48,13 @@ class CallResult:
     reply_pcm: bytearray = field(default_factory=bytearray)
     ended_reason: str = ""
     speech_end_sent: float | None = None  # monotonic time the clip's last speech frame left
-    first_reply_after_end: float | None = None  # monotonic time of the next agent audio
+    first_reply_after_end: float | None = None  # monotonic time of the answer's first audio
+    greeting_wait_s: float = 0.0  # how long the caller listened to the greeting first
 
     @property
     def caller_voice_to_voice_ms(self) -> float | None:
-        """Caller-side latency: last speech frame sent -> first agent audio received."""
+        """Caller-side latency: last speech frame sent -> first audio of the agent's answer
+        received (a greeting or re-prompt playing then is not an answer)."""
         if self.speech_end_sent is None or self.first_reply_after_end is None:
             return None
         return round((self.first_reply_after_end - self.speech_end_sent) * 1000, 1)
@@ -83,6 +86,7 @@ class CallResult:
             "latency_ms": first.get("latency_ms", {}),
             "turns": [{k: t.get(k) for k in ("turn", "user_text", "agent_text", "heard_text",
                                              "interrupted", "latency_ms")} for t in self.turns],
+            "caller_voice_to_voice_ms": self.caller_voice_to_voice_ms,
             "reply_audio_seconds": round(len(self.reply_pcm) / 2 / RATE, 2),
             "errors": self.errors,
             "ended": self.ended_reason,
@@ -91,12 +95,17 @@ class CallResult:
 
 async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: float = 90.0,
                      tail_silence_s: float = 1.0, token: str = "",
-                     speech_end_frame: int = -1, caller: str = "") -> CallResult:
+                     speech_end_frame: int | None = None, caller: str = "",
+                     wait_for_greeting: bool = True) -> CallResult:
     """Stream `pcm` (16 kHz PCM16) as a caller would, then wait for every turn to finish.
 
-    `speech_end_frame`: index of the 20 ms frame where the caller's speech ends (see
-    bench/speech_end.py), for the caller-side voice-to-voice measurement. `caller`: the
-    caller's identity for long-term memory (loopback gateways without media tokens)."""
+    `wait_for_greeting`: listen to the agent's greeting (silence on the line) before
+    speaking, as people do; False talks over it. `speech_end_frame`: index of the 20 ms frame
+    where the caller's speech ends, for the caller-side voice-to-voice measurement (None:
+    found in `pcm` by speech_end.py). `caller`: the caller's identity for long-term memory
+    (loopback gateways without media tokens)."""
+    if speech_end_frame is None:
+        speech_end_frame = last_speech_frame(pcm)
     result = CallResult()
     params = {"sample_rate": str(RATE)}
     if call_id:
@@ -114,15 +123,21 @@ async def place_call(url: str, pcm: bytes, *, call_id: str = "", timeout_s: floa
             raise CallerError(f"no gateway reachable at {url} ({exc}); is `make run` running?"
                               ) from None
         async with ws:
-            await _converse(ws, pcm, result, timeout_s, tail_silence_s, speech_end_frame)
+            await _converse(ws, pcm, result, timeout_s, tail_silence_s, speech_end_frame,
+                            wait_for_greeting)
     return result
 
 
 async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: CallResult,
-                    timeout_s: float, tail_silence_s: float, speech_end_frame: int) -> None:
-    state = {"speech_ends": 0, "resolved": 0, "speaking": False}
+                    timeout_s: float, tail_silence_s: float, speech_end_frame: int,
+                    wait_for_greeting: bool) -> None:
+    state = {"speech_ends": 0, "resolved": 0, "speaking": False, "greeting": 0,
+             "answering": False}
     file_done = asyncio.Event()
     settled = asyncio.Event()
+    may_speak = asyncio.Event()
+    if not wait_for_greeting:
+        may_speak.set()
 
     def check_settled() -> None:
         if (file_done.is_set() and not state["speaking"]
@@ -133,7 +148,8 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 result.reply_pcm += msg.data
-                if result.speech_end_sent is not None and result.first_reply_after_end is None:
+                if (state["answering"] and result.speech_end_sent is not None
+                        and result.first_reply_after_end is None):
                     result.first_reply_after_end = time.monotonic()
                 continue
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -143,17 +159,26 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
             kind = event.get("type")
             if kind == "call":
                 result.call_id = event["call_id"]
+            elif kind == "greeting":
+                state["greeting"] = event.get("turn") or 0
+                if not state["greeting"]:
+                    may_speak.set()  # no greeting: the caller speaks first
+            elif kind == "speaking":  # the audio that follows is this turn's
+                state["answering"] = bool(event.get("answer"))
             elif kind == "vad":
                 state["speaking"] = event["event"] == "speech_start"
                 if event["event"] == "speech_end":
                     state["speech_ends"] += 1
             elif kind == "turn_skipped" or (kind == "turn" and event.get("user_text")):
                 state["resolved"] += 1  # (a greeting or re-prompt answers no utterance)
+            if kind == "turn" and event.get("turn") == state["greeting"]:
+                may_speak.set()  # the greeting was heard out (or cut off)
             elif kind == "clear":  # a reply to an earlier part of the clip was cut off
                 result.first_reply_after_end = None
             elif kind == "ended":
                 result.ended_reason = event.get("reason", "")
             check_settled()
+        may_speak.set()
         settled.set()  # the gateway closed the call (the agent hung up): nothing to wait for
 
     async def send() -> None:
@@ -161,6 +186,12 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, result: Cal
         silence = b"\x00" * frame
         start = time.monotonic()
         sent = 0
+        while not may_speak.is_set():  # an open line: silence while the greeting plays
+            await ws.send_bytes(silence)
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * 0.02 - time.monotonic()))
+        result.greeting_wait_s = round(time.monotonic() - start, 2)
+        start, sent = time.monotonic(), 0
         offsets = range(0, len(pcm), frame)
         tail_frames = int(tail_silence_s * 1000 / 20)
         for off in offsets:

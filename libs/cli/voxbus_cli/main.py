@@ -131,15 +131,22 @@ def call(
     out: Path | None = typer.Option(None, "--out", help="save the agent's reply as WAV"),
     timeout: float = typer.Option(90.0, help="seconds to wait for the agent after speaking"),
     token: str = typer.Option("", envvar="VOXBUS_MEDIA_TOKEN", help="media token"),
+    talk_over: bool = typer.Option(False, "--talk-over",
+                                   help="speak at once, over the greeting (default: hear it out)"),
 ) -> None:
-    """Speak AUDIO to the agent in real time and print the transcript, reply and latency."""
+    """Speak AUDIO to the agent in real time and print the transcript, reply and latency.
+
+    Voice-to-voice is reported for the answer to AUDIO only: gateway-measured (from the
+    end of speech as the gateway heard it) and caller-side (from the clip's last voiced
+    20 ms frame to the answer's first audio here)."""
     from voxbus_cli.caller import CallerError, load_wav, place_call, save_wav
 
     try:
         pcm = load_wav(audio)
         running_url, running_token = _running_stack()
         result = asyncio.run(place_call(url or running_url, pcm, timeout_s=timeout,
-                                        token=token or (running_token if not url else "")))
+                                        token=token or (running_token if not url else ""),
+                                        wait_for_greeting=not talk_over))
     except CallerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -153,7 +160,9 @@ def call(
     else:
         typer.echo(f"caller said: {summary['caller_text']}")
         typer.echo(f"agent said:  {summary['agent_text']}")
-        for stage, ms in summary["latency_ms"].items():
+        caller_side = summary["caller_voice_to_voice_ms"]
+        for stage, ms in [*summary["latency_ms"].items(),
+                          ("voice_to_voice, caller side", caller_side)]:
             typer.echo(f"  {stage:<42} {'-' if ms is None else f'{ms:8.1f} ms'}")
         typer.echo(f"reply audio: {summary['reply_audio_seconds']} s"
                    + (f" saved to {out}" if out else ""))

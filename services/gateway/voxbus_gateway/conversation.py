@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from opentelemetry import trace
 
@@ -101,8 +102,12 @@ class Conversation:
             hangup=lambda: self.call.request_hangup("idle timeout"),
             ended=lambda: self.call.ending))
 
-    async def greet(self) -> None:  # the agent speaks first when the agent file has a greeting
-        await self.say(self.settings.greeting, self.settings.greeting_allow_interruptions)
+    async def greet(self) -> None:
+        """The agent speaks first when the agent file has a greeting. The client learns
+        either way (`greeting`, turn None: speak now), so a script can wait for it."""
+        said = await self.say(self.settings.greeting, self.settings.greeting_allow_interruptions)
+        await self.call.emit({"type": "greeting", "turn": self.turn_counter if said else None,
+                              "allow_interruptions": self.settings.greeting_allow_interruptions})
 
     async def say(self, text: str, interruptible: bool = True) -> bool:
         """Fixed text said now, unasked (greeting, re-prompt, Say); False if the agent is busy."""
@@ -337,10 +342,25 @@ class Conversation:
 
     # -- agent turns ----------------------------------------------------------------------------
 
+    def _sender(self, turn_id: int, answers_caller: bool) -> Callable[[bytes], Awaitable[None]]:
+        """The edge's send, announcing the turn (`speaking`) before its first frame: a
+        client can tell an answer's audio from a greeting's or a re-prompt's."""
+        started = False
+
+        async def send(pcm16: bytes) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await self.call.edge.send_event({"type": "speaking", "turn": turn_id,
+                                                 "answer": answers_caller})
+            await self.call.edge.send_audio(pcm16)
+
+        return send
+
     async def _open_turn(self, turn_id: int, text: str, speech_end_ns: int,
                          preemptive: bool = False, say: str = "",
                          interruptible: bool = True) -> None:
-        player = TurnPlayer(self.call.edge.send_audio, self.call.rate,
+        player = TurnPlayer(self._sender(turn_id, bool(text)), self.call.rate,
                             self.settings.playout_lead_ms,
                             on_mark_point=self._send_mark if self.call.edge.supports_marks
                             else None)

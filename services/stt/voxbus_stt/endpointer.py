@@ -40,7 +40,7 @@ class SpeechEnded:
     start_ms: int
     end_ms: int  # audio time where speech stopped (before the hangover)
     pcm: bytes
-    reason: str = "vad"  # vad | model | max_hold | max_length | stream_end
+    reason: str = "vad"  # vad | model | words | max_hold | max_length | stream_end
     probability: float = -1.0  # the end-of-turn model's verdict (-1: not asked)
 
 
@@ -149,13 +149,23 @@ class Endpointer:
             return None
         return self._close(self._offset_ms, "stream_end")
 
-    def verdict(self, key: tuple[int, int], probability: float | None) -> SpeechEnded | None:
-        """The end-of-turn model's answer for the pause `key` (None: it could not judge).
-        Complete closes the turn now; a stale answer (speech came back) changes nothing."""
+    def verdict(self, key: tuple[int, int], probability: float | None,
+                cue: str | None = None) -> SpeechEnded | None:
+        """The end-of-turn model's answer for the pause `key` (None: it could not judge),
+        with the cue in the words so far (turn_cues.py: "incomplete" holds the turn,
+        "complete" ends it, whatever the audio says). Complete closes the turn now; a stale
+        answer (speech came back) changes nothing."""
         if self._speech is None or key != (self._utterance_id, self._last_voiced_end_ms):
             return None
         if self._silence_ms == 0:
             return None
+        if cue == "incomplete":
+            self._probability = probability if probability is not None else -1.0
+            self._pause_limit_ms = self.cfg.max_hold_ms
+            return None
+        if cue == "complete":
+            self._probability = probability if probability is not None else -1.0
+            return self._close(self._last_voiced_end_ms, "words")
         if probability is None:
             self._pause_limit_ms = self.cfg.hangover_ms  # no model: VAD rules this pause
             if self._silence_ms >= self._pause_limit_ms:

@@ -34,6 +34,7 @@ from voxbus_stt.endpointer import (
     SpeechStarted,
     TurnCheck,
 )
+from voxbus_stt.turn_cues import text_cue
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class CallSession:
         resume_after_utterance: int = 0,
         detector: EndOfTurnDetector | None = None,
         detector_pool: Executor | None = None,
+        text_cues: bool = True,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -67,6 +69,7 @@ class CallSession:
         self.sample_rate = endpointer.vad.sample_rate
         self.detector = detector
         self.detector_pool = detector_pool or pool
+        self.text_cues = text_cues  # read the words at a pause (English)
         self._verdicts: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
         self._finals: asyncio.Queue[tuple[SpeechEnded, asyncio.Task[str] | None] | None] = (
@@ -141,7 +144,8 @@ class CallSession:
             self._finals.put_nowait((event, self._take_spec(event)))
 
     async def _judge(self, check: TurnCheck) -> None:
-        """Ask the end-of-turn model about this pause; its verdict may end the turn."""
+        """Ask the end-of-turn model about this pause, and read the words decoded at it
+        (turn_cues.py); the verdict may end the turn."""
         probability: float | None = None
         if self.detector is not None:
             window = int(self.detector.window_s * self.sample_rate) * 2
@@ -152,13 +156,25 @@ class CallSession:
                         check.pcm[-window:], self.sample_rate)
             except Exception as exc:  # the VAD hangover decides this pause instead
                 log.warning("end-of-turn model failed: %s", exc)
+        cue = await self._words_cue(check.key)
         if self._closing:
             return
         log.debug("end-of-turn verdict", extra={"utterance": check.utterance_id,
-                                                "probability": probability})
-        ended = self.endpointer.verdict(check.key, probability)
+                                                "probability": probability, "cue": cue})
+        ended = self.endpointer.verdict(check.key, probability, cue)
         if ended is not None:
             await self._handle(ended)
+
+    async def _words_cue(self, key: tuple[int, int]) -> str | None:
+        """The cue in the words decoded at this pause (the speculative decode, which the
+        final reuses); None without a decode or in a language without cues."""
+        spec = self._spec
+        if not self.text_cues or spec is None or spec[:2] != key:
+            return None
+        try:
+            return text_cue(await asyncio.shield(spec[2]))
+        except Exception:  # (cancelled when speech came back; a failed decode: no cue)
+            return None
 
     def _maybe_speculate(self) -> None:
         ep = self.endpointer

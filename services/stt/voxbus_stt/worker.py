@@ -95,7 +95,8 @@ class SttWorker:
                               speculate_after_ms=self.settings.stt_speculate_after_ms,
                               resume_seq=announce.resume_stream_seq,
                               resume_after_utterance=announce.resume_after_utterance,
-                              detector=self.detector, detector_pool=self.detector_pool)
+                              detector=self.detector, detector_pool=self.detector_pool,
+                              text_cues=self.settings.agent_language.split("-")[0] == "en")
         if self.kv is not None:  # claim the call before reading its audio
             lease = CallLease(self.kv, call_id, self.bus.name)
             await lease.write(announce.resume_stream_seq, announce.resume_after_utterance)

@@ -1,9 +1,8 @@
-"""Simulated carriers for tests (test doubles live only under tests/).
-
-TwilioSim speaks the Twilio Media Streams protocol from Twilio's side: it streams caller
-audio as μ-law frames, plays the agent's media in real time from a buffer, echoes each mark
-when the audio before it has been played, and on `clear` drops what it buffered and echoes
-the pending marks at once (as Twilio documents).
+"""A phone on Twilio's side of a Media Stream, for scripted callers (`bench/turns.py`, the
+Twilio tests): it streams caller audio as μ-law frames, plays the agent's media in real time
+from a buffer, echoes each mark when the audio before it has been played, and on `clear`
+drops what it buffered and echoes the pending marks at once (as Twilio documents). What
+the caller heard, and when each agent frame and each clear arrived, is recorded.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from voxbus_common.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 
 
 @dataclass
-class TwilioSim:
+class TwilioPhone:
     ws: aiohttp.ClientWebSocketResponse
     stream_sid: str = "MZsim"
     played: bytearray = field(default_factory=bytearray)  # μ-law the "phone" played
@@ -30,6 +29,7 @@ class TwilioSim:
     clears: list[float] = field(default_factory=list)
     first_media_at: float = 0.0
     media_frames: int = 0
+    media_times: list[float] = field(default_factory=list)  # arrival of each agent frame
     _queue: list[tuple[str, Any]] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     got_media: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,8 +95,10 @@ class TwilioSim:
             event = doc.get("event")
             if event == "media":
                 self._queue.append(("media", base64.b64decode(doc["media"]["payload"])))
+                now = time.monotonic()
                 if not self.first_media_at:
-                    self.first_media_at = time.monotonic()
+                    self.first_media_at = now
+                self.media_times.append(now)
                 self.media_frames += 1
                 self.got_media.set()
             elif event == "mark":
@@ -130,3 +132,6 @@ class TwilioSim:
 
     def played_pcm16(self) -> bytes:
         return ulaw_to_pcm16(bytes(self.played))
+
+
+TwilioSim = TwilioPhone  # (the tests' name for it)
