@@ -104,3 +104,27 @@ def test_the_service_falls_back_to_vad_only(tmp_path: Path,
     assert "falls back to VAD only" in caplog.text
     assert make_end_of_turn(Settings(end_of_turn="vad")) is None
     assert make_end_of_turn(Settings(end_of_turn="model")) is not None
+
+
+def test_short_window_whisper_transcribes_real_speech() -> None:
+    """The utterance encoded alone (voxbus_stt/whisper.py) hears what the 30 s window hears."""
+    from voxbus_stt.whisper import WhisperSpeechToText
+
+    stt = WhisperSpeechToText()
+    text = stt.transcribe(clip("ls_test_4507-16021-0012.wav", pause_s=0.0), 16000)
+    assert "halt on the way" in text.lower()
+    assert stt.transcribe(b"\x00\x00" * 16000, 16000) == ""  # silence: no words
+    assert stt.transcribe(b"", 16000) == ""
+
+
+@pytest.mark.parametrize(("text", "trimmed"), [
+    ("yes, yes, yes, yes, yes", "yes,"),
+    ("I want to, I want to book a table", "I want to, I want to book a table"),
+    ("the menu is great the menu is great", "the menu is great"),
+    ("S S S S S S", "S"),
+    ("we open at noon", "we open at noon"),
+])
+def test_decode_loops_are_cut(text: str, trimmed: str) -> None:
+    from voxbus_stt.whisper import trim_loop
+
+    assert trim_loop(text) == trimmed

@@ -18,7 +18,8 @@ ready = asyncio.Event()
 def _whisper(settings: Settings) -> SpeechToText:
     from voxbus_stt.whisper import WhisperSpeechToText
 
-    return WhisperSpeechToText(settings.whisper_model_path, settings.whisper_threads)
+    return WhisperSpeechToText(settings.whisper_model_path, settings.whisper_threads,
+                               short_window=settings.whisper_short_window)
 
 
 def _azure(settings: Settings) -> SpeechToText:
