@@ -64,6 +64,9 @@ def call_figures(kind: str, t: Timeline) -> dict[str, Any]:
                               if reaction is not None and reaction <= MISSED_AFTER_S else None)
     turns = [e for e in t.events if e.get("type") == "turn"]
     out["interrupted_turns"] = [e["turn"] for e in turns if e.get("interrupted")]
+    answered = [e for e in turns if e.get("user_text") and e.get("latency_ms", {}).get(
+        "voice_to_voice") is not None]
+    out["gateway_latency_ms"] = answered[-1]["latency_ms"] if answered else {}
     out["greeting_interrupted"] = any(e.get("turn") == 1 and e.get("interrupted") for e in turns)
     out["end_of_turn"] = [e.get("end_of_turn", "") for e in t.events
                           if e.get("type") == "transcript" and e.get("final")]

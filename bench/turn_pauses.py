@@ -19,7 +19,7 @@ from voxbus_stt.turn_cues import text_cue
 from voxbus_stt.whisper import WhisperSpeechToText
 
 RATE = 16000
-CUE_SCORE = {"incomplete": 0.0, "complete": 1.0}
+CUE_SCORE = {"incomplete": 0.0, "dictating": 0.0, "complete": 1.0}
 
 
 class PauseJudge:

@@ -129,7 +129,7 @@ def main() -> None:
     if args.eot:
         report["eot_bench"] = eot_bench(cases, scripts)
         print(json.dumps(report["eot_bench"], indent=2), flush=True)
-    for system in args.systems.split(","):
+    for system in filter(None, args.systems.split(",")):
         print(f"== {system}", flush=True)
         if system == "pipecat":
             from bench.turns_pipecat import run_pipecat

@@ -49,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield s
     finally:
         for log in sorted((workdir / "logs").glob("*.log")):
-            if log.name not in ("llama.log", "nats.log"):
+            if log.name not in ("llama.log", "llama-background.log", "nats.log"):
                 print(f"\n===== {log.name} (last lines) =====")
                 print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 

@@ -1,4 +1,4 @@
-from voxbus_llm.clauses import ClauseSplitter, clean_for_speech
+from voxbus_common.clauses import ClauseSplitter, clean_for_speech
 
 
 def feed(text: str, step: int = 3) -> list[str]:
@@ -36,3 +36,19 @@ def test_run_on_text_is_bounded() -> None:
 
 def test_nothing_lost_without_punctuation() -> None:
     assert feed("no punctuation at all") == ["no punctuation at all"]
+
+
+def test_a_long_first_sentence_is_cut_after_a_few_words() -> None:
+    """Time to first audio: a TTS that synthesizes a clause whole starts sooner."""
+    splitter = ClauseSplitter()
+    out: list[str] = []
+    reply = "We have a variety of Italian dishes including pasta. We also serve wine."
+    for word in reply.split():
+        out += splitter.push(word + " ")
+    out += splitter.flush()
+    assert out == ["We have a variety of Italian", "dishes including pasta.",
+                   "We also serve wine."]
+    splitter = ClauseSplitter()  # never cut after "the": one more word
+    out = [c for w in ["Our", "kitchen", "is", "open", "to", "the", "public", "today"]
+           for c in splitter.push(w + " ")]
+    assert out == ["Our kitchen is open to the public"]

@@ -84,7 +84,7 @@ def test_silero_finds_speech_in_real_clips(clip: str) -> None:
 
 def model_endpointer(**overrides: int | float) -> Endpointer:
     cfg = EndpointerConfig(min_speech_ms=96, pre_roll_ms=192, policy="model", ask_after_ms=160,
-                           max_hold_ms=1000, hangover_ms=320, resume_after_ms=96)
+                           max_hold_ms=1000, hold_ms=700, hangover_ms=320, resume_after_ms=96)
     for name, value in overrides.items():
         setattr(cfg, name, value)
     return Endpointer(EnergyVad(), cfg)
@@ -106,28 +106,35 @@ def test_model_policy_asks_at_a_pause_and_a_complete_verdict_ends_the_turn() -> 
 def test_model_policy_holds_an_incomplete_turn_until_speech_resumes() -> None:
     """A number dictated in groups: the pause is longer than the VAD hangover."""
     ep = model_endpointer()
-    events = run(ep, tone(992) + silence(704))
+    events = run(ep, tone(992) + silence(608))
     check = next(e for e in events if isinstance(e, TurnCheck))
     assert ep.verdict(check.key, 0.04) is None
-    events = run(ep, silence(96) + tone(992) + silence(192))
+    events = run(ep, silence(64) + tone(992) + silence(192))
     assert [type(e) for e in events] == [SpeechResumed, TurnCheck]
     resumed = events[0]
-    assert isinstance(resumed, SpeechResumed) and resumed.paused_ms >= 704
+    assert isinstance(resumed, SpeechResumed) and resumed.paused_ms >= 608
     assert ep.verdict(check.key, 0.99) is None  # a verdict on the old pause is stale
     end = ep.verdict(events[1].key, 0.99)  # type: ignore[union-attr]
     assert isinstance(end, SpeechEnded) and end.start_ms == 0
-    assert end.end_ms == 992 + 800 + 992  # one turn across the pause
+    assert end.end_ms == 992 + 672 + 992  # one turn across the pause
 
 
 def test_model_policy_falls_back_to_the_longest_hold() -> None:
     """A caller who goes silent mid-number is answered after max_hold_ms, never stuck."""
-    ep = model_endpointer(max_hold_ms=1000)
-    events = run(ep, tone(992) + silence(800))
+    ep = model_endpointer(max_hold_ms=1000, hold_ms=700)
+    events = run(ep, tone(992) + silence(500))
     check = next(e for e in events if isinstance(e, TurnCheck))
-    assert ep.verdict(check.key, 0.1) is None
-    events += run(ep, silence(300))
+    assert ep.verdict(check.key, 0.1) is None  # the audio model's "not yet": the short hold
+    events += run(ep, silence(250))
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert len(ends) == 1 and ends[0].reason == "max_hold" and ends[0].probability == 0.1
+    # words that cannot end a turn hold it longer
+    events = run(ep, tone(992) + silence(500))
+    check = next(e for e in events if isinstance(e, TurnCheck))
+    assert ep.verdict(check.key, 0.99, "incomplete") is None
+    assert not any(isinstance(e, SpeechEnded) for e in run(ep, silence(400)))
+    assert [e.reason for e in run(ep, silence(200)) if isinstance(e, SpeechEnded)] == [
+        "max_hold"]
 
 
 def test_model_policy_without_a_verdict_uses_the_vad_hangover() -> None:

@@ -91,6 +91,8 @@ def test_a_stable_partial_is_answered_preemptively_and_confirmed_by_the_same_fin
     assert isinstance(actions[0], RecordUserTurn) and actions[0].confirmed
     assert isinstance(actions[1], ConfirmPreemptive)
     assert actions[1].turn_id == opened[0].turn_id  # the same turn plays: no second request
+    # now audible, it can be interrupted like any answer
+    assert kinds(p.onset(2, 2500)) == [PauseAgent, StartConfirmTimer]
 
 
 def test_a_different_final_replaces_the_preemptive_answer() -> None:

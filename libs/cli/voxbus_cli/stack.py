@@ -65,6 +65,7 @@ class Stack:
     gateway_port: int = 8765
     nats_url: str = ""
     llm_base_url: str = ""
+    llm_background_url: str = ""  # a second local server for summaries (config.py says why)
     control_port: int = 0  # the gateway's gRPC control API (0 = off; extra gateways: off)
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None  # all process logs go here (else: inherited stderr)
@@ -84,7 +85,7 @@ class Stack:
 
     def _log(self, name: str) -> IO[bytes] | None:
         folder = self.log_dir
-        if folder is None and name in ("nats", "llama"):
+        if folder is None and name in ("nats", "llama", "llama-background"):
             folder = self.deps_log_dir
         if folder is None:
             return None
@@ -101,6 +102,8 @@ class Stack:
         if self.llm_base_url:
             env["VOXBUS_LLM_BASE_URL"] = self.llm_base_url
             env.setdefault("VOXBUS_LLM_MODEL", LLM_ALIAS)
+        if self.llm_background_url:
+            env["VOXBUS_LLM_BACKGROUND_BASE_URL"] = self.llm_background_url
         return env
 
     def start(self) -> None:
@@ -111,7 +114,13 @@ class Stack:
             hosted = self.env.get("VOXBUS_LLM_BASE_URL") or os.environ.get(
                 "OPENAI_BASE_URL") or os.environ.get("VOXBUS_LLM_BASE_URL")
             if not self.llm_base_url and not hosted:
-                proc, self.llm_base_url = start_llama(log=self._log("llama"))
+                threads = int(self.env.get("VOXBUS_LLM_SERVER_THREADS")
+                              or os.environ.get("VOXBUS_LLM_SERVER_THREADS")
+                              or Settings().llm_server_threads)
+                proc, self.llm_base_url = start_llama(log=self._log("llama"), threads=threads)
+                self.procs.append(proc)
+                proc, self.llm_background_url = start_llama(log=self._log("llama-background"),
+                                                            threads=1)
                 self.procs.append(proc)
             for name in SERVICES:
                 self.start_service(name)

@@ -108,6 +108,7 @@ class TurnTaking(_Strict):
     completion_threshold: float | None = Field(default=None, gt=0, lt=1)
     ask_after_ms: int | None = Field(default=None, ge=32, le=2000)
     max_hold_ms: int | None = Field(default=None, ge=100, le=10000)
+    hold_ms: int | None = Field(default=None, ge=100, le=10000)
     vad_hangover_ms: int | None = Field(default=None, ge=64, le=5000)
     barge_in_confirm_ms: int | None = Field(default=None, ge=100, le=5000)
 
@@ -180,6 +181,7 @@ class Agent(_Strict):
         pairs: list[tuple[str, Any]] = [
             ("end_of_turn", turns.end_of_turn), ("eot_threshold", turns.completion_threshold),
             ("eot_ask_after_ms", turns.ask_after_ms), ("eot_max_hold_ms", turns.max_hold_ms),
+            ("eot_hold_ms", turns.hold_ms),
             ("vad_hangover_ms", turns.vad_hangover_ms),
             ("barge_in_confirm_ms", turns.barge_in_confirm_ms),
             ("idle_reprompt_s", idle.reprompt_after_s), ("idle_reprompt_text", idle.reprompt_text),

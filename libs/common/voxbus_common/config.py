@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     eot_model_path: str = ""  # "" = the model `make install` extracted next to voxbus_stt
     eot_threads: int = 1
     eot_ask_after_ms: int = 160
-    eot_max_hold_ms: int = 2000
+    eot_max_hold_ms: int = 2000  # the words cannot end a turn ("a table for, um")
+    eot_hold_ms: int = 1200  # the audio model says "not yet", or a dictation is under way
     eot_threshold: float = 0.5
     stt_partial_interval_ms: int = 700
     stt_speculate_after_ms: int = 96
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("VOXBUS_LLM_API_KEY", "OPENAI_API_KEY"),
     )
     llm_model: str = "smollm2-135m-instruct"
+    llm_server_threads: int = 2  # the local llama.cpp server `voxbus run` starts
+    # background work (call summaries, caller notes) goes here when set: on a one-slot local
+    # server it would evict the live turns' cached system prompt (~0.5-1.8 s on the next
+    # caller's first turn); "" = the same endpoint as the turns
+    llm_background_base_url: str = ""
     llm_max_tokens: int = 80
     llm_temperature: float = 0.3
     llm_timeout_s: float = 30.0
@@ -168,6 +174,7 @@ class Settings(BaseSettings):
     tts_voice: str = "joe"
     piper_model_path: str = ""
     tts_concurrency: int = 2
+    tts_threads: int = 1  # per synthesis (Piper): the cores are shared with the LLM
     tts_chunk_ms: int = 200
 
     # cloud speech providers (docs/providers.md)

@@ -24,6 +24,7 @@ from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.audio import Framer, frame_bytes
 from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.clauses import split_text
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ERRORS, observe_hop
@@ -232,14 +233,17 @@ class Call:
     async def request_reply(self, turn: Turn, text: str, speech_end_ns: int, say: str) -> None:
         """Ask any LLM replica for the turn's reply, or any TTS replica to say `say` as is."""
         turn_id = turn.turn_id
-        if say:  # the agent speaks fixed text: straight to TTS, no LLM
+        if say:  # the agent speaks fixed text: straight to TTS, no LLM, a clause at a time
             subject = subjects.work_tts(self.call_id)
-            await self.bus.publish_acked(subject, TtsRequest(
-                meta=self.bus.meta(self.call_id, turn_id, subject), text=say, clause_index=0,
-                sample_rate=self.rate, voice=self.settings.tts_voice))
+            clauses = split_text(say) or [say]
+            for index, clause in enumerate(clauses):
+                await self.bus.publish_acked(subject, TtsRequest(
+                    meta=self.bus.meta(self.call_id, turn_id, subject), text=clause,
+                    clause_index=index, sample_rate=self.rate, voice=self.settings.tts_voice),
+                    msg_id=f"{self.call_id}-{turn_id}-{index}")
             turn.agent_text = say
             turn.timings.first_token = time.time_ns()
-            turn.player.set_clause_count(1)
+            turn.player.set_clause_count(len(clauses))
             return
         subject = subjects.work_llm(self.call_id)
         await self.bus.publish_acked(subject, LlmRequest(

@@ -266,7 +266,9 @@ class Conversation:
         if not a.audible:
             return  # the agent had not started: nothing was cut off, no reaction to measure
         reaction = (self._barge_in[2] - onset_ns) / 1e6
-        log.info("caller onset during playout", extra={"utterance": a.utterance_id})
+        log.info("caller onset during playout", extra={
+            "utterance": a.utterance_id,
+            "correlation": round(self._onset_correlation.get(a.utterance_id, 0.0), 2)})
         metrics.BARGE_IN_REACTION.observe(reaction / 1000)
         await self.call.emit({"type": "barge_in", "phase": "paused",
                               "utterance": a.utterance_id, "turn": turn.turn_id,

@@ -325,6 +325,7 @@ class TurnTaking:
             return actions  # what the caller said is kept; nobody (or a muted agent) answers
         if confirmed and agent is not None:
             agent.preemptive = False
+            agent.paused = False  # (held silent until now) it plays: a barge-in may pause it
             return [*actions, ConfirmPreemptive(turn_id, t.speech_end_ms)]
         if self.agent is not None:
             self.agent = None

@@ -68,7 +68,9 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_common.subjects import RPC_LLM_SUMMARIZE
     from voxbus_llm.summarizer import Summarizer
 
-    summarizer = Summarizer(bus, settings, model)  # memory asks for call summaries here
+    background = model if not settings.llm_background_base_url else make_model(
+        settings.model_copy(update={"llm_base_url": settings.llm_background_base_url}))
+    summarizer = Summarizer(bus, settings, background)  # memory asks for call summaries here
     await bus.subscribe(RPC_LLM_SUMMARIZE, summarizer.on_request, queue="llm")
     ready.set()
     log.info("ready", extra={"model": model.name, "base_url": settings.llm_base_url or "openai",

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxbus_common.agent import Filler
+from voxbus_common.clauses import ClauseSplitter
 from voxbus_common.metrics import LLM_FIRST_TOKEN
 from voxbus_common.providers import ChatModel, ChatTurn, ToolCall
 from voxbus_common.turns import StaleTurns
-from voxbus_llm.clauses import ClauseSplitter
 from voxbus_llm.tools import ToolBox, ToolOutcome
 
 log = logging.getLogger(__name__)

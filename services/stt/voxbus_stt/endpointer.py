@@ -76,7 +76,8 @@ class EndpointerConfig:
     max_utterance_ms: int = 28000  # whisper's window is 30 s
     policy: str = "vad"  # vad | model (module docstring)
     ask_after_ms: int = 160  # model: silence before the end-of-turn model is asked
-    max_hold_ms: int = 2000  # model: the longest silence an incomplete turn is held
+    max_hold_ms: int = 2000  # model: the longest hold, for words that cannot end a turn
+    hold_ms: int = 1200  # model: the hold when the audio model or a dictation says "not yet"
     completion_threshold: float = 0.5  # model: at or above, the turn is complete
     resume_after_ms: int = 96  # a pause this long is announced as over when speech returns
 
@@ -159,21 +160,27 @@ class Endpointer:
             return None
         if self._silence_ms == 0:
             return None
-        if cue == "incomplete":
-            self._probability = probability if probability is not None else -1.0
-            self._pause_limit_ms = self.cfg.max_hold_ms
-            return None
+        self._probability = probability if probability is not None else -1.0
+        if cue in ("incomplete", "dictating"):
+            self._pause_limit_ms = (self.cfg.max_hold_ms if cue == "incomplete"
+                                    else self.cfg.hold_ms)
+            return self._held()
         if cue == "complete":
-            self._probability = probability if probability is not None else -1.0
             return self._close(self._last_voiced_end_ms, "words")
         if probability is None:
             self._pause_limit_ms = self.cfg.hangover_ms  # no model: VAD rules this pause
             if self._silence_ms >= self._pause_limit_ms:
                 return self._close(self._last_voiced_end_ms, "vad")
             return None
-        self._probability = probability
         if probability >= self.cfg.completion_threshold:
             return self._close(self._last_voiced_end_ms, "model")
+        self._pause_limit_ms = self.cfg.hold_ms
+        return self._held()
+
+    def _held(self) -> SpeechEnded | None:
+        """Held: unless the silence already outlasted the hold (a slow verdict)."""
+        if self._silence_ms >= self._pause_limit_ms:
+            return self._close(self._last_voiced_end_ms, "max_hold")
         return None
 
     def _window(self, window: bytes) -> EndpointEvent | None:
@@ -213,7 +220,7 @@ class Endpointer:
         if unvoiced:
             self._silence_ms += self._win_ms
             if self._silence_ms >= self._pause_limit_ms:
-                held = self.cfg.policy == "model" and self._pause_limit_ms == self.cfg.max_hold_ms
+                held = self.cfg.policy == "model" and self._pause_limit_ms != self.cfg.hangover_ms
                 reason = "max_hold" if held else "vad"
                 return self._close(self._last_voiced_end_ms, reason)
             if (self.cfg.policy == "model" and not self._asked

@@ -7,6 +7,9 @@ pause the transcript so far (the speculative decode) is read for such cues:
 - `incomplete`: it ends on a hesitation ("um"), a word that cannot end a sentence ("for",
   "and", "the", "is"), a trailing comma or dash, or a run of dictated digits that is not
   yet a whole phone, card or postal number;
+- `dictating`: the caller is giving a number, address, date, name or code ("my address
+  is ...", "the booking is for ..."), where every group sounds finished: the turn is held
+  for the shorter hold unless more speech or a whole number follows;
 - `complete`: it ends on a whole number of that kind (10 digits, 16, ...);
 - no cue (None) otherwise: the audio model decides.
 
@@ -23,15 +26,21 @@ def _words(text: str) -> frozenset[str]:
 
 
 HESITATIONS = _words("um uh er erm uhm umm uhh hmm mm ah eh")
-# words after which an English sentence goes on (conjunctions, prepositions, articles,
-# possessives, auxiliaries, "like")
+# words after which a caller's sentence goes on: conjunctions, articles, possessives,
+# prepositions and "is", only those that (almost) never end one ("do this", "yes I can",
+# "see you then" do end: such words are left to the audio model)
 CONTINUATIONS = _words("""
-and or but so because then than that which who whose where when while if
-for to at on in of with from by about into onto over under between after before until
-the a an my your our their his her its this these those some any each every
-is are was were am be been being will would can could should shall may might must do does
-did have has had i'm it's that's there's i'd i'll we're you're like just also
+and or but because if than whether
+the a an my your our their his her its every
+of to for with from at by about into onto between on
+is are i'm i'd i'll we're you're they're
 """)
+# what callers say before they dictate something in groups
+DICTATION = re.compile(
+    r"\b(number|phone|card|address|zip|post ?code|postal|e-?mail|spell|spelled|spelt|"
+    r"name is|live at|living at|located at|date|born|birthday|account|code|reference|"
+    r"confirmation|booking is for|reservation is for|booked for|licen[cs]e|passport)\b",
+    re.IGNORECASE)
 DIGIT_WORDS = {"zero": 1, "oh": 1, "o": 1, "one": 1, "two": 1, "three": 1, "four": 1,
                "five": 1, "six": 1, "seven": 1, "eight": 1, "nine": 1, "double": 0,
                "triple": 0}
@@ -40,7 +49,14 @@ MONTHS = _words("january february march april may june july august september oct
 # digit counts of whole dictated numbers: a US ZIP code, local and US phone numbers (with
 # the 1), cards (Amex, most others). Lengths a longer number passes through on its way
 # (12 digits of a card) are left out: those wait for more digits or for the longest hold.
+# When the words say what is dictated, only its lengths count (7 digits of a card are not
+# a phone number).
 WHOLE_NUMBERS = frozenset({5, 7, 10, 11, 15, 16})
+WHOLE_BY_KIND = ((re.compile(r"\b(card|visa|mastercard|amex|credit|debit)\b", re.I),
+                  frozenset({15, 16})),
+                 (re.compile(r"\b(zip|post ?code|postal)\b", re.I), frozenset({5, 9})),
+                 (re.compile(r"\b(phone|mobile|cell|call|reach|number)\b", re.I),
+                  frozenset({7, 10, 11})))
 _TOKEN = re.compile(r"\d+(?:st|nd|rd|th)\b|[A-Za-z']+|\d[\d,.\-]*|[,\-–—]|\.\.\.|…")
 _PUNCTUATION = (",", "-", "–", "—")
 
@@ -62,7 +78,8 @@ def _digit_run(tokens: list[str]) -> tuple[int, str]:
 
 
 def text_cue(text: str) -> str | None:
-    """"incomplete", "complete" or None (no cue) for the transcript of a turn so far."""
+    """"incomplete", "dictating", "complete" or None (no cue) for the transcript of a turn
+    so far."""
     stripped = text.strip()
     if not stripped:
         return None
@@ -76,8 +93,12 @@ def text_cue(text: str) -> str | None:
     if last in HESITATIONS or last in CONTINUATIONS:
         return "incomplete"
     digits, before = _digit_run(tokens)
-    if digits < 3:
-        return None  # "a table for two": a quantity, not a dictation
     if digits == 4 and (before in MONTHS or before[:1].isdigit()):
-        return None  # a year closing a date ("March 14th, 2026")
-    return "complete" if digits in WHOLE_NUMBERS else "incomplete"
+        return "complete"  # a year closing a date ("March 14th, 2026")
+    if digits >= 3:
+        whole = next((lengths for kind, lengths in WHOLE_BY_KIND if kind.search(stripped)),
+                     WHOLE_NUMBERS)
+        return "complete" if digits in whole else "incomplete"
+    if stripped.endswith("?"):
+        return None  # a question ("what's your phone number?") is the caller's whole turn
+    return "dictating" if DICTATION.search(stripped) else None

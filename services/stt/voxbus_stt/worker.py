@@ -72,6 +72,7 @@ class SttWorker:
                                hangover_ms=s.vad_hangover_ms, pre_roll_ms=s.vad_pre_roll_ms,
                                policy="model" if self.detector is not None else "vad",
                                ask_after_ms=s.eot_ask_after_ms, max_hold_ms=s.eot_max_hold_ms,
+                               hold_ms=s.eot_hold_ms,
                                completion_threshold=s.eot_threshold,
                                resume_after_ms=s.stt_speculate_after_ms)
         return Endpointer(self.vad_factory(), cfg)

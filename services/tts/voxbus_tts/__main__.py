@@ -18,7 +18,7 @@ ready = asyncio.Event()
 def _piper(settings: Settings) -> TextToSpeech:
     from voxbus_tts.piper_voice import PiperTextToSpeech
 
-    return PiperTextToSpeech(settings.piper_model_path)
+    return PiperTextToSpeech(settings.piper_model_path, settings.tts_threads)
 
 
 def _azure(settings: Settings) -> TextToSpeech:

