@@ -73,8 +73,11 @@ def prepare(clips: list[dict[str, str]], workdir: Path) -> list[dict[str, Any]]:
     return prepared
 
 
-def run_pipecat(prepared: list[dict[str, Any]], workdir: Path, log_level: str
+def run_pipecat(prepared: list[dict[str, Any]], workdir: Path, log_level: str,
+                system_prompt: str | None = None, extra: tuple[str, ...] = ()
                 ) -> list[dict[str, Any]]:
+    """Run run_pipecat.py on `prepared` clips beside the llama.cpp server voxbus uses;
+    `extra` goes to its command line (`--turn smart-turn`)."""
     python = pipecat_python()
     settings = get_settings()  # the same knobs (and VOXBUS_* overrides) as the voxbus stack
     clips_file, out_file = workdir / "clips.json", workdir / "pipecat.json"
@@ -88,12 +91,13 @@ def run_pipecat(prepared: list[dict[str, Any]], workdir: Path, log_level: str
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
            "OMP_NUM_THREADS": str(settings.whisper_threads)}  # voxbus's whisper threads
     cmd = [str(python), str(RUNNER), "--llm-url", base_url, "--model", LLM_ALIAS,
-           "--system-prompt", settings.system_prompt, "--clips", str(clips_file),
+           "--system-prompt", system_prompt or settings.system_prompt,
+           "--clips", str(clips_file),
            "--out", str(out_file), "--max-tokens", str(settings.llm_max_tokens),
            "--temperature", str(settings.llm_temperature),
            "--stop-secs", str(settings.vad_hangover_ms / 1000),
            "--start-secs", str(settings.vad_min_speech_ms / 1000),
-           "--confidence", str(settings.vad_threshold), "--log-level", log_level]
+           "--confidence", str(settings.vad_threshold), "--log-level", log_level, *extra]
     budget = 120.0 + sum(Path(c["pcm"]).stat().st_size / 32000 + 30.0 for c in prepared)
     try:
         proc = subprocess.run(cmd, env=env, timeout=budget, check=False)

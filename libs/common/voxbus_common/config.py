@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     eot_max_hold_ms: int = 2000  # the words cannot end a turn ("a table for, um")
     eot_hold_ms: int = 1200  # the audio model says "not yet", or a dictation is under way
     eot_threshold: float = 0.5
+    # a turn judged complete ends after this much silence (LiveKit: min_endpointing_delay);
+    # breaths inside a sentence are mostly shorter, and the answer is prepared meanwhile
+    eot_min_silence_ms: int = 300
     stt_partial_interval_ms: int = 700
     stt_speculate_after_ms: int = 96
     whisper_model_path: str = ""

@@ -21,7 +21,8 @@ from voxbus_common import metrics
 from voxbus_common.logs import turn_id_var
 from voxbus_common.routes import Route, load_router
 from voxbus_common.telemetry import tracer
-from voxbus_gateway import echo, policy
+from voxbus_gateway import policy
+from voxbus_gateway.barge_in import BargeIn
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.playout import TurnPlayer
 from voxbus_gateway.ports import CallPort
@@ -37,13 +38,10 @@ class Conversation:
         self.policy = policy.TurnTaking(Backchannels(self.settings.backchannels), self)
         self.turn: Turn | None = None
         self.router = load_router(self.settings.routes_file)
+        self.barge_in = BargeIn(call, self, self._apply, self.policy.confirm_timeout)
         self._idle_task: asyncio.Task[None] | None = None
-        self._timers: dict[int, asyncio.Task[None]] = {}  # barge-in confirm, per utterance
         self._waiting: asyncio.Task[None] | None = None  # for uninterruptible speech to end
         self._last_activity = time.monotonic()
-        self._clear_epoch = 0
-        self._onset_correlation: dict[int, float] = {}  # per utterance, from echo.py
-        self._barge_in: tuple[int, int, int] | None = None  # (utterance, onset ns, cleared ns)
         self._keypad_route: Route | None = None
         self._final_meta: tuple[float, str] = (0.0, "")  # the final's decode time, end reason
 
@@ -57,22 +55,10 @@ class Conversation:
         return turn is None or (turn.interruptible and turn.player.interruptible_now())
 
     def echo_correlation(self, utterance_id: int, onset_offset_ms: int) -> float:
-        known = self._onset_correlation.get(utterance_id)
-        if known is not None or self.turn is None:
-            return known or 0.0
-        correlation = echo.onset_echo_correlation(
-            self.call.caller_audio_since(max(0, onset_offset_ms - 40)),
-            self.turn.player.recent_sent(75))
-        recent = {u: c for u, c in self._onset_correlation.items() if u >= utterance_id - 4}
-        self._onset_correlation = recent | {utterance_id: correlation}  # (bounded per call)
-        return correlation
+        return self.barge_in.echo_correlation(utterance_id, onset_offset_ms)
 
     def is_echo(self, utterance_id: int, text: str) -> bool:
-        turn = self.turn
-        audible = turn is not None and not turn.preemptive and turn.player.frames_sent > 0
-        said = (turn.agent_text or turn.player.full_text()) if turn and audible else None
-        return echo.is_echo_transcript(text, self._onset_correlation.get(utterance_id, 0.0),
-                                       said)
+        return self.barge_in.is_echo(utterance_id, text)
 
     def has_route(self, text: str) -> bool:
         return self.router.match(text) is not None
@@ -93,6 +79,10 @@ class Conversation:
     @property
     def agent_speaking(self) -> bool:
         return self.turn is not None
+
+    @property
+    def current_turn(self) -> Turn | None:
+        return self.turn
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(watch_idle(
@@ -127,7 +117,8 @@ class Conversation:
 
     async def stop(self) -> None:
         self.policy.ending = True
-        for task in (self._idle_task, self._waiting, *self._timers.values()):
+        self.barge_in.stop()
+        for task in (self._idle_task, self._waiting):
             if task is not None:
                 task.cancel()
         if self.turn is not None:
@@ -178,8 +169,9 @@ class Conversation:
             turn_id, epoch, cursor = (int(part) for part in name.split(":"))
         except ValueError:
             return  # not one of ours
-        if self.turn is not None and turn_id == self.turn.turn_id and epoch == self._clear_epoch:
-            self.turn.player.mark_played(cursor)
+        turn = self.turn
+        if turn is not None and turn_id == turn.turn_id and epoch == self.barge_in.clear_epoch:
+            turn.player.mark_played(cursor)
 
     async def on_tokens(self, delta: TokenDelta) -> None:
         turn = self._current(delta.meta.turn_id)
@@ -222,13 +214,13 @@ class Conversation:
 
     async def _do(self, a: policy.Action) -> None:
         if isinstance(a, policy.PauseAgent):
-            await self._pause(a)
+            await self.barge_in.pause(a)
         elif isinstance(a, policy.StartConfirmTimer):
-            self._timers[a.utterance_id] = asyncio.create_task(self._confirm(a.utterance_id))
+            self.barge_in.start_timer(a.utterance_id)
         elif isinstance(a, policy.ResumeAgent):
-            await self._resume(a)
+            await self.barge_in.resume(a)
         elif isinstance(a, policy.Interrupted):
-            await self._interrupted(a.utterance_id)
+            await self.barge_in.interrupted(a.utterance_id)
         elif isinstance(a, policy.CancelAgent):
             await self._cancel(a.reason)
         elif isinstance(a, policy.DropPreemptive):
@@ -253,62 +245,6 @@ class Conversation:
             await self._answer(a)
         elif isinstance(a, policy.WaitUntilInterruptible) and self.turn is not None:
             self._waiting = asyncio.create_task(self._until_interruptible(self.turn))
-
-    async def _pause(self, a: policy.PauseAgent) -> None:
-        turn = self.turn
-        if turn is None:
-            return
-        turn.player.pause()
-        self._clear_epoch += 1
-        await self.call.edge.clear()
-        onset_ns = self.call.clock.wall_at(a.onset_offset_ms)
-        self._barge_in = (a.utterance_id, onset_ns, time.time_ns())
-        if not a.audible:
-            return  # the agent had not started: nothing was cut off, no reaction to measure
-        reaction = (self._barge_in[2] - onset_ns) / 1e6
-        log.info("caller onset during playout", extra={
-            "utterance": a.utterance_id,
-            "correlation": round(self._onset_correlation.get(a.utterance_id, 0.0), 2)})
-        metrics.BARGE_IN_REACTION.observe(reaction / 1000)
-        await self.call.emit({"type": "barge_in", "phase": "paused",
-                              "utterance": a.utterance_id, "turn": turn.turn_id,
-                              "reaction_ms": round(reaction, 1)})
-
-    async def _confirm(self, uid: int) -> None:
-        await asyncio.sleep(self.settings.barge_in_confirm_ms / 1000)
-        self._timers.pop(uid, None)
-        await self._apply(self.policy.confirm_timeout(uid))
-
-    def _stop_timer(self, uid: int) -> None:
-        timer = self._timers.pop(uid, None)
-        if timer is not None and timer is not asyncio.current_task():
-            timer.cancel()
-
-    def _reaction_ms(self, uid: int) -> float:
-        if self._barge_in is None or self._barge_in[0] != uid:
-            return 0.0
-        return (self._barge_in[2] - self._barge_in[1]) / 1e6
-
-    async def _resume(self, a: policy.ResumeAgent) -> None:
-        self._stop_timer(a.utterance_id)
-        turn = self.turn
-        if turn is None:
-            return
-        turn.player.resume()
-        metrics.INTERRUPTIONS.labels("false").inc()
-        await self.call.control(turn.turn_id, barge_in=CallEvent.BargeIn(
-            utterance_id=a.utterance_id, false_interruption=True,
-            reaction_ms=self._reaction_ms(a.utterance_id)))
-        await self.call.emit({"type": "barge_in", "phase": "resumed", "reason": a.reason,
-                              "utterance": a.utterance_id, "turn": turn.turn_id})
-
-    async def _interrupted(self, uid: int) -> None:
-        self._stop_timer(uid)
-        if self.turn is None:
-            return
-        metrics.INTERRUPTIONS.labels("confirmed").inc()
-        await self.call.control(self.turn.turn_id, barge_in=CallEvent.BargeIn(
-            utterance_id=uid, reaction_ms=self._reaction_ms(uid)))
 
     async def _record_user_turn(self, a: policy.RecordUserTurn) -> None:
         turn_id_var.set(a.turn_id)
@@ -380,7 +316,8 @@ class Conversation:
 
     async def _send_mark(self, cursor: int) -> None:
         if self.turn is not None:
-            await self.call.edge.send_mark(f"{self.turn.turn_id}:{self._clear_epoch}:{cursor}")
+            epoch = self.barge_in.clear_epoch
+            await self.call.edge.send_mark(f"{self.turn.turn_id}:{epoch}:{cursor}")
 
     async def _run_turn(self, turn: Turn) -> None:
         try:

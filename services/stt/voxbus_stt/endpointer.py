@@ -4,10 +4,13 @@ end-of-turn policy for the pauses.
 - `vad`: a pause of `hangover_ms` ends the turn (what VAD-only stacks do; it answers inside
   a phone number dictated in groups).
 - `model`: at `ask_after_ms` of silence the endpointer asks for a verdict (`TurnCheck`; the
-  session runs the end-of-turn model and answers with `verdict`). Complete ends the turn at
-  once; incomplete holds it until speech resumes or `max_hold_ms` of silence (the fallback,
-  also for a caller who goes silent mid-number). A verdict that cannot be had (a model
-  error) falls back to the VAD hangover for that pause.
+  session runs the end-of-turn model and answers with `verdict`). Complete ends the turn
+  once the silence has lasted `min_silence_ms` (at once if it has: LiveKit's minimum
+  endpointing delay; the short breaths inside a sentence are shorter, and the answer is
+  being prepared meanwhile on the speculative transcript); incomplete holds it until speech
+  resumes or `max_hold_ms` of silence (the fallback, also for a caller who goes silent
+  mid-number). A verdict that cannot be had (a model error) falls back to the VAD hangover
+  for that pause.
 
 Pure and synchronous so it can be unit-tested frame by frame; the call session drives it.
 """
@@ -79,6 +82,7 @@ class EndpointerConfig:
     max_hold_ms: int = 2000  # model: the longest hold, for words that cannot end a turn
     hold_ms: int = 1200  # model: the hold when the audio model or a dictation says "not yet"
     completion_threshold: float = 0.5  # model: at or above, the turn is complete
+    min_silence_ms: int = 0  # model: a complete turn ends after this much silence, not before
     resume_after_ms: int = 96  # a pause this long is announced as over when speech returns
 
 
@@ -102,6 +106,7 @@ class Endpointer:
         self._pause_limit_ms = self._initial_limit()
         self._asked = False  # this pause's TurnCheck went out
         self._probability = -1.0
+        self._complete = ""  # this pause was judged complete ("model" | "words"): the reason
 
     def _initial_limit(self) -> int:
         return self.cfg.max_hold_ms if self.cfg.policy == "model" else self.cfg.hangover_ms
@@ -166,16 +171,22 @@ class Endpointer:
                                     else self.cfg.hold_ms)
             return self._held()
         if cue == "complete":
-            return self._close(self._last_voiced_end_ms, "words")
+            return self._complete_after_silence("words")
         if probability is None:
             self._pause_limit_ms = self.cfg.hangover_ms  # no model: VAD rules this pause
             if self._silence_ms >= self._pause_limit_ms:
                 return self._close(self._last_voiced_end_ms, "vad")
             return None
         if probability >= self.cfg.completion_threshold:
-            return self._close(self._last_voiced_end_ms, "model")
+            return self._complete_after_silence("model")
         self._pause_limit_ms = self.cfg.hold_ms
         return self._held()
+
+    def _complete_after_silence(self, reason: str) -> SpeechEnded | None:
+        if self._silence_ms >= self.cfg.min_silence_ms:
+            return self._close(self._last_voiced_end_ms, reason)
+        self._complete, self._pause_limit_ms = reason, self.cfg.min_silence_ms
+        return None
 
     def _held(self) -> SpeechEnded | None:
         """Held: unless the silence already outlasted the hold (a slow verdict)."""
@@ -221,7 +232,7 @@ class Endpointer:
             self._silence_ms += self._win_ms
             if self._silence_ms >= self._pause_limit_ms:
                 held = self.cfg.policy == "model" and self._pause_limit_ms != self.cfg.hangover_ms
-                reason = "max_hold" if held else "vad"
+                reason = self._complete or ("max_hold" if held else "vad")
                 return self._close(self._last_voiced_end_ms, reason)
             if (self.cfg.policy == "model" and not self._asked
                     and self._silence_ms >= self.cfg.ask_after_ms):
@@ -244,6 +255,7 @@ class Endpointer:
         self._silence_ms = 0
         self._asked = False
         self._probability = -1.0
+        self._complete = ""
         self._pause_limit_ms = self._initial_limit()
         if paused >= self.cfg.resume_after_ms:
             return SpeechResumed(self._utterance_id, start_of_window, paused)
@@ -257,5 +269,6 @@ class Endpointer:
         self._silence_ms = 0
         self._asked = False
         self._probability = -1.0
+        self._complete = ""
         self._pause_limit_ms = self._initial_limit()
         return event

@@ -74,6 +74,7 @@ class SttWorker:
                                ask_after_ms=s.eot_ask_after_ms, max_hold_ms=s.eot_max_hold_ms,
                                hold_ms=s.eot_hold_ms,
                                completion_threshold=s.eot_threshold,
+                               min_silence_ms=s.eot_min_silence_ms,
                                resume_after_ms=s.stt_speculate_after_ms)
         return Endpointer(self.vad_factory(), cfg)
 
