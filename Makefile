@@ -111,12 +111,15 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 	.venv-pipecat/bin/python -m pip install -q -r bench/pipecat/requirements.txt
 	touch $@
 
-# ~20 min on the 2-core VM, plus ~22 min for the soak (two 10-minute phases of 200 calls,
-# the second with a worker killed every minute): ~42 min in all. Results land in
+# ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems) and
+# ~22 min for the soak (two 10-minute phases of 200 calls, the second with a worker killed
+# every minute): ~77 min in all. Results land in
 # bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
 	$(PY) -m bench.pipecat_side_by_side
+	$(PY) -m bench.stt_wer
+	$(PY) -m bench.turns
 	$(PY) -m bench.barge_in
 	$(PY) -m bench.routing
 	$(PY) -m bench.tools

@@ -63,6 +63,7 @@ def table() -> str:
                       f"{fmt(theirs['p50'])} | {fmt(theirs['p95'])} | "
                       f"{pc['summary']['wer'] * 100:.1f}% |", "",
                       f"voxbus / Pipecat median ratio: **{ours['p50'] / theirs['p50']:.2f}**"]
+    lines += turns_lines(newest("turns"), newest("stt_wer"))
     barge = newest("barge_in")
     if barge:
         r = barge.get("summary", barge).get("reaction_ms", {})
@@ -131,6 +132,53 @@ def table() -> str:
     if soak:
         lines += ["", soak_line(soak)]
     return "\n".join(lines) + "\n"
+
+
+def turns_lines(turns: dict[str, Any] | None, stt: dict[str, Any] | None) -> list[str]:
+    """The turn-taking evaluation (bench/turns.py) and the STT decode path (bench/stt_wer.py)."""
+    lines: list[str] = []
+    if turns:
+        systems = turns["systems"]
+        lines += ["", f"Turn-taking ({turns['date']} UTC, scripted callers over the Twilio edge, "
+                  f"{turns['agent']}):", "",
+                  "| system | premature answers (dictation / hesitation / real / question) | "
+                  "false cut-offs | v2v p50 ms | v2v p95 ms | barge-in p95 ms | "
+                  "false barge-ins | missed interruptions |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for name, res in systems.items():
+            s = res["summary"]
+            pre = s["premature_answers"]
+            rate = s["false_cutoff_rate"]
+            lines.append(
+                f"| {name} | {pre['dictation']} / {pre['hesitation']} / {pre['real']} / "
+                f"{pre['question']} | {'–' if rate is None else f'{rate * 100:.0f}%'} | "
+                f"{fmt(s['voice_to_voice_ms']['p50'])} | {fmt(s['voice_to_voice_ms']['p95'])} | "
+                f"{fmt(s['barge_in_reaction_ms']['p95'])} | "
+                f"{s['false_barge_ins'] if s['backchannel_and_echo_calls'] else '–'} | "
+                f"{s['missed_interruptions'] if s['interruptions'] else '–'} |")
+        eot = turns.get("eot_bench")
+        if eot:
+            lines += ["", f"eot-bench figures on the callers' pauses ({eot['holds']} holds, "
+                      f"{eot['eots']} ends):", "",
+                      "| policy | cut-offs @300 ms | cut-offs @600 ms | dead air @5% ms | "
+                      "dead air @10% ms |", "|---|---:|---:|---:|---:|"]
+            for key in ("vad_only", "smart_turn", "smart_turn_and_words"):
+                p = eot[key]
+                lines.append(
+                    f"| {key.replace('_', ' ')} | {pct_or_dash(p['false_cutoffs_at_300ms'])} | "
+                    f"{pct_or_dash(p['false_cutoffs_at_600ms'])} | "
+                    f"{fmt(p['dead_air_ms_at_5pct'])} | {fmt(p['dead_air_ms_at_10pct'])} |")
+    if stt:
+        w, s = stt["window_30s"], stt["short_window"]
+        lines += ["", f"Whisper decode (speech/, 1 thread): WER {w['wer'] * 100:.2f}% → "
+                  f"{s['wer'] * 100:.2f}% with the short window; decode ≤ 3 s p50 "
+                  f"{fmt(w['decode_ms_up_to_3s']['p50'])} → {fmt(s['decode_ms_up_to_3s']['p50'])}"
+                  " ms."]
+    return lines
+
+
+def pct_or_dash(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.0f}%"
 
 
 def soak_line(soak: dict[str, Any]) -> str:
