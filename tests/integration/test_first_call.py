@@ -33,9 +33,11 @@ async def test_jfk_call_gets_a_spoken_answer(stack: Stack) -> None:
     assert reply.size > 16000 * 0.3, "less than 0.3 s of reply audio"
     assert rms_dbfs(bytes(result.reply_pcm)) > -45, "the reply audio is silent"
     latency = last["latency_ms"]
-    for stage in ("end_of_speech_to_final_transcript", "final_transcript_to_first_token",
-                  "first_token_to_first_audio_chunk", "voice_to_voice"):
+    for stage in ("end_of_speech_to_final_transcript", "first_token_to_first_audio_chunk",
+                  "voice_to_voice"):
         assert latency[stage] is not None and latency[stage] > 0, (stage, latency)
+    # the answer starts on the stable partial: its first token may come before the final
+    assert latency["final_transcript_to_first_token"] is not None, latency
     assert result.ended_reason == "caller hung up"
 
     session = await stored_session(stack, "jfk-test")

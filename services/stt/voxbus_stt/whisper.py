@@ -2,7 +2,7 @@
 
 Whisper pads every input to 30 s, so a decode cost ~300 ms however short the utterance: on
 the critical path of every turn. The encoder's cost follows the frames it is given, so an
-utterance is encoded alone (its frames plus 1 s of silence, whisper.cpp's "audio context"
+utterance is encoded alone (its frames plus 0.5 s of silence, whisper.cpp's "audio context"
 idea; the silence as Whisper's features show it, not zero features, which garble lossy
 audio) and its states are put in front of those of a silent 30 s window, computed once: the
 decoder sees the 1500 positions it was trained on. Greedy decoding with a token cap in
@@ -22,7 +22,7 @@ from faster_whisper import WhisperModel
 
 log = logging.getLogger(__name__)
 
-PAD_FRAMES = 100  # 1 s of silence after the utterance (mel frames)
+PAD_FRAMES = 50  # 0.5 s of silence after the utterance (mel frames)
 TOKENS_PER_S = 8.0  # the cap: English speech is ~3 tokens/s
 MAX_FRAMES = 3000 - PAD_FRAMES
 
