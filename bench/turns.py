@@ -88,6 +88,7 @@ def eot_bench(cases: list[Case], scripts: dict[str, Script]) -> dict[str, Any]:
         "smart_turn_and_words": operating_points(sweep(words, point)),
         "as_shipped": {"smart_turn": shipped_point(audio, *shipped),
                        "smart_turn_and_words": shipped_point(words, *shipped),
+                       # a threshold no score reaches: every pause ends at the hangover
                        "vad_only": shipped_point(audio, 2.0, 0.0, s.vad_hangover_ms / 1000,
                                                  point)},
     }

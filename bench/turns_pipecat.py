@@ -23,10 +23,11 @@ from bench.turn_cases import Case
 from bench.turn_metrics import call_figures, summarize
 from voxbus_cli.speech_end import last_speech_frame
 from voxbus_common.agent import load_agent
+from voxbus_common.audio import frame_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agents" / "restaurant" / "agent.yaml"
-FRAME_BYTES = 640  # 20 ms of 16 kHz PCM16
+RATE = 16000
 
 
 def part_end_frames(script: Script) -> list[int]:
@@ -34,8 +35,8 @@ def part_end_frames(script: Script) -> list[int]:
     ends, offset = [], 0
     for part, pause in zip(script.parts, script.pauses, strict=True):
         last = last_speech_frame(part)
-        ends.append(offset // FRAME_BYTES + max(0, last))
-        offset += len(part) + 2 * int(pause * 16000)
+        ends.append(offset // frame_bytes(RATE) + max(0, last))
+        offset += len(part) + 2 * int(pause * RATE)
     return ends
 
 

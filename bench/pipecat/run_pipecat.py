@@ -305,7 +305,7 @@ async def run(args: argparse.Namespace, clips: list[dict[str, Any]]) -> list[dic
             context.set_messages([])
             end = int(clip["speech_end_frame"])
             rec.current = ClipRun(clip["id"], [int(f) for f in clip.get("part_end_frames", [end])])
-            if int(clip["speech_end_frame"]) < 0:
+            if end < 0:
                 rec.current.errors.append("no speech found in the clip")
                 results.append(rec.current.result())
                 continue
