@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench.voice_to_voice import ROOT
 from tests.instant import instant_env
 from tests.live_call import LiveCall
@@ -47,7 +45,7 @@ async def measure(stack: Stack, second_gateway: str, calls: int,
     while (await ping_services(stack.nats_url)).get("gateway", 0) < 2:  # (0.3 s per ping)
         if time.monotonic() > deadline:
             raise RuntimeError("the second gateway did not come up")
-    async with grpc.aio.insecure_channel(stack.control_target) as channel:
+    async with stack.control_channel() as channel:
         control = ControlStub(channel)
         lives = [LiveCall(url) for url in ([stack.gateway_url, second_gateway] * calls)[:calls]]
         for live in lives:

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 import nats
 
 from bench.wer import word_errors
@@ -89,7 +88,7 @@ async def one_call(stack: Stack, sip_port: int, base: int, clip: dict[str, str],
                     latency_ms = round((after[0] - speech_end) * 1000)
                 break
         gateway_v2v = None
-        async with grpc.aio.insecure_channel(stack.control_target) as channel:
+        async with stack.control_channel() as channel:
             control = ControlStub(channel)
             stages: dict[str, float] = {}
             for _ in range(150):  # the turn is logged once its answer has played out

@@ -1,18 +1,26 @@
 """`voxbus run --agent` (what `make run` starts): comes up with the example agent, greets and
-answers a call, and Ctrl-C leaves no process."""
+answers a call placed from another directory, is closed to a local process without
+credentials (bus and control API), and Ctrl-C leaves no process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import grpc
+import nats
+
 from tests.integration.conftest import SPEECH, words
+from voxbus.v1 import control_pb2 as pb
+from voxbus.v1.control_pb2_grpc import ControlStub
 from voxbus_cli.embedded import free_port
 
 AGENT = Path(__file__).resolve().parents[2] / "agents" / "restaurant" / "agent.yaml"  # make run's
@@ -59,9 +67,34 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+async def closed_to_strangers(running: dict[str, str]) -> tuple[str, str]:
+    """What a local process without credentials gets from the bus and the control API."""
+    try:
+        nc = await nats.connect(running["nats_url"], connect_timeout=5, allow_reconnect=False,
+                                max_reconnect_attempts=1)
+        await nc.close()
+        bus = "connected"
+    except Exception as exc:
+        bus = "refused" if "authorization" in str(exc).lower() else f"error: {exc}"
+    async with grpc.aio.insecure_channel(running["control"]) as channel:
+        try:
+            await ControlStub(channel).ListCalls(pb.ListCallsRequest())
+            control = "OK"
+        except grpc.aio.AioRpcError as exc:
+            control = exc.code().name
+    return bus, control
+
+
 def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    env = dict(os.environ, VOXBUS_STATE_DIR=str(tmp_path / "state"))
-    env.pop("NATS_URL", None)
+    env = dict(os.environ, VOXBUS_STATE_DIR=str(tmp_path / "state"),
+               XDG_STATE_HOME=str(tmp_path / "xdg"))
+    for key in [k for k in env if k == "NATS_URL" or k.startswith(("VOXBUS_NATS_",
+                                                                   "VOXBUS_CONTROL_"))]:
+        env.pop(key)
+    # the other commands find the stack from any directory (through the user's state folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env_elsewhere = {k: v for k, v in env.items() if k != "VOXBUS_STATE_DIR"}
     port, sip_port = free_port(), free_port()
     launcher = subprocess.Popen(
         [sys.executable, "-m", "voxbus_cli", "run", "--port", str(port),
@@ -87,13 +120,22 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert len(children) >= 7, children  # nats, llama.cpp and five services
         call = subprocess.run(
             [sys.executable, "-m", "voxbus_cli", "call", str(SPEECH / "arctic_aew_a0001.wav"),
-             "--json"], env=env, capture_output=True, text=True, timeout=180)
+             "--json"], env=env_elsewhere, cwd=elsewhere, capture_output=True, text=True,
+            timeout=180)
         assert call.returncode == 0, call.stderr
         doc = json.loads(call.stdout)
         assert "danger trail" in words(doc["caller_text"])
         assert "Trattoria Aurora" in doc["agent_text"]  # the example agent's greeting
         assert any(t["user_text"] and t["agent_text"] for t in doc["turns"])  # and an answer
         assert sip_options(sip_port).startswith("SIP/2.0 200")  # the SIP edge is up too
+        listed = subprocess.run([sys.executable, "-m", "voxbus_cli", "calls", "list"],
+                                env=env_elsewhere, cwd=elsewhere, capture_output=True,
+                                text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr  # with the admin token run.json holds
+        run_file = tmp_path / "state" / "run.json"
+        assert stat.S_IMODE(run_file.stat().st_mode) == 0o600  # tokens and passwords
+        closed = asyncio.run(closed_to_strangers(json.loads(run_file.read_text())))
+        assert closed == ("refused", "UNAUTHENTICATED"), closed
     finally:
         os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         launcher.wait(timeout=60)

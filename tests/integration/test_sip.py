@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
 from bench.wer import word_errors
@@ -108,7 +107,7 @@ async def agent_ended_call(stack: Stack, gw: SipGateway, ending: str, transport:
         try:
             await until_session_or_sipp_exit(stack, call_id, proc)
             await relay.wait_agent_audio(seconds=1.0)
-            async with grpc.aio.insecure_channel(stack.control_target) as channel:
+            async with stack.control_channel() as channel:
                 control = ControlStub(channel)
                 if ending == "refer":
                     await control.Transfer(pb.TransferRequest(call_id=call_id,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 from pylibsrtp import Error as SrtpFailure
 from pylibsrtp import Policy, Session
@@ -288,7 +287,7 @@ async def test_barge_in_over_sip_stops_the_agent(secured_sip: SecuredSip, stack:
                                           stop, again))
         try:
             await wait_for_session(stack, "sip-barge-1", answered, timeout_s=180)
-            async with grpc.aio.insecure_channel(stack.control_target) as channel:
+            async with stack.control_channel() as channel:
                 await ControlStub(channel).Say(pb.SayRequest(
                     call_id="sip-barge-1", text=LONG_ANSWER, interrupt=True))
             await rtp.more(50)  # a second of it has been heard

@@ -1,6 +1,6 @@
 """`voxbus calls list|show|watch|end|say|inject|transfer|mute|unmute`: the gRPC control API
 from a shell. Target and token: --control / VOXBUS_CONTROL (default: the stack `voxbus run`
-started) and --token / VOXBUS_CONTROL_TOKEN."""
+started) and --token / VOXBUS_CONTROL_TOKEN (default: the admin token it made)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -18,6 +17,7 @@ from google.protobuf.json_format import MessageToDict
 
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
+from voxbus_cli.state import find_running
 
 if TYPE_CHECKING:  # (the async stub exists in the typing stubs only)
     from voxbus.v1.control_pb2_grpc import ControlAsyncStub
@@ -27,21 +27,21 @@ T = TypeVar("T")
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
-def running_target(state_dir: Path) -> str:
-    try:
-        return str(json.loads((state_dir / "run.json").read_text()).get("control") or "")
-    except (OSError, ValueError):
-        return ""
-
-
 def _target(explicit: str) -> str:
-    state = Path(os.environ.get("VOXBUS_STATE_DIR", ".voxbus"))
-    return explicit or os.environ.get("VOXBUS_CONTROL", "") or running_target(state) or (
-        DEFAULT_TARGET)
+    return explicit or os.environ.get("VOXBUS_CONTROL", "") or str(
+        find_running().get("control") or DEFAULT_TARGET)
+
+
+def _token(explicit_target: str, token: str) -> str:
+    """The given token, else (for the running stack) the admin token `voxbus run` made."""
+    if token or explicit_target or os.environ.get("VOXBUS_CONTROL"):
+        return token
+    return str(find_running().get("control_token") or "")
 
 
 def _run(target: str, token: str, rpc: Callable[[ControlAsyncStub, Any], Awaitable[T]]) -> T:
     """One RPC; gRPC errors become one line on stderr and exit code 2."""
+    token = _token(target, token)
     metadata = (("authorization", f"Bearer {token}"),) if token else None
 
     async def go() -> T:

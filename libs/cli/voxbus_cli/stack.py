@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import grpc
 import nats
 
+from voxbus_cli.control_client import control_channel
 from voxbus_cli.embedded import (
     LLM_ALIAS,
     EmbeddedError,
@@ -26,21 +29,36 @@ from voxbus_cli.embedded import (
     start_nats,
     stop_all,
 )
+from voxbus_cli.nats_config import new_passwords
 from voxbus_common.config import Settings
 from voxbus_common.nats_connect import connect_options
 
 SERVICES = ("memory", "llm", "tts", "stt", "gateway")
+CONTROL_AUTH_VARIABLES = ("VOXBUS_CONTROL_TOKENS", "VOXBUS_CONTROL_ADMIN_TOKENS",
+                          "VOXBUS_CONTROL_JWT_SECRET", "VOXBUS_CONTROL_ALLOW_LOOPBACK")
 
 
-async def ping_services(nats_url: str, wait_s: float = 0.3) -> dict[str, int]:
-    """Ready replicas per service that answered a ping (0: answered, not ready yet)."""
+def role_env(role: str, password: str) -> dict[str, str]:
+    """What a process needs to connect as `role` (its NATS user)."""
+    return {"VOXBUS_NATS_USER": role, "VOXBUS_NATS_PASSWORD": password}
+
+
+async def ping_services(nats_url: str, wait_s: float = 0.3,
+                        credentials: dict[str, str] | None = None) -> dict[str, int]:
+    """Ready replicas per service that answered a ping (0: answered, not ready yet).
+    `credentials`: a role's environment (role_env); else the process's own settings."""
     async def quiet(exc: Exception) -> None:  # a refused connect is the caller's to report
         pass
 
+    settings = Settings()
+    if credentials:
+        settings = settings.model_copy(update={
+            "nats_user": credentials["VOXBUS_NATS_USER"],
+            "nats_password": credentials["VOXBUS_NATS_PASSWORD"]})
     # (max_reconnect_attempts=0 retries a refused first connect forever in nats-py 2.16)
     nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=1,
                             allow_reconnect=False, error_cb=quiet,
-                            **connect_options(Settings()))  # the admin role, when set
+                            **connect_options(settings))  # the admin role, when set
     try:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
@@ -74,10 +92,22 @@ class Stack:
     service_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    # Closed by default for `voxbus run`: the embedded NATS serves one user per role with its
+    # permissions (docs/security.md), each service connects as its own; the admin role's
+    # environment is in credentials["admin"] for the operator's tools.
+    secure: bool = False
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The control API wants a token also on loopback: unless the env brings its own, the
+    # stack makes an admin token for its gateway (control_channel() presents it).
+    control_token: str = ""
 
     @property
     def control_target(self) -> str:
         return f"127.0.0.1:{self.control_port}"
+
+    def control_channel(self) -> grpc.aio.Channel:
+        """A channel to this stack's control API that presents its token."""
+        return control_channel(self.control_target, self.control_token)
 
     @property
     def gateway_url(self) -> str:
@@ -108,8 +138,17 @@ class Stack:
 
     def start(self) -> None:
         try:
+            configured = [k for k in CONTROL_AUTH_VARIABLES if self.env.get(k) or os.environ.get(k)]
+            if self.control_port and not configured and not self.control_token:
+                self.control_token = secrets.token_urlsafe(24)
+            if self.control_token:
+                self.env.setdefault("VOXBUS_CONTROL_ADMIN_TOKENS", self.control_token)
             if not self.nats_url:
-                proc, self.nats_url = start_nats(self.workdir / "nats", log=self._log("nats"))
+                users = new_passwords() if self.secure else None
+                proc, self.nats_url = start_nats(self.workdir / "nats", log=self._log("nats"),
+                                                 users=users)
+                self.credentials = {role: role_env(role, pw)
+                                    for role, pw in (users or {}).items()}
                 self.procs.append(proc)
             hosted = self.env.get("VOXBUS_LLM_BASE_URL") or os.environ.get(
                 "OPENAI_BASE_URL") or os.environ.get("VOXBUS_LLM_BASE_URL")
@@ -130,6 +169,7 @@ class Stack:
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
         env = self.service_env()
+        env.update(self.credentials.get(name, {}))
         port = self.metrics_ports.setdefault(name, free_port())
         env["VOXBUS_METRICS_PORT"] = str(port)
         if name == "gateway" and self.control_port:
@@ -147,7 +187,8 @@ class Stack:
                 if proc.poll() is not None:
                     raise EmbeddedError(f"service {name} exited with code {proc.returncode}")
             try:
-                status = asyncio.run(ping_services(self.nats_url))
+                status = asyncio.run(ping_services(self.nats_url,
+                                                   credentials=self.credentials.get("admin")))
             except Exception:
                 status = {}
             if all(status.get(s) for s in SERVICES):

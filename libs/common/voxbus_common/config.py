@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
     metrics_port: int = 0  # Prometheus /metrics; 0 = off (Kubernetes: 9100 in every pod)
+    metrics_host: str = "127.0.0.1"  # loopback by default; the Helm chart sets 0.0.0.0
     event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     # LLM/TTS work items: a replica that dies mid-item loses it to another one after this
     # (a live replica keeps its items claimed, however long they take)
@@ -102,8 +103,12 @@ class Settings(BaseSettings):
     greeting_allow_interruptions: bool = True  # false: the caller hears the greeting out
     # gRPC control API in every gateway (docs/control.md); 0 = off
     control_port: int = 0
-    control_tokens: str = ""  # static bearer tokens, comma-separated
-    control_jwt_secret: str = ""  # or HS256 JWTs with aud "voxbus-control"; neither: loopback only
+    control_tokens: str = ""  # static bearer tokens (operator scope), comma-separated
+    control_admin_tokens: str = ""  # static bearer tokens with the admin scope (IssueMediaToken)
+    control_jwt_secret: str = ""  # or HS256 JWTs with aud "voxbus-control" (scope "admin")
+    # with no token configured every control request is refused; true = loopback peers are
+    # served without a token (operator scope only), for local development
+    control_allow_loopback: bool = False
 
     # stt
     stt_provider: str = "whisper"

@@ -100,12 +100,13 @@ def init_series(service: str) -> None:
         metric.labels(*labels)
 
 
-def serve_metrics(port: int, service: str = "") -> None:
-    """Expose /metrics on `port` (0 = off), with the service's series created at 0."""
+def serve_metrics(port: int, service: str = "", host: str = "127.0.0.1") -> None:
+    """Expose /metrics on `host:port` (0 = off), with the service's series created at 0.
+    Loopback unless configured: the metrics name calls' edges and counts, not for anyone."""
     init_series(service)
     if port:
-        start_http_server(port)
-        log.info("metrics on :%d/metrics", port)
+        start_http_server(port, addr=host)
+        log.info("metrics on %s:%d/metrics", host, port)
 
 
 def observe_hop(message: str, sent_unix_ns: int, now_ns: int) -> None:

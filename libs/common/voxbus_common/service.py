@@ -58,7 +58,7 @@ async def run_service(service: str, main: ServiceMain, ready: asyncio.Event) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    serve_metrics(settings.metrics_port, service)
+    serve_metrics(settings.metrics_port, service, settings.metrics_host)
     bus = await Bus.connect(settings, instance)
     await bus.ensure_streams()
     bus.after_reconnect(bus.ensure_streams)  # a NATS restart loses the in-memory streams

@@ -8,6 +8,7 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
 {{- $v := index $root.Values $c -}}
 {{- $env := dict -}}
 {{- $_ := set $env "VOXBUS_METRICS_PORT" (toString $root.Values.metrics.port) -}}
+{{- $_ := set $env "VOXBUS_METRICS_HOST" $root.Values.metrics.host -}}
 {{- $_ := set $env "VOXBUS_AGENT_FILE" (printf "/etc/voxbus/agent/%s" $root.Values.agent.fileKey) -}}
 {{- if not $root.Values.externalNats.existingSecret.name -}}
 {{- $_ := set $env "VOXBUS_NATS_URL" (required "externalNats.url (or externalNats.existingSecret.name) is required when nats.enabled=false" (include "voxbus.natsUrl" $root)) -}}
@@ -109,7 +110,7 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
 {{/* [env var, secrets.<entry>] pairs each component takes from Secrets. */}}
 {{- define "voxbus.secretsOf" -}}
 {{- if eq . "gateway" -}}
-[["VOXBUS_TWILIO_AUTH_TOKEN", "twilioAuthToken"], ["VOXBUS_MEDIA_TOKEN_KEYS", "mediaTokenKeys"], ["VOXBUS_CONTROL_TOKENS", "controlTokens"], ["VOXBUS_CONTROL_JWT_SECRET", "controlJwtSecret"]]
+[["VOXBUS_TWILIO_AUTH_TOKEN", "twilioAuthToken"], ["VOXBUS_MEDIA_TOKEN_KEYS", "mediaTokenKeys"], ["VOXBUS_CONTROL_TOKENS", "controlTokens"], ["VOXBUS_CONTROL_ADMIN_TOKENS", "controlAdminTokens"], ["VOXBUS_CONTROL_JWT_SECRET", "controlJwtSecret"]]
 {{- else if eq . "llm" -}}
 [["VOXBUS_LLM_API_KEY", "llmApiKey"], ["VOXBUS_LLM_FALLBACK_API_KEY", "llmFallbackApiKey"]]
 {{- else if or (eq . "stt") (eq . "tts") -}}

@@ -72,7 +72,8 @@ class ControlService(ControlServicer):
     def __init__(self, bus: Bus, settings: Settings) -> None:
         self.bus = bus
         self.settings = settings
-        self.auth = ControlAuth(settings.control_tokens, settings.control_jwt_secret)
+        self.auth = ControlAuth(settings.control_tokens, settings.control_jwt_secret,
+                                settings.control_admin_tokens, settings.control_allow_loopback)
 
     async def _call_id(self, raw: str, context: Context) -> str:
         await self.auth.require(context)

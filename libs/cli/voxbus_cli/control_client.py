@@ -1,0 +1,35 @@
+"""A gRPC channel to the control API that presents a bearer token on every call (the API
+wants one, also from loopback: services/gateway/voxbus_gateway/control/auth.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+
+class BearerToken(grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+                  grpc.aio.UnaryStreamClientInterceptor):  # (aio's classes are untyped)
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self.header)
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
+                                          details.credentials, details.wait_for_ready)
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any],
+                                    details: grpc.aio.ClientCallDetails, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Callable[..., Any],
+                                     details: grpc.aio.ClientCallDetails, request: Any
+                                     ) -> AsyncIterator[Any] | Any:
+        return await continuation(self._details(details), request)
+
+
+def control_channel(target: str, token: str) -> grpc.aio.Channel:
+    """An insecure (loopback, or behind a TLS proxy) channel; no token: none presented."""
+    interceptors = [BearerToken(token)] if token else None
+    return grpc.aio.insecure_channel(target, interceptors=interceptors)
