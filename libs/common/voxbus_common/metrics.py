@@ -32,6 +32,10 @@ REPLICAS_LOST = Counter(
     "voxbus_replicas_lost_total",
     "Replicas that stopped beating without a clean exit, as this gateway saw them, by kind "
     "(replica = STT, gateway).", ["kind"])
+LATE_BEATS = Counter(
+    "voxbus_late_heartbeats_total",
+    "Replicas that seemed silent for a lease but had beaten: this gateway read the beats "
+    "late (a starved event loop) and did not declare them dead, by kind.", ["kind"])
 SIP_DROPPED = Counter(
     "voxbus_sip_dropped_total",
     "SIP messages refused or dropped at the SIP edge (not_allowed, rate, malformed).",
@@ -82,6 +86,7 @@ SERIES: dict[str, list[tuple[Counter | Histogram, tuple[str, ...]]]] = {
                 *((INTERRUPTIONS, (k,)) for k in ("confirmed", "false")),
                 (STALE_DROPPED, ("gateway",)), (ERRORS, ("gateway", "bad_bus_message")),
                 *((REPLICAS_LOST, (k,)) for k in ("replica", "gateway")),
+                *((LATE_BEATS, (k,)) for k in ("replica", "gateway")),
                 *((TURN_STAGE, (stage,)) for stage in STAGES),
                 *((BUS_HOP, (m,)) for m in ("audio_chunk", "token_delta", "transcript"))],
     "stt": [(STT_DECODE, ("utterance",)), *((ERRORS, ("stt", k)) for k in WORK_ERRORS)],

@@ -6,7 +6,9 @@ gateway replicas (gateway_watch.py).
 Blindness is not death: while this process is cut off from NATS, or its own event loop was
 stalled, nobody is judged; after a reconnect the watch is made again (a NATS restart drops
 its consumer) and every name gets a full lease from that moment before it can be declared
-dead."""
+dead. A starved loop (a flood of calls) reads the watch late, so before a name is declared
+dead its key is read once more: a revision newer than the last beat seen means it beats
+and this process was merely behind (clock-free: no wall times are compared)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from voxbus_common.bus import Bus
-from voxbus_common.metrics import REPLICAS_LOST
+from voxbus_common.metrics import LATE_BEATS, REPLICAS_LOST
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Heartbeats:
         self.ignore = ignore  # this process's own name: never judged by itself
         self.last_beat: dict[str, float] = {}  # name -> monotonic time of its last beat
         self.beats: dict[str, Beat] = {}  # name -> its last beat
+        self.revisions: dict[str, int] = {}  # name -> KV revision of its last beat seen
         self._seeing_since = time.monotonic()  # no name is judged on beats older than this
         self._watcher: KeyValue.KeyWatcher | None = None
         self._following: asyncio.Task[None] | None = None
@@ -78,6 +82,21 @@ class Heartbeats:
     def forget(self, name: str) -> None:
         self.last_beat.pop(name, None)
         self.beats.pop(name, None)
+        self.revisions.pop(name, None)
+
+    async def still_beating(self, name: str) -> bool | None:
+        """Read the name's key now: True when it beat after the last beat seen here, False
+        when it did not (or left), None when NATS cannot tell (blind: judge nobody)."""
+        try:
+            entry = await self.kv.get(f"{self.prefix}.{name}")
+        except KeyNotFoundError:
+            return False
+        except Exception as exc:
+            log.warning("reading %s heartbeat failed: %s", self.prefix, exc)
+            return None
+        if entry.operation in ("DEL", "PURGE"):
+            return False
+        return int(entry.revision or 0) > self.revisions.get(name, 0)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         while True:
@@ -100,6 +119,7 @@ class Heartbeats:
                 # one, replayed when the watch starts, from when it was written.
                 self.last_beat[name] = time.monotonic() - (age if age > self.lease_s else 0.0)
                 self.beats[name] = beat
+                self.revisions[name] = max(self.revisions.get(name, 0), int(entry.revision or 0))
 
     async def _check(self) -> None:
         every = self.lease_s / 5
@@ -111,14 +131,30 @@ class Heartbeats:
             if not self.bus.nc.is_connected or now - asked > every + self.lease_s / 2:
                 self._seeing_since = now
                 continue
-            for name, seen in list(self.last_beat.items()):
-                if now - max(seen, self._seeing_since) > self.lease_s:
-                    self.forget(name)
-                    REPLICAS_LOST.labels(self.prefix).inc()
-                    try:
-                        await self.on_dead(name)
-                    except Exception:
-                        log.exception("handling a lost replica failed", extra={"replica": name})
+            await self.judge(now)
+
+    async def judge(self, now: float) -> None:
+        """One round: every name silent for a lease is read once more, then declared dead
+        only if it really did not beat."""
+        for name, seen in list(self.last_beat.items()):
+            if now - max(seen, self._seeing_since) <= self.lease_s:
+                continue
+            beating = await self.still_beating(name)
+            if beating is None:  # blind: nobody is judged on this round
+                self._seeing_since = time.monotonic()
+                return
+            if name not in self.last_beat:  # it left cleanly while we read
+                continue
+            if beating:  # it beats; this process read the watch late
+                self.last_beat[name] = time.monotonic()
+                LATE_BEATS.labels(self.prefix).inc()
+                continue
+            self.forget(name)
+            REPLICAS_LOST.labels(self.prefix).inc()
+            try:
+                await self.on_dead(name)
+            except Exception:
+                log.exception("handling a lost replica failed", extra={"replica": name})
 
     async def stop(self) -> None:
         for task in (self._following, self._checking, self._rewatching):

@@ -57,6 +57,7 @@ class SttWorker:
         # end-of-turn verdicts never queue behind transcription (a pause is judged at once)
         self.detector_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eot")
         self._ended: set[str] = set()
+        self._taking: set[str] = set()  # calls being set up (no await between check and add)
         # Endings seen before this worker got the call (the announcement may still be queued).
         self._early_endings: OrderedDict[str, int] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
@@ -85,13 +86,23 @@ class SttWorker:
         call_id_var.set(call_id)
         if self.stopping:  # (also its own handovers) the queue hands it to another replica
             raise AtCapacity("this worker is shutting down")
-        if call_id in self.sessions or call_id in self._ended:
-            return
-        if len(self.sessions) >= self.settings.stt_max_calls:
+        if call_id in self.sessions or call_id in self._ended or call_id in self._taking:
+            return  # (a redelivery or a re-announcement while this replica has the call)
+        if len(self.sessions) + len(self._taking) >= self.settings.stt_max_calls:
             raise AtCapacity(f"{len(self.sessions)} calls")
         if announce.sample_rate != self.settings.bus_sample_rate:
             raise BadMessage(f"call announced at {announce.sample_rate} Hz; the bus carries "
                              f"{self.settings.bus_sample_rate} Hz")
+        # Claimed before the first await: calls are taken TAKE_CONCURRENCY at a time, and a
+        # redelivery of the same announcement (a starved replica acks late) must not start a
+        # second session for the call while the first is still being set up.
+        self._taking.add(call_id)
+        try:
+            await self._take(announce, call_id)
+        finally:
+            self._taking.discard(call_id)
+
+    async def _take(self, announce: CallAnnounce, call_id: str) -> None:
         session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
                               self.settings.stt_partial_interval_ms,
                               speculate_after_ms=self.settings.stt_speculate_after_ms,
