@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # (the async stub exists in the typing stubs only)
     from voxbus.v1.control_pb2_grpc import ControlAsyncStub
 
 TOKEN = "control-test-token"
+ADMIN_TOKEN = "control-test-admin-token"
 JWT_SECRET = "control-test-jwt-secret-0123456789abcdef"
 MEDIA_KEYS = "k1:media-test-secret-0123456789abcdef"
 TWILIO_SID = "ACtest0001"
@@ -42,7 +43,8 @@ TWILIO_SID = "ACtest0001"
 
 @pytest.fixture
 async def control(stack: Stack) -> AsyncIterator[ControlAsyncStub]:
-    async with grpc.aio.insecure_channel(stack.control_target) as channel:
+    """A channel presenting the stack's (admin) token on every call."""
+    async with stack.control_channel() as channel:
         yield ControlStub(channel)
 
 
@@ -179,6 +181,7 @@ def secured(stack: Stack, fake_twilio: str) -> Iterator[str]:
     """A gateway whose control API wants tokens, with media token keys and Twilio set up."""
     port = free_port()
     env = {"VOXBUS_CONTROL_PORT": str(port), "VOXBUS_CONTROL_TOKENS": f"other,{TOKEN}",
+           "VOXBUS_CONTROL_ADMIN_TOKENS": ADMIN_TOKEN,
            "VOXBUS_CONTROL_JWT_SECRET": JWT_SECRET, "VOXBUS_MEDIA_TOKEN_KEYS": MEDIA_KEYS,
            "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": "twilio-test-token",
            "VOXBUS_TWILIO_API_BASE": fake_twilio, "VOXBUS_PUBLIC_URL": "https://voice.test"}
@@ -210,12 +213,17 @@ async def test_auth_health_reflection_tokens_and_outbound(secured: str) -> None:
             health_pb2.HealthCheckRequest(service="voxbus.v1.Control"))  # no token needed
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
+        await expect(grpc.StatusCode.PERMISSION_DENIED, control.IssueMediaToken(
+            pb.IssueMediaTokenRequest(subject="user-7"), metadata=ok))  # operator scope
+        admin = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
         issued = await control.IssueMediaToken(
-            pb.IssueMediaTokenRequest(subject="user-7", ttl_s=60), metadata=ok)
+            pb.IssueMediaTokenRequest(subject="user-7", ttl_s=60), metadata=admin)
         assert MediaTokens(MEDIA_KEYS).verify(issued.token).subject == "user-7"
         assert issued.expires_unix - now <= 61
         await expect(grpc.StatusCode.INVALID_ARGUMENT, control.IssueMediaToken(
-            pb.IssueMediaTokenRequest(subject="u", ttl_s=10**6), metadata=ok))
+            pb.IssueMediaTokenRequest(subject="u", ttl_s=10**6), metadata=admin))
+        assert "subject" in await expect(grpc.StatusCode.INVALID_ARGUMENT, control.IssueMediaToken(
+            pb.IssueMediaTokenRequest(subject="u" * 129), metadata=admin))  # not truncated
 
         started = await control.StartCall(
             pb.StartCallRequest(to="+15550100199", **{"from": "+15550100100"}), metadata=ok)
@@ -258,3 +266,28 @@ async def test_watch_calls_sees_every_call_start_and_end(stack: Stack,
     assert kinds[0] == "call_started" and kinds[-1] == "call_ended", kinds
     started = next(u for u in seen if u.call_id == mine[0])
     assert started.data["edge"] == "pcm-ws"
+
+
+async def test_huge_requests_and_ids_are_refused_cleanly(stack: Stack) -> None:
+    """A 3 MB text never reaches NATS (gRPC refuses it); a bad id is not echoed back."""
+    big = 8 * 1024 * 1024
+    async with grpc.aio.insecure_channel(stack.control_target, options=[
+            ("grpc.max_send_message_length", big)]) as channel:
+        control: ControlAsyncStub = ControlStub(channel)
+        auth = (("authorization", f"Bearer {stack.control_token}"),)
+        for request in (pb.SayRequest(call_id="c1", text="a" * 3_000_000),
+                        pb.SayRequest(call_id="x" * 1_000_000, text="hi")):
+            details = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   control.Say(request, metadata=auth))
+            assert len(details) < 200
+        bad_id = "bad/id." * 30_000  # 210 KB: under gRPC's bound, not a call id
+        details = await expect(grpc.StatusCode.INVALID_ARGUMENT, control.GetCall(
+            pb.GetCallRequest(call_id=bad_id), metadata=auth))
+        assert len(details) < 100 and "bad/id" not in details
+        details = await expect(grpc.StatusCode.INVALID_ARGUMENT, control.Say(
+            pb.SayRequest(call_id="c1", text="a" * 2001), metadata=auth))
+        assert details == "text is longer than 2000 characters"
+        details = await expect(grpc.StatusCode.INVALID_ARGUMENT, control.Mute(
+            pb.MuteRequest(call_id="no such/id"), metadata=auth))
+        assert "no such" not in details
+        await control.ListCalls(pb.ListCallsRequest(), metadata=auth)  # still serving

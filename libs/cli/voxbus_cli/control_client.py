@@ -9,27 +9,34 @@ from typing import Any
 import grpc
 
 
-class BearerToken(grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-                  grpc.aio.UnaryStreamClientInterceptor):  # (aio's classes are untyped)
+def _with_token(details: grpc.aio.ClientCallDetails, header: tuple[str, str]
+                ) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()), header)
+    return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
+                                      details.credentials, details.wait_for_ready)
+
+
+# One class per call type: grpc.aio files an interceptor under the first type it matches.
+class BearerUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, token: str) -> None:
         self.header = ("authorization", f"Bearer {token}")
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self.header)
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
-                                          details.credentials, details.wait_for_ready)
-
     async def intercept_unary_unary(self, continuation: Callable[..., Any],
                                     details: grpc.aio.ClientCallDetails, request: Any) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(_with_token(details, self.header), request)
+
+
+class BearerStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
 
     async def intercept_unary_stream(self, continuation: Callable[..., Any],
                                      details: grpc.aio.ClientCallDetails, request: Any
                                      ) -> AsyncIterator[Any] | Any:
-        return await continuation(self._details(details), request)
+        return await continuation(_with_token(details, self.header), request)
 
 
 def control_channel(target: str, token: str) -> grpc.aio.Channel:
     """An insecure (loopback, or behind a TLS proxy) channel; no token: none presented."""
-    interceptors = [BearerToken(token)] if token else None
+    interceptors = [BearerUnary(token), BearerStream(token)] if token else None
     return grpc.aio.insecure_channel(target, interceptors=interceptors)

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
                                                   "TWILIO_ACCOUNT_SID"))
     twilio_api_base: str = "https://api.twilio.com"
     handshake_timeout_s: float = 10.0
+    # the HTTP port against slow clients (http_guard.py): request headers complete within
+    # this, a request body read within this, an idle keep-alive connection closed after this
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    http_keepalive_timeout_s: float = 75.0
     media_token_keys: str = ""  # kid:secret[,kid:secret]; empty = loopback callers only
     audiosocket_port: int = 0  # Asterisk AudioSocket TCP listener; 0 = off
     # SIP/RTP edge (docs/sip.md): a trunk, PBX or phone calls the gateway directly
@@ -85,6 +90,12 @@ class Settings(BaseSettings):
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
     max_call_seconds: float = 3600.0
     gateway_max_calls: int = 0  # admission: calls one gateway takes (0 = no limit)
+    # floods (admission.py): new calls per source address (token bucket; 0 = no limit) and
+    # calls per edge still being set up (no greeting, no STT session until confirmed)
+    gateway_calls_per_source_per_s: float = 50.0
+    gateway_calls_per_source_burst: float = 200.0
+    gateway_max_unconfirmed: int = 64  # per edge
+    gateway_max_unconfirmed_per_source: int = 16  # per source address, all edges together
     gateway_lease_s: float = 3.0  # a gateway silent this long: its calls are ended by the others
     # on SIGTERM: no new calls, live ones may finish for this long, then they are hung up
     # (the Helm chart sets it just under terminationGracePeriodSeconds)

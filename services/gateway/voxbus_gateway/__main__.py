@@ -30,14 +30,16 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_common.routes import load_router
     from voxbus_gateway.app import Gateway
     from voxbus_gateway.gateway_watch import GatewayWatch
+    from voxbus_gateway.http_guard import HttpGuard, runner_options
 
     routes = load_router(settings.routes_file)  # a bad routes file stops the start, located
     gateway = Gateway(bus, settings, bus.name)
-    runner = web.AppRunner(gateway.app(), handle_signals=False)
+    guard = HttpGuard.from_settings(settings)  # slow and malformed requests (http_guard.py)
+    runner = web.AppRunner(guard.install(gateway.app()), handle_signals=False,
+                           **runner_options(settings))
     await runner.setup()
-    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port,
-                       ssl_context=tls_context(settings))
-    await site.start()
+    http = await guard.listen(runner, settings.gateway_host, settings.gateway_port,
+                              tls_context(settings))
     audiosocket = None
     if settings.audiosocket_port:
         audiosocket = await asyncio.start_server(gateway.serve_audiosocket,
@@ -72,6 +74,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
         audiosocket.close()
     if sip is not None:
         await sip.stop()
+    http.close()  # no new connections; the runner ends the open ones
     await runner.cleanup()
 
 

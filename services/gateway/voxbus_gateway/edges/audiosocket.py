@@ -12,6 +12,7 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
+from voxbus_common.log_limit import WarningBudget
 from voxbus_gateway.edges.base import ProtocolViolation, carrier_call_id
 from voxbus_gateway.edges.transcode import Transcoder
 
@@ -32,6 +33,8 @@ class AudioSocketEdge:
         self.reader = reader
         self.writer = writer
         self.codec = Transcoder("pcm16le", 8000, bus_rate)
+        # bad frames are dropped, not fatal: their warnings must not flood the log
+        self.warnings = WarningBudget(log, extra={"edge": self.name})
 
     async def _frame(self) -> tuple[int, bytes]:
         header = await self.reader.readexactly(3)
@@ -61,7 +64,8 @@ class AudioSocketEdge:
                 return "carrier disconnected", 1000
             if kind == AUDIO:
                 if len(payload) % 2:
-                    log.warning("odd-sized AudioSocket audio frame dropped")
+                    self.warnings.warning("odd-sized AudioSocket audio frame dropped",
+                                          extra={"bytes": len(payload)})
                     continue
                 await call.on_caller_audio(self.codec.to_bus(payload))
             elif kind == DTMF and payload:
@@ -69,9 +73,10 @@ class AudioSocketEdge:
             elif kind == HANGUP:
                 return "carrier hung up", 1000
             elif kind == ERROR:
-                return f"carrier error {payload.hex()}", 1011
+                return f"carrier error {payload[:16].hex()}", 1011  # (up to 64 KiB sent)
             else:
-                log.warning("unknown AudioSocket frame type 0x%02x dropped", kind)
+                self.warnings.warning("unknown AudioSocket frame type dropped",
+                                      extra={"frame_type": f"0x{kind:02x}"})
 
     async def send_audio(self, pcm16: bytes) -> None:
         await self._send(AUDIO, self.codec.from_bus(pcm16))
@@ -86,6 +91,7 @@ class AudioSocketEdge:
         """Nothing to clear beyond the pacing lead."""
 
     async def finish(self, reason: str, code: int) -> None:
+        self.warnings.flush()
         with contextlib.suppress(ConnectionError):
             await self._send(HANGUP)
         self.writer.close()

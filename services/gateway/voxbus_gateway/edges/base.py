@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from voxbus_common.ids import new_call_id, validate_call_id
+from voxbus_common.log_limit import WarningBudget
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
@@ -40,6 +41,8 @@ class WsEdge:
         self.caller = ""  # identity for long-term memory, when the protocol tells it
         self.errors = 0
         self.socket_error = ""
+        # every error is answered to the peer; only the first few are logged in full
+        self.warnings = WarningBudget(log)
 
     async def handshake(self) -> str:
         """Read the protocol's opening messages; return the call id."""
@@ -74,22 +77,25 @@ class WsEdge:
         """JSON objects from a JSON-only protocol. Bad JSON and stray binary frames are
         protocol errors (binary is fatal during the handshake); a socket error ends the
         iteration and is kept for `closed_reason`."""
-        async for msg in self.ws:
-            if msg.type == WSMsgType.ERROR:
-                self.socket_error = str(self.ws.exception())
-                return
-            if msg.type != WSMsgType.TEXT:
-                if handshake:
-                    raise ProtocolViolation("expected JSON text messages",
-                                            WSCloseCode.UNSUPPORTED_DATA)
-                await self.protocol_error("binary messages are not part of this protocol")
-                continue
-            try:
-                doc = parse_json_object(msg.data)
-            except ValueError as exc:
-                await self.protocol_error(f"bad JSON: {exc}")
-                continue
-            yield doc
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.ERROR:
+                    self.socket_error = str(self.ws.exception())
+                    return
+                if msg.type != WSMsgType.TEXT:
+                    if handshake:
+                        raise ProtocolViolation("expected JSON text messages",
+                                                WSCloseCode.UNSUPPORTED_DATA)
+                    await self.protocol_error("binary messages are not part of this protocol")
+                    continue
+                try:
+                    doc = parse_json_object(msg.data)
+                except ValueError as exc:
+                    await self.protocol_error(f"bad JSON: {exc}")
+                    continue
+                yield doc
+        finally:  # the socket is done: report suppressed warnings (some edges' finish() is
+            self.warnings.flush()  # their own and does not)
 
     def closed_reason(self) -> tuple[str, int]:
         if self.socket_error:
@@ -99,12 +105,15 @@ class WsEdge:
     async def protocol_error(self, message: str) -> None:
         """Report a recoverable protocol error; too many of them end the call."""
         self.errors += 1
-        log.warning("protocol error: %s", message, extra={"edge": self.name})
+        self.warnings.extra["edge"] = self.name  # (some edges name themselves after init)
+        self.warnings.warning("protocol error: %s", message)
         await self.send_event({"type": "error", "message": message})
         if self.errors >= MAX_PROTOCOL_ERRORS:
+            self.warnings.flush()  # (edges whose finish() is their own do not flush)
             raise ProtocolViolation(f"too many protocol errors (last: {message})")
 
     async def finish(self, reason: str, code: int) -> None:
+        self.warnings.flush()
         await self.send_event({"type": "ended", "reason": reason})
         if not self.ws.closed:
             await self.ws.close(code=code, message=close_message(reason))
