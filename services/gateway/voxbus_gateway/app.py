@@ -27,6 +27,7 @@ from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ACTIVE_CALLS, CALLS, CALLS_REFUSED
 from voxbus_common.tokens import InvalidToken, MediaTokens
+from voxbus_gateway.admission import Admission
 from voxbus_gateway.call import Call
 from voxbus_gateway.edge import CallerEdge
 from voxbus_gateway.edges.asterisk import AsteriskWsEdge
@@ -69,6 +70,10 @@ class Gateway:
         self.stt = SttWatch(bus, settings.stt_lease_s, lambda: self.calls.values())
         self._warned_unsigned = False
         self.tokens = MediaTokens(settings.media_token_keys)
+        self.admission = Admission(settings.gateway_calls_per_source_per_s,
+                                   settings.gateway_calls_per_source_burst,
+                                   settings.gateway_max_unconfirmed,
+                                   settings.gateway_max_unconfirmed_per_source)
 
     async def serve_control_bus(self) -> None:
         """Answer the control API's call lists (every gateway replies with its own calls)."""
@@ -102,8 +107,9 @@ class Gateway:
             if self.settings.carrier_allow_loopback_only and not is_loopback(request):
                 raise web.HTTPForbidden(text=f"{edge_type.name}: only accepted from loopback "
                                              "(put the authenticating proxy in front)")
-            ws = await self._upgrade(request)
-            await self.serve_edge(edge_type(ws, self.settings.bus_sample_rate))  # type: ignore[call-arg]
+            ws = await self._upgrade(request, edge_type.name)
+            await self.serve_edge(edge_type(ws, self.settings.bus_sample_rate),  # type: ignore[call-arg]
+                                  source=request.remote or "")
             return ws
 
         return handler
@@ -111,16 +117,21 @@ class Gateway:
     async def serve_audiosocket(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         """One Asterisk AudioSocket TCP connection = one call."""
-        if self.refusal():
+        source = str((writer.get_extra_info("peername") or ("",))[0])
+        why = self.refusal() or self.admission.source_refusal(source)
+        if why or self.admission.full(AudioSocketEdge.name, source):
+            CALLS_REFUSED.labels((why or "edge full").split(";")[0]).inc()
             writer.close()
             return
-        await self.serve_edge(AudioSocketEdge(reader, writer, self.settings.bus_sample_rate))
+        await self.serve_edge(AudioSocketEdge(reader, writer, self.settings.bus_sample_rate),
+                              source=source)
 
     async def health(self, request: web.Request) -> web.Response:
         """Readiness: 503 while draining, so the load balancer sends new calls elsewhere."""
         return web.json_response({"status": "draining" if self.draining else "ok",
                                   "gateway": self.gateway_id, "active_calls": len(self.calls),
                                   "admission": self.refusal() or "open",
+                                  "unconfirmed": dict(self.admission.unconfirmed),
                                   "nats_connected": self.bus.nc.is_connected},
                                  status=503 if self.draining else 200)
 
@@ -177,13 +188,13 @@ class Gateway:
         if rate not in SUPPORTED_RATES:
             raise web.HTTPBadRequest(text=f"sample_rate must be one of {SUPPORTED_RATES}")
         self._check_admission(call_id)
-        ws = await self._upgrade(request)
         browser = request.path.endswith("/browser")
+        ws = await self._upgrade(request, "browser" if browser else "pcm-ws")
         edge = PcmWebSocketEdge(ws, call_id, rate, self.settings.bus_sample_rate,
                                 marks=browser or request.query.get("marks") == "1",
                                 name="browser" if browser else "pcm-ws")
         edge.caller = caller
-        await self.serve_edge(edge)
+        await self.serve_edge(edge, source=request.remote or "")
         return ws
 
     # -- Twilio ---------------------------------------------------------------------------------
@@ -216,12 +227,13 @@ class Gateway:
 
     async def twilio_stream(self, request: web.Request) -> web.StreamResponse:
         await self._check_twilio(request, ws=True)
-        ws = await self._upgrade(request)
+        ws = await self._upgrade(request, TwilioEdge.name)
         rest = None
         if self.settings.twilio_auth_token:
             rest = TwilioRest(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
                               self.settings.twilio_api_base)
-        await self.serve_edge(TwilioEdge(ws, self.settings.bus_sample_rate, rest))
+        await self.serve_edge(TwilioEdge(ws, self.settings.bus_sample_rate, rest),
+                              source=request.remote or "")
         return ws
 
     async def twilio_twiml(self, request: web.Request) -> web.Response:
@@ -252,30 +264,64 @@ class Gateway:
             return "speech recognition is at capacity; retry shortly"
         return ""
 
-    async def _upgrade(self, request: web.Request) -> web.WebSocketResponse:
+    async def _upgrade(self, request: web.Request, edge: str) -> web.WebSocketResponse:
         why = self.refusal()  # every edge: checked before the socket opens
         if why:
             CALLS_REFUSED.labels(why.split(";")[0]).inc()
             raise web.HTTPServiceUnavailable(text=why, headers={"Retry-After": "5"})
+        why = self.admission.source_refusal(request.remote or "")
+        if why:
+            CALLS_REFUSED.labels("source rate").inc()
+            raise web.HTTPTooManyRequests(text=why, headers={"Retry-After": "1"})
+        if self.admission.full(edge, request.remote or ""):
+            CALLS_REFUSED.labels("edge full").inc()
+            raise web.HTTPServiceUnavailable(
+                text=f"too many {edge} calls are being set up; retry shortly",
+                headers={"Retry-After": "1"})
         ws = web.WebSocketResponse(max_msg_size=256 * 1024, heartbeat=20.0)
         await ws.prepare(request)
         return ws
 
-    async def serve_edge(self, edge: CallerEdge) -> None:
-        """Handshake, then run the call until the caller or the agent ends it."""
+    async def _confirmed_call_id(self, edge: CallerEdge, source: str) -> str | None:
+        """The call id once the edge's protocol confirmed the call (handshake, and for SIP
+        the ACK of our answer), claimed across replicas; None when it never was (the edge
+        is finished). Until then the call counts as unconfirmed on its edge."""
+        if not self.admission.enter(edge.name, source):
+            CALLS_REFUSED.labels("edge full").inc()
+            await edge.finish("too many calls are being set up; retry shortly",
+                              WSCloseCode.TRY_AGAIN_LATER)
+            return None
+        call_id = ""
         try:
             call_id = await asyncio.wait_for(edge.handshake(),
                                              timeout=self.settings.handshake_timeout_s)
             if call_id in self.calls:
                 raise ProtocolViolation(f"call {call_id} is already connected")
             await self._claim(call_id)
+            confirm = getattr(edge, "confirm", None)
+            if confirm is not None:
+                try:
+                    await confirm()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await (await self.bus.calls_kv()).delete(call_id)
+                    raise
+            return call_id
         except ProtocolViolation as exc:
-            log.warning("edge handshake refused: %s", exc, extra={"edge": edge.name})
+            log.warning("call not confirmed: %s", exc, extra={"edge": edge.name})
             await edge.send_event({"type": "error", "message": str(exc)})
             await edge.finish(str(exc), exc.code)
-            return
         except TimeoutError:
             await edge.finish("no handshake in time", WSCloseCode.POLICY_VIOLATION)
+        finally:
+            self.admission.leave(edge.name, source)
+        return None
+
+    async def serve_edge(self, edge: CallerEdge, source: str = "") -> None:
+        """Handshake and confirmation, then run the call until the caller or the agent ends
+        it. Nothing of the call (greeting, STT session) starts before it is confirmed."""
+        call_id = await self._confirmed_call_id(edge, source)
+        if call_id is None:
             return
         call_id_var.set(call_id)
         call = Call(self.bus, self.settings, call_id, edge, self.gateway_id)

@@ -72,7 +72,9 @@ class SipDialog:
     last_invite_cseq: int = 0
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # BYE, CANCEL or no ACK
     bye_received: bool = False
+    end_reason: str = ""
     caller: str = ""
 
     @property

@@ -1,8 +1,10 @@
 """A SIP call as a gateway edge: the same internal call model as every other edge.
 
-The INVITE is answered (200 OK with our SDP) only once the call exists on the bus, so a
-refused call gets a SIP error instead of a 200 and a BYE. Caller audio and DTMF come from
-the RTP session's queue, and so does the end of the call (BYE, CANCEL, missing ACK)."""
+The INVITE is answered (200 OK with our SDP) only once the call is claimed on the bus, so a
+refused call gets a SIP error instead of a 200 and a BYE, and the call starts (greeting,
+STT session) only once the caller ACKed that answer: INVITEs that are never ACKed cost a
+port and a timer each, until Timer H releases them. Caller audio and DTMF come from the RTP
+session's queue, and so does the end of the call (BYE, CANCEL, missing ACK)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ class SipControl(Protocol):
     """What the edge needs from the SIP server (server.py)."""
 
     async def answer(self, dialog: SipDialog) -> None: ...
+
+    async def confirmed(self, dialog: SipDialog) -> None: ...
 
     async def refer(self, dialog: SipDialog, target: str) -> bool: ...
 
@@ -38,9 +42,11 @@ class SipCallEdge:
     async def handshake(self) -> str:
         return self.dialog.call_id
 
-    async def announce(self) -> None:
-        """Called once the call exists: ring (when configured), then answer."""
+    async def confirm(self) -> None:
+        """Called once the call is claimed: ring (when configured), answer, and wait for
+        the ACK (raises ProtocolViolation when the caller hangs up or never ACKs)."""
         await self.server.answer(self.dialog)
+        await self.server.confirmed(self.dialog)
 
     async def pump(self, call: Call) -> tuple[str, int]:
         while True:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T1, T2, TIMER_B = 0.5, 4.0, 32.0  # RFC 3261 §17 timers
+TIMER_H = 64 * T1  # how long our 2xx waits for its ACK
 RESPONSE_CACHE_S = 32.0
 TARGET = re.compile(r"[A-Za-z0-9+*#._:@;=%-]{1,200}")  # a number, user@host or sip:/tel: URI
 
@@ -157,6 +158,8 @@ class SipServer:
                        extra=[("allow", ALLOW)])
 
     def _end(self, dialog: SipDialog, reason: str) -> None:
+        dialog.end_reason = dialog.end_reason or reason
+        dialog.ended.set()
         edge = self.edges.get(dialog.invite.call_id)
         if edge is not None:
             edge.end(reason)
@@ -207,7 +210,9 @@ class SipServer:
             self.reply(msg, link, 488, extra=[warning(str(exc))])
             return
         self.reply(msg, link, 100)
-        why = self.gateway.refusal()
+        why = self.gateway.refusal() or self.gateway.admission.source_refusal(link.peer[0])
+        if not why and self.gateway.admission.full(SipCallEdge.name, link.peer[0]):
+            why = "too many calls are being set up; retry shortly"
         if why:
             self.reply(msg, link, 503, extra=[("retry-after", "5"),
                                               warning(why)])
@@ -227,7 +232,7 @@ class SipServer:
         self.edges[msg.call_id] = SipCallEdge(self, dialog)
         self.reply(msg, link, 180, to_tag=dialog.local_tag)
         try:
-            await self.gateway.serve_edge(self.edges[msg.call_id])
+            await self.gateway.serve_edge(self.edges[msg.call_id], source=link.peer[0])
         finally:
             self.dialogs.pop(msg.call_id, None)
             self.edges.pop(msg.call_id, None)
@@ -316,11 +321,25 @@ class SipServer:
                                              "transport": dialog.link.kind,
                                              "srtp": dialog.media.srtp is not None})
 
+    async def confirmed(self, dialog: SipDialog) -> None:
+        """Wait for the caller's ACK of our 200 OK (a confirmed dialog, §13.3.1.4); raise
+        when the caller hangs up first or never ACKs within 64*T1 (Timer H)."""
+        acked = asyncio.ensure_future(dialog.acked.wait())
+        ended = asyncio.ensure_future(dialog.ended.wait())
+        try:
+            await asyncio.wait({acked, ended}, timeout=TIMER_H,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            acked.cancel()
+            ended.cancel()
+        if not dialog.acked.is_set():
+            raise ProtocolViolation(dialog.end_reason or "no ACK from the caller", 1000)
+
     async def _until_acked(self, invite: SipMessage, link: Link, dialog: SipDialog) -> None:
-        """Retransmit our 2xx until the ACK comes (§13.3.1.4); none in 32 s ends the call."""
+        """Retransmit our 2xx until the ACK comes (§13.3.1.4); none in 64*T1 ends the call."""
         data = self._cache.get((invite.call_id, invite.branch, "INVITE"), (b"", 0.0))[0]
         interval, waited = T1, 0.0
-        while waited < TIMER_B:
+        while waited < TIMER_H:
             try:
                 await asyncio.wait_for(dialog.acked.wait(), interval)
                 return
