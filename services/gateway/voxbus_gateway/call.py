@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -28,7 +29,7 @@ from voxbus_common.clauses import split_text
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ERRORS, observe_hop
-from voxbus_common.redact import Redactor
+from voxbus_common.redact import Redactor, StreamRedactor
 from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.commands import CallCommands, turn_record
@@ -39,6 +40,13 @@ from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
 TURN_LOG_SIZE = 50  # turns of a live call GetCall returns (docs/control.md)
+# free text of call events, redacted before publishing (Transfer.target is not: it is the
+# agent file's or the operator's destination, which the edge acts on)
+_EVENT_TEXT = {"user_turn": ("text",), "agent_turn": ("heard_text", "full_text"),
+               "system_note": ("text",), "ending": ("reason",), "ended": ("reason",),
+               "cancel_turn": ("reason",)}
+_SHOWN_AS_IS = frozenset({"type", "target"})  # live-event fields operators see unredacted
+_FLUSHES = frozenset({"turn", "error", "tools", "call_ended"})  # the agent's text is complete
 
 
 class Call:
@@ -67,6 +75,7 @@ class Call:
         # GetCall's turns of a live call: the last ones (the whole call is in memory's record)
         self.turn_log: deque[bytes] = deque(maxlen=TURN_LOG_SIZE)
         self._watch_subject = subjects.watch(call_id)
+        self._agent_text: tuple[int, StreamRedactor] | None = None  # watchers' view of a reply
         self.commands = CallCommands(self)
         self._cmd_sub: Subscription | None = None
         self._recent_in: deque[bytes] = deque(maxlen=100)  # 2 s of caller audio (echo checks)
@@ -150,7 +159,7 @@ class Call:
         await self.watch({"type": "call_ended", "reason": reason})
         self.bus.forget_subjects(self.call_id)
         self.span.set_attribute("voxbus.turns", turn_id)
-        self.span.set_attribute("voxbus.end_reason", reason)
+        self.span.set_attribute("voxbus.end_reason", self.redact(reason))
         self.span.end()
         self.ended.set()
         log.info("call ended", extra={"reason": reason, "turns": turn_id})
@@ -214,6 +223,9 @@ class Call:
                 delta = decode(TokenDelta, msg.data)
                 observe_hop("token_delta", delta.meta.sent_unix_ns, now)
                 await conv.on_tokens(delta)
+                if delta.done:  # the reply is complete: watchers get what was held back
+                    for shown in self._flush_agent_text(delta.meta.turn_id):
+                        await self._publish_watch(shown)
             elif kind == "transcript":
                 transcript = decode(Transcript, msg.data)
                 observe_hop("transcript", transcript.meta.sent_unix_ns, now)
@@ -252,32 +264,79 @@ class Call:
             msg_id=f"{self.call_id}-llm-{turn_id}")
 
     async def control(self, turn_id: int, **kind: Any) -> None:
-        """Publish a call event; conversation text is redacted first (the event stream is
-        stored in JetStream and read by every service: docs/privacy.md)."""
+        """Publish a call event; its free text (turns, notes, reasons) is redacted first (the
+        event stream is stored in JetStream and read by every service: docs/privacy.md)."""
         subject = subjects.control(self.call_id)
         event = CallEvent(meta=self.bus.meta(self.call_id, turn_id, subject), **kind)
-        if event.HasField("user_turn"):
-            event.user_turn.text = self.redact(event.user_turn.text)
-        elif event.HasField("agent_turn"):
-            event.agent_turn.heard_text = self.redact(event.agent_turn.heard_text)
-            event.agent_turn.full_text = self.redact(event.agent_turn.full_text)
-        elif event.HasField("system_note"):
-            event.system_note.text = self.redact(event.system_note.text)
+        name = event.WhichOneof("kind")
+        if name in _EVENT_TEXT:
+            part = getattr(event, name)
+            for field in _EVENT_TEXT[name]:
+                setattr(part, field, self.redact(getattr(part, field)))
         await self.bus.publish_acked(subject, event)
 
     async def emit(self, event: dict[str, Any]) -> None:
-        """An event for the caller's client and for control API watchers."""
-        if event.get("type") == "turn":
-            self.turn_log.append(turn_record(event))
-        await self.watch(event)
+        """An event for the caller's client, as is (the caller sees what they said), and
+        redacted for operators: control API watchers and GetCall's turns."""
+        for shown in self._for_operators(event):
+            if shown.get("type") == "turn":
+                self.turn_log.append(turn_record(shown))
+            await self._publish_watch(shown)
         try:
             await self.edge.send_event(event)
         except Exception as exc:
             log.debug("edge event not delivered: %s", exc)
 
     async def watch(self, event: dict[str, Any]) -> None:
+        """An event for control API watchers only (redacted like emit's)."""
+        for shown in self._for_operators(event):
+            await self._publish_watch(shown)
+
+    def _for_operators(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """What watchers see of `event` (maybe nothing yet, maybe held text first)."""
+        kind = event.get("type")
+        if kind == "agent_text":
+            return self._push_agent_text(int(event["turn"]), str(event.get("delta") or ""))
+        shown = self._flush_agent_text(event.get("turn")) if kind in _FLUSHES else []
+        partial = kind == "transcript" and not event.get("final")
+        redact = self.redact.partial if partial else self.redact
+        shown.append({k: v if k in _SHOWN_AS_IS else _redacted(v, redact)
+                      for k, v in event.items()})
+        return shown
+
+    def _push_agent_text(self, turn_id: int, delta: str) -> list[dict[str, Any]]:
+        """LLM deltas split numbers and addresses: a StreamRedactor holds back what may
+        still become PII, so watchers get the reply redacted as a whole would be."""
+        shown: list[dict[str, Any]] = []
+        if self._agent_text is None or self._agent_text[0] != turn_id:
+            shown = self._flush_agent_text()
+            self._agent_text = (turn_id, StreamRedactor(self.redact))
+        text = self._agent_text[1].push(delta)
+        if text:
+            shown.append({"type": "agent_text", "turn": turn_id, "delta": text})
+        return shown
+
+    def _flush_agent_text(self, turn_id: Any = None) -> list[dict[str, Any]]:
+        """The held end of a reply (of `turn_id`, or of any turn when None)."""
+        held = self._agent_text
+        if held is None or (turn_id is not None and held[0] != turn_id):
+            return []
+        self._agent_text = None
+        text = held[1].flush()
+        return [{"type": "agent_text", "turn": held[0], "delta": text}] if text else []
+
+    async def _publish_watch(self, event: dict[str, Any]) -> None:
         """Publish for WatchCall/WatchCalls (core NATS: nobody listening costs nothing)."""
         try:
             await self.bus.nc.publish(self._watch_subject, json.dumps(event).encode())
         except Exception as exc:
             log.debug("watch event not published: %s", exc)
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    """Strings, and strings in lists, redacted; numbers, flags and nested maps as they are."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact(v) if isinstance(v, str) else v for v in value]
+    return value

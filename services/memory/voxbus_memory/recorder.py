@@ -54,7 +54,7 @@ def apply_event(session: Session, event: CallEvent,
         if session.ended_unix_ns:
             return False
         session.ended_unix_ns = event.meta.sent_unix_ns
-        session.ended_reason = event.ended.reason
+        session.ended_reason = redact(event.ended.reason)  # "transferred to <number>"
         return True
     if kind == "user_turn":
         record = TurnRecord(turn_id=turn_id, role="user", text=redact(event.user_turn.text),
