@@ -125,6 +125,7 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.tools
 	$(PY) -m bench.control
 	$(PY) -m bench.sip
+	$(PY) -m bench.hostile
 	$(PY) -m bench.capacity
 	$(PY) -m bench.soak
 	$(PY) -m bench.summary

@@ -36,9 +36,9 @@ class FloodResult:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-def sip_invite(port: int, source: str, n: int) -> bytes:
+def sip_invite(port: int, source: str, n: int, wave: int = 0) -> bytes:
     body = SDP.format(ip=source, port=40000 + 2 * (n % 1000))
-    call_id = f"flood-{os.getpid()}-{n}"
+    call_id = f"flood-{os.getpid()}-{wave}-{n}"
     return (f"INVITE sip:agent@127.0.0.1:{port} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {source}:5999;branch=z9hG4bKflood{n}\r\n"
             f"From: <sip:flood@{source}>;tag=f{n}\r\nTo: <sip:agent@127.0.0.1>\r\n"
@@ -47,8 +47,8 @@ def sip_invite(port: int, source: str, n: int) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
 
 
-async def sip_invite_flood(port: int, count: int, source: str, stop: asyncio.Event
-                           ) -> FloodResult:
+async def sip_invite_flood(port: int, count: int, source: str, stop: asyncio.Event,
+                           wave: int = 0) -> FloodResult:
     """`count` INVITEs that are never ACKed (each answer is read and ignored) from one UDP
     socket, kept open until `stop` so retransmitted 200 OKs land somewhere."""
     result = FloodResult()
@@ -71,7 +71,8 @@ async def sip_invite_flood(port: int, count: int, source: str, stop: asyncio.Eve
     reader = asyncio.create_task(read())
     try:
         for n in range(count):
-            await loop.sock_sendto(sock, sip_invite(port, source, n), ("127.0.0.1", port))
+            await loop.sock_sendto(sock, sip_invite(port, source, n, wave),
+                                   ("127.0.0.1", port))
             result.sent += 1
         await stop.wait()
     finally:

@@ -12,7 +12,8 @@ import asyncio
 import json
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,7 +31,7 @@ from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 
 FLOOD_SIZE = 100  # the flood: 100 unconfirmed INVITEs or garbage calls
-Flood = Callable[[Stack, asyncio.Event], Awaitable[FloodResult]]
+Flood = Callable[[Stack, asyncio.Event], Coroutine[Any, Any, FloodResult]]
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +74,17 @@ async def wait_until_holding(stack: Stack, edge: str, flooding: asyncio.Task[Flo
         await asyncio.sleep(0.05)
 
 
-def sip(stack: Stack, stop: asyncio.Event) -> Awaitable[FloodResult]:
+def sip(stack: Stack, stop: asyncio.Event) -> Coroutine[Any, Any, FloodResult]:
     port = int(stack.env["VOXBUS_SIP_PORT"])
     return sip_invite_flood(port, FLOOD_SIZE, "127.0.0.3", stop)
 
 
-def websocket(stack: Stack, stop: asyncio.Event) -> Awaitable[FloodResult]:
+def websocket(stack: Stack, stop: asyncio.Event) -> Coroutine[Any, Any, FloodResult]:
     url = stack.gateway_url.replace("/v1/pcm", "/v1/twilio")
     return garbage_ws_flood(url, FLOOD_SIZE, "127.0.0.4", stop)
 
 
-def audiosocket(stack: Stack, stop: asyncio.Event) -> Awaitable[FloodResult]:
+def audiosocket(stack: Stack, stop: asyncio.Event) -> Coroutine[Any, Any, FloodResult]:
     return audiosocket_flood(int(stack.env["VOXBUS_AUDIOSOCKET_PORT"]), FLOOD_SIZE,
                              "127.0.0.5", stop)
 
