@@ -111,9 +111,9 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 	.venv-pipecat/bin/python -m pip install -q -r bench/pipecat/requirements.txt
 	touch $@
 
-# ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems) and
-# ~22 min for the soak (two 10-minute phases of 200 calls, the second with a worker killed
-# every minute): ~77 min in all. Results land in
+# ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems),
+# ~12 min for the hostile-load run and ~22 min for the soak (two 10-minute phases of 200
+# calls, the second with a worker killed every minute): ~90 min in all. Results land in
 # bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
