@@ -101,7 +101,7 @@ async def test_tool_failures_become_results(server: Server) -> None:
     box = ToolBox(agent_with(base, hook="slow"))
     assert (await box.run(ToolCall("c", "slow", '{"item": "x"}'))).result == \
         "error: slow did not answer within 2 s"
-    assert (await box.run(ToolCall("c", "slow", "{}"))).result == "error: missing argument(s) item"
+    assert (await box.run(ToolCall("c", "slow", "{}"))).result == "error: missing argument 'item'"
     assert (await box.run(ToolCall("c", "slow", "{not json"))).result.startswith("error: the a")
     assert "no tool named 'nope'" in (await box.run(ToolCall("c", "nope", "{}"))).result
     unreachable = ToolBox(agent_with("http://127.0.0.1:9", hook="down"))
@@ -127,7 +127,7 @@ async def test_actions_and_lookup(tmp_path: Path) -> None:
     transfer = await box.run(ToolCall("c", "transfer_call", '{"destination": "manager"}'))
     assert (transfer.action, transfer.target) == ("transfer_call", "+15550100")
     wrong = await box.run(ToolCall("c", "transfer_call", '{"destination": "ceo"}'))
-    assert wrong.action == "" and "must be one of manager" in wrong.result
+    assert wrong.action == "" and "must be one of: manager" in wrong.result
 
 
 class ScriptedModel:

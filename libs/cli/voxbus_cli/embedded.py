@@ -43,9 +43,9 @@ def die_with_parent() -> None:
 
 
 def spawn(args: list[str], env: dict[str, str] | None = None,
-          log: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+          log: IO[bytes] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                            preexec_fn=die_with_parent)
+                            preexec_fn=die_with_parent, cwd=cwd)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> None:

@@ -161,11 +161,25 @@ class Stack:
                 proc, self.llm_background_url = start_llama(log=self._log("llama-background"),
                                                             threads=1)
                 self.procs.append(proc)
+            self.start_sidecars()
             for name in SERVICES:
                 self.start_service(name)
         except Exception:
             self.stop()
             raise
+
+    def start_sidecars(self) -> None:
+        """The agent file's sidecars (local stand-ins for the systems its tools call), each
+        up (its ready_url answers) before any service starts."""
+        path = self.env.get("VOXBUS_AGENT_FILE") or os.environ.get("VOXBUS_AGENT_FILE")
+        if not path:
+            return
+        from voxbus_cli.sidecars import start_sidecar
+        from voxbus_common.agent import load_agent
+
+        for car in load_agent(path).sidecars:
+            self.procs.append(start_sidecar(car, Path(path).resolve().parent, self.workdir,
+                                            self.service_env(), self._log(car.name)))
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
         env = self.service_env()

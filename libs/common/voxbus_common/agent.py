@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from voxbus_common.routes import RouteError, parse_routes
 
@@ -94,6 +101,52 @@ class Webhook(_Strict):
         return value
 
 
+class PythonTool(_Strict):
+    """A Python function the model may call, by import path "module:function" (the agent's
+    folder is searched first). Its name, docstring and typed parameters are what the model
+    sees, unless overridden here."""
+
+    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    name: str | None = Field(default=None, pattern=TOOL_NAME)
+    description: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    read_only: bool = False  # true: may run on a partial transcript (no side effects)
+
+
+class McpServer(_Strict):
+    """An MCP server whose tools the agent offers: a command (stdio; run in the agent's
+    folder) or a URL (streamable HTTP), called through the official `mcp` SDK."""
+
+    name: str = Field(pattern=TOOL_NAME)
+    command: list[str] | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    env: dict[str, str] = Field(default_factory=dict)  # extra environment for a command
+    tools: list[str] | None = None  # only these of the server's tools (default: all)
+    read_only: bool | list[str] = False  # tools without side effects (true: all)
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    max_restarts: int = Field(default=3, ge=0, le=100)  # in a row; then the server is off
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
+        return self
+
+    def is_read_only(self, tool: str) -> bool:
+        return self.read_only if isinstance(self.read_only, bool) else tool in self.read_only
+
+
+class Sidecar(_Strict):
+    """A local process the agent's tools talk to (a stand-in for your booking system, an MCP
+    server over HTTP): `voxbus run` starts it before the services and stops it after. In
+    `command`, {python} is voxbus's interpreter and {state} the run's state folder."""
+
+    name: str = Field(pattern=TOOL_NAME)
+    command: list[str] = Field(min_length=1)
+    ready_url: str | None = Field(default=None, pattern=r"^https?://")  # answers when up
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 class Greeting(_Strict):
     """The greeting as a mapping, to say whether the caller may talk over it."""
 
@@ -119,20 +172,26 @@ class Tools(_Strict):
     transfer_call: TransferTool | None = None
     lookup: bool = False  # search the agent's knowledge folder
     webhooks: list[Webhook] = Field(default_factory=list)
+    python: list[PythonTool] = Field(default_factory=list)
+    mcp: list[McpServer] = Field(default_factory=list)
     max_steps: int = Field(default=3, ge=1, le=10)  # model calls per turn, tool rounds incl.
     filler: Filler = Field(default_factory=Filler)
 
-    @field_validator("webhooks")
-    @classmethod
-    def _unique(cls, value: list[Webhook]) -> list[Webhook]:
-        names = [w.name for w in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+    @model_validator(mode="after")
+    def _unique(self) -> Tools:
+        names = [w.name for w in self.webhooks] + [
+            p.name or p.function.rsplit(":", 1)[1] for p in self.python]
+        dupes = sorted({n for n in names if names.count(n) > 1 or n in BUILTIN_TOOLS})
         if dupes:
             raise ValueError(f"duplicate tool name(s): {', '.join(dupes)}")
-        return value
+        servers = [m.name for m in self.mcp]
+        if len(set(servers)) != len(servers):
+            raise ValueError("duplicate MCP server name(s)")
+        return self
 
     def enabled(self) -> bool:
-        return bool(self.end_call or self.transfer_call or self.lookup or self.webhooks)
+        return bool(self.end_call or self.transfer_call or self.lookup or self.webhooks
+                    or self.python or self.mcp)
 
 
 class Agent(_Strict):
@@ -150,6 +209,7 @@ class Agent(_Strict):
     redaction: list[Literal["card", "ssn", "email", "phone"]] | Literal["none", "all"] | None = None
     idle: IdlePolicy = Field(default_factory=IdlePolicy)
     turn_taking: TurnTaking = Field(default_factory=TurnTaking)
+    sidecars: list[Sidecar] = Field(default_factory=list)  # started by `voxbus run`
     source: str = Field(default="", exclude=True)  # the file this agent came from
 
     def knowledge_dir(self) -> Path | None:

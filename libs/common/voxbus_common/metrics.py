@@ -69,6 +69,9 @@ TOOL_CALLS = Counter(
     ["tool", "outcome"])
 TOOL_SECONDS = Histogram(
     "voxbus_tool_seconds", "Time a tool took to answer the model.", ["tool"], buckets=LATENCY)
+MCP_SERVER_EVENTS = Counter(
+    "voxbus_mcp_server_events_total", "MCP server lifecycle: connected, failed, disabled.",
+    ["server", "event"])
 WORK_IN_FLIGHT = Gauge(
     "voxbus_work_in_flight", "Work items being processed by this replica.", ["queue"])
 QUEUE_DEPTH = Gauge(

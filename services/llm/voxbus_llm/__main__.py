@@ -56,7 +56,9 @@ async def make_tools(settings: Settings) -> tuple[Agent | None, ToolBox]:
         knowledge = await asyncio.get_running_loop().run_in_executor(
             None, KnowledgeBase.from_folder, folder)
         log.info("knowledge indexed", extra={"folder": str(folder), "passages": len(knowledge)})
-    return agent, ToolBox(agent, knowledge)
+    box = ToolBox(agent, knowledge)
+    await box.start()  # imports Python tools, connects MCP servers and lists their tools
+    return agent, box
 
 
 async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:

@@ -2,34 +2,49 @@
 
 Built-ins: `end_call` and `transfer_call` do not act here: they become the turn's action,
 which the gateway carries out once the caller has heard the reply. `lookup` searches the
-agent's knowledge folder, so retrieval runs only when the model asks. Webhooks POST (or GET)
-the model's arguments to a URL from the agent file. A tool never raises into the turn: any
-failure becomes a short result the model can apologise for.
+agent's knowledge folder, so retrieval runs only when the model asks. Webhooks, Python
+functions and MCP servers' tools are runners (`ToolRunner`) with the same rules: arguments
+checked against the schema first, cut off at their timeout, read-only or not. A tool never
+raises into the turn: any failure becomes a short result the model can apologise for.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 from opentelemetry import trace
 
-from voxbus_common.agent import Agent, Webhook
+from voxbus_common.agent import Agent
 from voxbus_common.metrics import TOOL_CALLS, TOOL_SECONDS
 from voxbus_common.providers import ToolCall
 from voxbus_common.telemetry import tracer
+from voxbus_llm.tool_args import ArgumentCheck, BadArguments, parse_arguments
+from voxbus_llm.webhook_tools import HttpSession, WebhookTool
 
 if TYPE_CHECKING:
     from voxbus_llm.knowledge import KnowledgeBase
+    from voxbus_llm.mcp_tools import McpServerTools
 
 log = logging.getLogger(__name__)
 
-MAX_RESULT_CHARS = 1500  # a tool result is read by a small model and spoken: keep it short
+
+class ToolRunner(Protocol):
+    """A tool that runs outside the model: a webhook, a Python function, an MCP tool."""
+
+    name: str
+    read_only: bool
+    timeout_s: float
+
+    def definition(self) -> dict[str, Any]: ...
+
+    async def __call__(self, args: dict[str, Any]) -> tuple[str, str]:
+        """(what the model reads, outcome label for metrics)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -47,21 +62,64 @@ def _function(name: str, description: str, properties: dict[str, Any],
 
 
 class ToolBox:
-    """The tools one agent offers; stateless across turns (any replica serves any turn)."""
+    """The tools one agent offers; stateless across turns (any replica serves any turn).
+    `start()` connects the agent's MCP servers and imports its Python tools."""
 
     def __init__(self, agent: Agent | None, knowledge: KnowledgeBase | None = None) -> None:
         self.agent = agent
         self.knowledge = knowledge
-        self.webhooks = {w.name: w for w in agent.tools.webhooks} if agent else {}
-        self._http: aiohttp.ClientSession | None = None
+        self._http = HttpSession()
+        self.runners: dict[str, ToolRunner] = {}
+        self._servers: list[McpServerTools] = []
+        for hook in agent.tools.webhooks if agent else []:
+            self._add(WebhookTool(hook, self._http))
+        self._rebuild()
+
+    @property
+    def folder(self) -> Path | None:
+        return Path(self.agent.source).parent if self.agent and self.agent.source else None
+
+    async def start(self) -> None:
+        if self.agent is None:
+            return
+        from voxbus_llm.python_tools import PythonFunctionTool
+
+        for spec in self.agent.tools.python:  # a broken import fails the start, clearly
+            self._add(PythonFunctionTool(spec, self.folder))
+        if self.agent.tools.mcp:
+            from voxbus_llm.mcp_tools import McpServerTools
+
+            self._servers = [McpServerTools(s, self.folder) for s in self.agent.tools.mcp]
+            await asyncio.gather(*(s.start() for s in self._servers))
+            for server in self._servers:
+                for tool in server.tools:
+                    if tool.name in self.runners or tool.name in self._builtin_names():
+                        log.warning("MCP tool %s of %s hides behind an earlier tool of that "
+                                    "name: skipped", tool.name, server.spec.name)
+                        continue
+                    self._add(tool)
+        self._rebuild()
+
+    def _add(self, runner: ToolRunner) -> None:
+        self.runners[runner.name] = runner
+
+    def _rebuild(self) -> None:
         self._definitions = self._build()
         self.names = frozenset(d["function"]["name"] for d in self._definitions)
+        self._checks = {d["function"]["name"]: ArgumentCheck(
+            d["function"].get("parameters") or {"type": "object"}) for d in self._definitions}
 
     def definitions(self) -> list[dict[str, Any]]:
         """OpenAI tool definitions ([] when the agent has none: the model is not told)."""
         return self._definitions
 
+    def _builtin_names(self) -> set[str]:
+        return {d["function"]["name"] for d in self._builtins()}
+
     def _build(self) -> list[dict[str, Any]]:
+        return self._builtins() + [r.definition() for r in self.runners.values()]
+
+    def _builtins(self) -> list[dict[str, Any]]:
         if self.agent is None:
             return []
         tools = self.agent.tools
@@ -81,10 +139,6 @@ class ToolBox:
                 "lookup", "Search the business's own information (hours, menu, policies, "
                 "address). Use it before answering factual questions about the business.",
                 {"query": {"type": "string", "description": "what to look up"}}, ["query"]))
-        for hook in tools.webhooks:
-            defs.append({"type": "function", "function": {
-                "name": hook.name, "description": hook.description,
-                "parameters": hook.parameters}})
         return defs
 
     async def run(self, call: ToolCall) -> ToolOutcome:
@@ -106,19 +160,22 @@ class ToolBox:
         return name in self.names
 
     def has_side_effects(self, name: str) -> bool:
-        """Webhooks not declared read_only; built-ins act only after the reply is heard."""
-        hook = self.webhooks.get(name)
-        return hook is not None and not hook.read_only
+        """Runners not declared read_only; built-ins act only after the reply is heard."""
+        runner = self.runners.get(name)
+        return runner is not None and not runner.read_only
 
     async def _dispatch(self, call: ToolCall) -> tuple[ToolOutcome, str]:
         if not self.known(call.name):
-            return ToolOutcome(f"error: there is no tool named {call.name!r}"), "unknown_tool"
+            log.warning("the model called an unknown tool", extra={"tool": call.name[:64]})
+            return ToolOutcome(f"error: there is no tool named {call.name[:64]!r}; the tools "
+                               f"are {', '.join(sorted(self.names))}"), "unknown_tool"
         try:
-            args = json.loads(call.arguments or "{}")
-        except ValueError:
-            return ToolOutcome("error: the arguments were not valid JSON"), "bad_arguments"
-        if not isinstance(args, dict):
-            return ToolOutcome("error: the arguments must be a JSON object"), "bad_arguments"
+            args = parse_arguments(call.arguments)
+            self._checks[call.name].check(args)
+        except BadArguments as exc:
+            log.warning("the model's arguments were rejected: %s", exc,
+                        extra={"tool": call.name})
+            return ToolOutcome(str(exc)), "bad_arguments"
         if call.name == "end_call":
             return ToolOutcome("The call will end after your reply.", action="end_call"), "ok"
         if call.name == "transfer_call":
@@ -128,7 +185,21 @@ class ToolBox:
             if not query or self.knowledge is None:
                 return ToolOutcome("error: give a query to look up"), "bad_arguments"
             return ToolOutcome(self.knowledge.answer_text(query)), "ok"
-        return await self._webhook(self.webhooks[call.name], args)
+        return await self._run_runner(self.runners[call.name], args)
+
+    async def _run_runner(self, runner: ToolRunner, args: dict[str, Any]
+                          ) -> tuple[ToolOutcome, str]:
+        try:
+            async with asyncio.timeout(runner.timeout_s):
+                result, status = await runner(args)
+        except TimeoutError:
+            log.warning("tool %s cut off at its timeout", runner.name)
+            return ToolOutcome(f"error: {runner.name} did not answer within "
+                               f"{runner.timeout_s:g} s"), "timeout"
+        except Exception as exc:  # a Python tool's own exception
+            log.warning("tool %s failed: %s: %s", runner.name, type(exc).__name__, exc)
+            return ToolOutcome(f"error: {runner.name} failed"), "failed"
+        return ToolOutcome(result), status
 
     def _transfer(self, args: dict[str, Any]) -> tuple[ToolOutcome, str]:
         assert self.agent is not None and self.agent.tools.transfer_call is not None
@@ -140,39 +211,6 @@ class ToolBox:
         return ToolOutcome(f"The caller will be transferred to {destination} after your "
                            "reply.", action="transfer_call", target=targets[destination]), "ok"
 
-    async def _webhook(self, hook: Webhook, args: dict[str, Any]) -> tuple[ToolOutcome, str]:
-        missing = [k for k in hook.parameters.get("required", []) if k not in args]
-        if missing:
-            return ToolOutcome(f"error: missing argument(s) {', '.join(missing)}"), \
-                "bad_arguments"
-        headers = {"User-Agent": "voxbus-tool/1"}
-        if hook.auth_header_env:
-            secret = os.environ.get(hook.auth_header_env, "")
-            if secret:
-                headers["Authorization"] = f"{hook.auth_scheme} {secret}".strip()
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        timeout = aiohttp.ClientTimeout(total=hook.timeout_s)
-        try:
-            if hook.method == "GET":
-                request = self._http.get(hook.url, params={k: str(v) for k, v in args.items()},
-                                         headers=headers, timeout=timeout)
-            else:
-                request = self._http.post(hook.url, json=args, headers=headers, timeout=timeout)
-            async with request as resp:
-                body = (await resp.text(errors="replace"))[:MAX_RESULT_CHARS]
-                if resp.status >= 400:
-                    log.warning("tool %s answered HTTP %d", hook.name, resp.status)
-                    return ToolOutcome(f"error: the {hook.name} service answered HTTP "
-                                       f"{resp.status}"), "http_error"
-                return ToolOutcome(body or "(empty result)"), "ok"
-        except TimeoutError:
-            return ToolOutcome(f"error: {hook.name} did not answer within "
-                               f"{hook.timeout_s:g} s"), "timeout"
-        except aiohttp.ClientError as exc:
-            log.warning("tool %s failed: %s", hook.name, exc)
-            return ToolOutcome(f"error: {hook.name} could not be reached"), "unreachable"
-
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await asyncio.gather(*(s.close() for s in self._servers))
+        await self._http.close()
