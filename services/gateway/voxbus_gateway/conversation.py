@@ -97,7 +97,8 @@ class Conversation:
         either way (`greeting`, turn None: speak now), so a script can wait for it."""
         said = await self.say(self.settings.greeting, self.settings.greeting_allow_interruptions)
         await self.call.emit({"type": "greeting", "turn": self.turn_counter if said else None,
-                              "allow_interruptions": self.settings.greeting_allow_interruptions})
+                              "allow_interruptions": self.settings.greeting_allow_interruptions}
+                             | ({"text": self.settings.greeting} if said else {}))
 
     async def say(self, text: str, interruptible: bool = True) -> bool:
         """Fixed text said now, unasked (greeting, re-prompt, Say); False if the agent is busy."""
@@ -177,12 +178,16 @@ class Conversation:
         turn = self._current(delta.meta.turn_id)
         if turn is None:
             return
+        if delta.tool_started:
+            await self.call.emit({"type": "tool_call", "turn": turn.turn_id,
+                                  "name": delta.tool_started})
         if not turn.timings.first_token and delta.text:
             turn.timings.first_token = delta.meta.sent_unix_ns
         if delta.text and not turn.preemptive:
             await self.call.emit({"type": "agent_text", "turn": turn.turn_id, "delta": delta.text})
         if delta.done:
             turn.agent_text = delta.full_text
+            turn.llm_first_token_ms = delta.first_token_ms
             if delta.error:
                 await self.call.emit({"type": "error", "turn": turn.turn_id,
                                       "message": f"the language model failed: {delta.error}"})

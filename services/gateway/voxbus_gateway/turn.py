@@ -52,6 +52,7 @@ class Turn:
     preemptive: bool = False  # opened on a stable partial; plays only once the final agrees
     task: asyncio.Task[None] | None = None
     span: Span | None = None
+    llm_first_token_ms: float = 0.0  # the LLM service's own time to first token
     hangup_after: str = ""  # hang up with this reason once the turn has played (end_call)
     transfer_to: str = ""  # transfer the caller here once the turn has played
     interruptible: bool = True  # false: the caller hears it out (allow_interruptions)
@@ -91,7 +92,8 @@ class Turn:
         return {"type": "turn", "turn": self.turn_id, "user_text": self.user_text,
                 "agent_text": agent.full_text, "heard_text": agent.heard_text,
                 "interrupted": agent.interrupted, "audio_ms": self.player.frames_sent * 20,
-                "latency_ms": latency_breakdown(self.timings)}
+                "latency_ms": latency_breakdown(self.timings),
+                "llm_first_token_ms": round(self.llm_first_token_ms, 1) or None}
 
 
 def normalized(text: str) -> str:

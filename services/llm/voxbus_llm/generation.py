@@ -27,6 +27,9 @@ from voxbus_llm.tools import ToolBox, ToolOutcome
 log = logging.getLogger(__name__)
 
 
+FALLBACK = "Sorry, I didn't manage that. Could you say it again?"
+
+
 class TurnCancelled(Exception):
     """The gateway cancelled the turn: stop without a trace on the bus."""
 
@@ -41,6 +44,8 @@ class TurnGeneration:
     # (clause, index, uninterruptible) -> TTS request
     speak: Callable[[str, int, bool], Awaitable[None]]
     send_text: Callable[[str], Awaitable[None]]  # a text delta for the gateway
+    # the model called this tool (the caller's screen shows it while it runs)
+    tool_started: Callable[[str], Awaitable[None]] | None = None
     max_steps: int = 3
     preemptive: bool = False  # the final transcript may still differ (or never come)
     final_timeout_s: float = 30.0
@@ -67,13 +72,20 @@ class TurnGeneration:
         for step in range(self.max_steps):
             offer = definitions if definitions and step < self.max_steps - 1 else None
             text, calls = await self._stream_step(messages, offer)
-            if not calls:
-                return
+            if not calls or offer is None:  # (a call written at the last step is not run)
+                break
             messages = [*messages, ChatTurn("assistant", text, tool_calls=tuple(calls))]
             for call, outcome in zip(calls, await self._run_tools(calls), strict=True):
                 messages.append(ChatTurn("tool", outcome.result, tool_call_id=call.id))
                 if outcome.action and not self.action:
                     self.action, self.action_target = outcome.action, outcome.target
+        if self.clauses == 0 and not self.action:
+            # the model said nothing a caller could hear (only bad tool calls, or an empty
+            # reply): a graceful sentence keeps the call going
+            log.warning("the model's turn produced no speech: saying the fallback")
+            self.parts.append(FALLBACK)
+            await self.send_text(FALLBACK)
+            await self._say(FALLBACK)
 
     async def _stream_step(self, messages: list[ChatTurn],
                            tools: list[dict[str, object]] | None) -> tuple[str, list[ToolCall]]:
@@ -108,6 +120,9 @@ class TurnGeneration:
         """All of one step's calls concurrently; a filler if they keep the caller waiting;
         abandoned the moment the turn is cancelled."""
         self.tools_called += [c.name for c in calls]
+        if self.tool_started is not None:
+            for call in calls:
+                await self.tool_started(call.name[:64])
         if self.preemptive and any(self.tools.has_side_effects(c.name) for c in calls):
             log.info("tool with side effects: waiting for the final transcript")
             try:

@@ -10,6 +10,7 @@ from openai import AsyncOpenAI, AsyncStream
 
 from voxbus_common.config import Settings
 from voxbus_common.providers import ChatTurn, ToolCall
+from voxbus_llm.text_tool_calls import TextToolCalls
 
 
 def wire_message(m: ChatTurn) -> dict[str, Any]:
@@ -71,18 +72,26 @@ class OpenAIChat:
         )
         assert isinstance(response, AsyncStream)
         pending = ToolCallParts()
+        as_text = TextToolCalls()  # calls a local server left as text: held, never spoken
         try:
             async for chunk in response:
                 if not chunk.choices:
                     continue
                 delta = chunk.choices[0].delta
                 if delta.content:
-                    yield delta.content
+                    spoken = as_text.push(delta.content)
+                    if spoken:
+                        yield spoken
                 for call in delta.tool_calls or ():
                     fn = call.function
                     pending.add(call.index, call.id, fn.name if fn else None,
                                 fn.arguments if fn else None)
         finally:
             await response.close()
+        rest, text_calls = as_text.finish()
+        if rest:
+            yield rest
+        for tool_call in text_calls:
+            yield tool_call
         for tool_call in pending.calls():
             yield tool_call

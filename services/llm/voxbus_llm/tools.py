@@ -23,6 +23,7 @@ from voxbus_common.agent import Agent
 from voxbus_common.metrics import TOOL_CALLS, TOOL_SECONDS
 from voxbus_common.providers import ToolCall
 from voxbus_common.telemetry import tracer
+from voxbus_llm.text_tool_calls import MALFORMED
 from voxbus_llm.tool_args import ArgumentCheck, BadArguments, parse_arguments
 from voxbus_llm.webhook_tools import HttpSession, WebhookTool
 
@@ -149,8 +150,9 @@ class ToolBox:
                 "gen_ai.tool.call.id": call.id}):
             outcome, status = await self._dispatch(call)
             trace.get_current_span().set_attribute("voxbus.tool_outcome", status)
-        TOOL_CALLS.labels(call.name if self.known(call.name) else "unknown", status).inc()
-        TOOL_SECONDS.labels(call.name if self.known(call.name) else "unknown").observe(
+        label = call.name if self.known(call.name) else "unknown"
+        TOOL_CALLS.labels(label, status).inc()
+        TOOL_SECONDS.labels(label).observe(
             time.perf_counter() - started)
         log.info("tool called", extra={"tool": call.name, "outcome": status,
                                        "ms": round((time.perf_counter() - started) * 1000)})
@@ -165,6 +167,12 @@ class ToolBox:
         return runner is not None and not runner.read_only
 
     async def _dispatch(self, call: ToolCall) -> tuple[ToolOutcome, str]:
+        if call.name == MALFORMED:
+            log.warning("the model wrote a tool call that is not valid JSON",
+                        extra={"text": call.arguments[:120]})
+            return ToolOutcome('error: your tool call was not valid JSON. Write exactly '
+                               '{"name": "<tool>", "arguments": {...}}, or answer in words.'
+                               ), "malformed"
         if not self.known(call.name):
             log.warning("the model called an unknown tool", extra={"tool": call.name[:64]})
             return ToolOutcome(f"error: there is no tool named {call.name[:64]!r}; the tools "

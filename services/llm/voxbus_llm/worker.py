@@ -95,12 +95,17 @@ class LlmWorker:
             await self.bus.publish(out_subject, TokenDelta(
                 meta=self.bus.meta(call_id, turn_id, out_subject), text=text), traced=False)
 
+        async def tool_started(name: str) -> None:
+            await self.bus.publish(out_subject, TokenDelta(
+                meta=self.bus.meta(call_id, turn_id, out_subject), tool_started=name))
+
         async def speak(clause: str, index: int, uninterruptible: bool) -> None:
             await self._speak(req, clause, index, uninterruptible)
 
         gen = TurnGeneration(call_id=call_id, turn_id=turn_id, model=self.model,
                              tools=self.tools, stale=self.stale, speak=speak,
-                             send_text=send_text, max_steps=self.max_steps, filler=self.filler,
+                             send_text=send_text, tool_started=tool_started,
+                             max_steps=self.max_steps, filler=self.filler,
                              preemptive=req.preemptive,
                              final_timeout_s=self.settings.llm_timeout_s)
         error = ""
