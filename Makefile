@@ -130,6 +130,8 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.control
 	$(PY) -m bench.sip
 	$(PY) -m bench.hostile
+	$(PY) -m voxbus_cli.models install qwen2.5-coder-0.5b >/dev/null
+	$(PY) -m bench.tasks --models smollm2-135m,qwen2.5-coder-0.5b
 	$(PY) -m bench.capacity
 	$(PY) -m bench.soak
 	$(PY) -m bench.summary

@@ -146,7 +146,8 @@ def _attribute(record: CallRecord, events: list[dict[str, Any]]) -> None:
         kind, tid = e.get("type"), e.get("turn")
         if kind == "transfer":
             record.transfer_target = str(e.get("target", ""))
-        if kind == "call_ended" and "agent" in str(e.get("reason", "")):
+        reason = str(e.get("reason", ""))
+        if kind == "call_ended" and ("agent" in reason or reason.startswith("route ")):
             record.ended_by_agent = True
         if not isinstance(tid, int):
             continue

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -117,7 +118,14 @@ def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     try:
         assert up.wait(timeout=240), "".join(lines)
         children = descendants(launcher.pid)
-        assert len(children) >= 7, children  # nats, llama.cpp and five services
+        assert len(children) >= 8, children  # nats, llama.cpp, the booking sidecar, 5 services
+        booking = urllib.request.Request(
+            "http://127.0.0.1:8790/availability", method="POST",
+            data=json.dumps({"party_size": 2, "date": "friday", "time": "7pm"}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(booking, timeout=10) as resp:  # the agent's sidecar
+            answer = json.load(resp)  # (a holiday may close that Friday: no assumption)
+            assert answer["time"] == "19:00" and isinstance(answer["available"], bool)
         call = subprocess.run(
             [sys.executable, "-m", "voxbus_cli", "call", str(SPEECH / "arctic_aew_a0001.wav"),
              "--json"], env=env_elsewhere, cwd=elsewhere, capture_output=True, text=True,
