@@ -116,8 +116,9 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 	touch $@
 
 # ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems),
-# ~12 min for the hostile-load run and ~22 min for the soak (two 10-minute phases of 200
-# calls, the second with a worker killed every minute): ~90 min in all. Results land in
+# ~12 min for the hostile-load run, ~20 min for the task suite (two embedded models) and ~22
+# min for the soak (two 10-minute phases of 200 calls, the second with a worker killed every
+# minute): ~110 min in all. Results land in
 # bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice

@@ -230,7 +230,8 @@ def main() -> None:
     ap.add_argument("--db", default="bookings.sqlite")
     args = ap.parse_args()
     app = make_app(Bookings(args.db), os.environ.get("BOOKING_API_TOKEN", ""))
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    # a short grace on SIGINT/SIGTERM: a client's idle keep-alive must not hold a stop for 60 s
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":

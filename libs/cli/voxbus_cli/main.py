@@ -75,6 +75,9 @@ def run(
         stopping = True
 
     signal.signal(signal.SIGTERM, on_signal)
+    # SIGINT explicitly too: a shell starting us in the background leaves SIGINT ignored,
+    # and Ctrl-C to our process group then stopped only the children (which we restarted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     typer.echo("starting voxbus (embedded NATS, llama.cpp server, 5 services)...")
     try:
         stack.start()
@@ -112,7 +115,7 @@ def run(
     try:
         while not stopping:
             for name, proc in stack.service_procs.items():
-                if proc.poll() is not None:
+                if proc.poll() is not None and not stopping:
                     typer.echo(f"service {name} exited ({proc.returncode}); restarting", err=True)
                     stack.start_service(name)
             time.sleep(0.5)
