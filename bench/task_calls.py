@@ -7,7 +7,6 @@ what the caller met (voice-to-voice from its last voiced frame to the first agen
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -19,7 +18,7 @@ import aiohttp
 import nats
 from nats.aio.msg import Msg
 
-from bench.turn_calls import Line, first_voiced_frame, quiet_for, until
+from bench.turn_calls import Line, first_voiced_frame, quiet_for, twilio_line, until
 from voxbus_cli.speech_end import last_speech_frame
 from voxbus_cli.twilio_phone import TwilioPhone
 from voxbus_common import subjects
@@ -67,21 +66,11 @@ async def converse(twilio_url: str, nats_url: str, call_sid: str,
 
     sub = await nc.subscribe(subjects.watch(call_sid), cb=on_event)
     try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(twilio_url) as ws:
-            phone = TwilioPhone(ws)
-            tasks = [asyncio.create_task(phone.receive()), asyncio.create_task(phone.play())]
-            await phone.start(call_sid)
-            line = Line(phone)
-            tasks.append(asyncio.create_task(line.run()))
+        async with twilio_line(twilio_url, call_sid) as (phone, line, ws):
             try:
                 await _talk(phone, line, turns, record, events, ws, done)
             except TimeoutError:
                 record.error = "timed out"
-            finally:
-                with contextlib.suppress(Exception):
-                    await phone.send({"event": "stop", "stop": {"callSid": call_sid}})
-                for task in tasks:
-                    task.cancel()
         await until(lambda: any(e.get("type") == "call_ended" for e in events), 5.0)
     finally:
         await sub.unsubscribe()

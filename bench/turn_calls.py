@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,26 @@ def quiet_for(phone: TwilioPhone, seconds: float, since: float) -> bool:
     return last > since and time.monotonic() - last >= seconds
 
 
+@contextlib.asynccontextmanager
+async def twilio_line(twilio_url: str, call_sid: str
+                      ) -> AsyncIterator[tuple[TwilioPhone, Line, aiohttp.ClientWebSocketResponse]]:
+    """A started Twilio Media Stream with the phone playing and the caller's line sending;
+    on leaving, Twilio's `stop` is sent and the line's tasks end."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(twilio_url) as ws:
+        phone = TwilioPhone(ws)
+        tasks = [asyncio.create_task(phone.receive()), asyncio.create_task(phone.play())]
+        await phone.start(call_sid)
+        line = Line(phone)
+        tasks.append(asyncio.create_task(line.run()))
+        try:
+            yield phone, line, ws
+        finally:
+            with contextlib.suppress(Exception):
+                await phone.send({"event": "stop", "stop": {"callSid": call_sid}})
+            for task in tasks:
+                task.cancel()
+
+
 async def place(twilio_url: str, nats_url: str, call_sid: str, script: Script,
                 timeout_s: float = 60.0) -> Timeline:
     timeline = Timeline()
@@ -147,23 +168,13 @@ async def place(twilio_url: str, nats_url: str, call_sid: str, script: Script,
 
     sub = await nc.subscribe(subjects.watch(call_sid), cb=on_event)
     try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(twilio_url) as ws:
-            phone = TwilioPhone(ws)
-            tasks = [asyncio.create_task(phone.receive()), asyncio.create_task(phone.play())]
-            await phone.start(call_sid)
-            line = Line(phone)
-            tasks.append(asyncio.create_task(line.run()))
+        async with twilio_line(twilio_url, call_sid) as (phone, line, _):
             try:
                 await asyncio.wait_for(_converse(phone, line, script, timeline), timeout_s)
             except TimeoutError:
                 timeline.error = "timed out"
-            finally:
-                with contextlib.suppress(Exception):
-                    await phone.send({"event": "stop", "stop": {"callSid": call_sid}})
-                for task in tasks:
-                    task.cancel()
-            timeline.media_times = list(phone.media_times)
-            timeline.clears = list(phone.clears)
+        timeline.media_times = list(phone.media_times)
+        timeline.clears = list(phone.clears)
         await asyncio.sleep(0.5)  # the last watch events of the hang-up
     finally:
         await sub.unsubscribe()
