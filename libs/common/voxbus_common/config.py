@@ -7,6 +7,7 @@ reads only the fields it needs. Choosing a provider is configuration, not code.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -167,7 +168,20 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("VOXBUS_LLM_API_KEY", "OPENAI_API_KEY"),
     )
     llm_model: str = "smollm2-135m-instruct"
-    llm_server_threads: int = 2  # the local llama.cpp server `voxbus run` starts
+    # the local llama.cpp server `voxbus run` starts: 1 thread, because 2 threads spin-wait
+    # for a core that STT and TTS also want and ran 2-20x slower here under such contention
+    llm_server_threads: int = 1
+    llm_server_slots: int = 4
+    # calls pinned to the server's slots (call id hash mod this; 0 = the server picks): a
+    # llama.cpp server keeps each slot's prompt cached, so a call's next turn evaluates only
+    # its new tokens. `voxbus run` sets it to the embedded server's slot count.
+    llm_pin_slots: int = 0
+    # how tools reach the model: "native" (the API's tools/tool_calls) or "json": the tools
+    # are described in the system prompt and a grammar makes every reply one JSON action,
+    # {"say": ...} or {"tool": ..., "arguments": ...}, which small local models follow far
+    # better (docs/providers.md). `voxbus run` uses "json" for its embedded model.
+    llm_tool_format: Literal["native", "json"] = "native"
+    llm_date_in_prompt: bool = True  # "Today is Friday, 4 December 2026." after the instructions
     # background work (call summaries, caller notes) goes here when set: on a one-slot local
     # server it would evict the live turns' cached system prompt (~0.5-1.8 s on the next
     # caller's first turn); "" = the same endpoint as the turns

@@ -72,10 +72,11 @@ class TurnGeneration:
         for step in range(self.max_steps):
             offer = definitions if definitions and step < self.max_steps - 1 else None
             text, calls = await self._stream_step(messages, offer)
+            heard = " ".join(m.content for m in messages if m.role == "user")
             if not calls or offer is None:  # (a call written at the last step is not run)
                 break
             messages = [*messages, ChatTurn("assistant", text, tool_calls=tuple(calls))]
-            for call, outcome in zip(calls, await self._run_tools(calls), strict=True):
+            for call, outcome in zip(calls, await self._run_tools(calls, heard), strict=True):
                 messages.append(ChatTurn("tool", outcome.result, tool_call_id=call.id))
                 if outcome.action and not self.action:
                     self.action, self.action_target = outcome.action, outcome.target
@@ -116,7 +117,7 @@ class TurnGeneration:
         await self.speak(clause, self.clauses, uninterruptible)
         self.clauses += 1
 
-    async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
+    async def _run_tools(self, calls: list[ToolCall], heard: str) -> list[ToolOutcome]:
         """All of one step's calls concurrently; a filler if they keep the caller waiting;
         abandoned the moment the turn is cancelled."""
         self.tools_called += [c.name for c in calls]
@@ -134,7 +135,7 @@ class TurnGeneration:
                 raise TurnCancelled
             self.preemptive = False
         work: asyncio.Future[list[ToolOutcome]] = asyncio.ensure_future(
-            asyncio.gather(*(self.tools.run(c) for c in calls)))
+            asyncio.gather(*(self.tools.run(c, heard) for c in calls)))
         cancelled: asyncio.Future[None] = asyncio.ensure_future(
             self.stale.until_stale(self.call_id, self.turn_id))
         try:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from openai import AsyncOpenAI, AsyncStream
 
 from voxbus_common.config import Settings
+from voxbus_common.logs import call_id_var
 from voxbus_common.providers import ChatTurn, ToolCall
+from voxbus_llm import json_actions
 from voxbus_llm.text_tool_calls import TextToolCalls
+
+log = logging.getLogger(__name__)
 
 
 def wire_message(m: ChatTurn) -> dict[str, Any]:
@@ -46,12 +53,17 @@ class ToolCallParts:
 
 
 class OpenAIChat:
-    """Streaming chat completions with the openai SDK; base URL and key come from config."""
+    """Streaming chat completions with the openai SDK; base URL and key come from config.
+    With `llm_tool_format = "json"` tools reach the model as grammar-forced JSON actions
+    (voxbus_llm.json_actions) instead of the API's tools field."""
 
     def __init__(self, settings: Settings) -> None:
         self.name = settings.llm_model
         self._max_tokens = settings.llm_max_tokens
         self._temperature = settings.llm_temperature
+        self._json = settings.llm_tool_format == "json"
+        self._pin_slots = settings.llm_pin_slots
+        self._tool_prompt = ""  # the tools' part of the system prompt, fixed once seen
         self._client = AsyncOpenAI(
             base_url=settings.llm_base_url or None,
             api_key=settings.llm_api_key or "not-needed-for-local",
@@ -59,27 +71,93 @@ class OpenAIChat:
             max_retries=1,
         )
 
-    async def stream(self, messages: list[ChatTurn],
-                     tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
-        extra: dict[str, Any] = {"tools": tools, "tool_choice": "auto"} if tools else {}
+    def slot(self) -> int | None:
+        """The llama.cpp slot this call's turns go to, so its prompt stays cached there."""
+        call_id = call_id_var.get()
+        if self._pin_slots <= 0 or not call_id or call_id == "-":
+            return None
+        return zlib.crc32(call_id.encode()) % self._pin_slots
+
+    def _request(self, messages: list[ChatTurn], tools: list[dict[str, Any]] | None,
+                 slot: int | None) -> dict[str, Any]:
+        extra_body: dict[str, Any] = {}
+        if slot is not None:
+            extra_body.update(id_slot=slot, cache_prompt=True)
+        if not self._json:
+            wire = [wire_message(m) for m in messages]
+            extra: dict[str, Any] = {"tools": tools, "tool_choice": "auto"} if tools else {}
+            return {"messages": wire, "extra_body": extra_body or None, **extra}
+        if tools and not self._tool_prompt:
+            self._tool_prompt = json_actions.tool_prompt(tools)
+        wire = json_actions.wire_messages(messages)
+        if wire and wire[0]["role"] == "system":  # the format first, the agent's own rules
+            # and examples after it, nearest to the conversation: small models follow those
+            wire[0] = {"role": "system", "content": (
+                self._tool_prompt or json_actions.tool_prompt(None)).lstrip()
+                + "\n\n" + wire[0]["content"]}
+        extra_body["grammar"] = json_actions.action_grammar(tools)
+        return {"messages": wire, "extra_body": extra_body}
+
+    async def warm(self, messages: list[ChatTurn], tools: list[dict[str, Any]] | None) -> None:
+        """Have a local server evaluate (and cache) the prompt prefix now, in every slot calls
+        are pinned to: a call's first turn then pays only for its own words. llama.cpp's
+        server evaluates it once and copies slot 0 into the others (a file save and restore,
+        when it was started with --slot-save-path), else each slot evaluates it."""
+        slots = list(range(self._pin_slots)) if self._pin_slots > 0 else [None]
+        await self._client.chat.completions.create(
+            model=self.name, max_tokens=1, temperature=0.0, stream=False,
+            **self._request(messages, tools, slots[0]))
+        if len(slots) == 1:
+            return
+        server = str(self._client.base_url).rstrip("/").removesuffix("/v1")
+        body = {"filename": "voxbus-warm.bin"}
+        try:
+            async with aiohttp.ClientSession(raise_for_status=True,
+                                             timeout=aiohttp.ClientTimeout(total=60)) as http:
+                async with http.post(f"{server}/slots/0?action=save", json=body):
+                    pass
+                for slot in slots[1:]:
+                    async with http.post(f"{server}/slots/{slot}?action=restore", json=body):
+                        pass
+            return
+        except aiohttp.ClientError as exc:
+            log.info("slot copy unavailable (%s): evaluating the prompt in each slot", exc)
+        for slot in slots[1:]:
+            await self._client.chat.completions.create(
+                model=self.name, max_tokens=1, temperature=0.0, stream=False,
+                **self._request(messages, tools, slot))
+
+    def stream(self, messages: list[ChatTurn],
+               tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
+        return self._stream(messages, tools, self.slot())
+
+    async def _stream(self, messages: list[ChatTurn], tools: list[dict[str, Any]] | None,
+                      slot: int | None) -> AsyncIterator[str | ToolCall]:
         response = await self._client.chat.completions.create(
             model=self.name,
-            messages=[wire_message(m) for m in messages],  # type: ignore[misc]
             max_tokens=self._max_tokens,
             temperature=self._temperature,
             stream=True,
-            **extra,
+            **self._request(messages, tools, slot),
         )
         assert isinstance(response, AsyncStream)
         pending = ToolCallParts()
         as_text = TextToolCalls()  # calls a local server left as text: held, never spoken
+        actions = json_actions.ActionStream()
         try:
             async for chunk in response:
+                timings = (chunk.model_extra or {}).get("timings")
+                if timings:  # llama.cpp: how much of the prompt was evaluated, how much reused
+                    log.info("prompt evaluated", extra={
+                        "prompt_tokens": timings.get("prompt_n"),
+                        "cached_tokens": timings.get("cache_n"),
+                        "prompt_ms": round(float(timings.get("prompt_ms") or 0))})
                 if not chunk.choices:
                     continue
                 delta = chunk.choices[0].delta
                 if delta.content:
-                    spoken = as_text.push(delta.content)
+                    spoken = (actions.push(delta.content) if self._json
+                              else as_text.push(delta.content))
                     if spoken:
                         yield spoken
                 for call in delta.tool_calls or ():
@@ -88,6 +166,10 @@ class OpenAIChat:
                                 fn.arguments if fn else None)
         finally:
             await response.close()
+        if self._json:
+            for tool_call in actions.finish():
+                yield tool_call
+            return
         rest, text_calls = as_text.finish()
         if rest:
             yield rest

@@ -5,6 +5,7 @@ comes back to it as one clear sentence it can correct, and never reaches a backe
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -29,10 +30,20 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     return args
 
 
+FROM_CALLER = "x-from-caller"  # a parameter whose value the caller must have said
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
 class ArgumentCheck:
     """One tool's validator, compiled once."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        props = schema.get("properties") or {}
+        self._from_caller = [k for k, v in props.items()
+                             if isinstance(v, dict) and v.get(FROM_CALLER)]
         try:
             Draft202012Validator.check_schema(schema)
             self._validator: Draft202012Validator | None = Draft202012Validator(schema)
@@ -46,6 +57,16 @@ class ArgumentCheck:
         if not errors:
             return
         raise BadArguments("error: " + "; ".join(_say(e) for e in errors[:3]))
+
+    def check_heard(self, args: dict[str, Any], heard: str) -> None:
+        """Arguments marked x-from-caller (a name for a booking) must be words the caller
+        said in this call: a small model otherwise books for "John Doe"."""
+        said = _words(heard)
+        for key in self._from_caller:
+            value = _words(str(args.get(key, "")))
+            if value and not value <= said:
+                raise BadArguments(f"error: the caller has not said the {key} "
+                                   f"{str(args.get(key))[:MAX_SHOWN]!r}: ask them for it")
 
 
 def _say(error: Any) -> str:

@@ -142,13 +142,14 @@ class ToolBox:
                 {"query": {"type": "string", "description": "what to look up"}}, ["query"]))
         return defs
 
-    async def run(self, call: ToolCall) -> ToolOutcome:
-        """Run one tool call; errors become results, never exceptions."""
+    async def run(self, call: ToolCall, heard: str | None = None) -> ToolOutcome:
+        """Run one tool call; errors become results, never exceptions. `heard`: what the
+        caller said in this call, for arguments that must come from the caller."""
         started = time.perf_counter()
         with tracer().start_as_current_span(f"execute_tool {call.name}", attributes={
                 "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
                 "gen_ai.tool.call.id": call.id}):
-            outcome, status = await self._dispatch(call)
+            outcome, status = await self._dispatch(call, heard)
             trace.get_current_span().set_attribute("voxbus.tool_outcome", status)
         label = call.name if self.known(call.name) else "unknown"
         TOOL_CALLS.labels(label, status).inc()
@@ -166,7 +167,7 @@ class ToolBox:
         runner = self.runners.get(name)
         return runner is not None and not runner.read_only
 
-    async def _dispatch(self, call: ToolCall) -> tuple[ToolOutcome, str]:
+    async def _dispatch(self, call: ToolCall, heard: str | None) -> tuple[ToolOutcome, str]:
         if call.name == MALFORMED:
             log.warning("the model wrote a tool call that is not valid JSON",
                         extra={"text": call.arguments[:120]})
@@ -180,12 +181,15 @@ class ToolBox:
         try:
             args = parse_arguments(call.arguments)
             self._checks[call.name].check(args)
+            if heard is not None:
+                self._checks[call.name].check_heard(args, heard)
         except BadArguments as exc:
             log.warning("the model's arguments were rejected: %s", exc,
                         extra={"tool": call.name})
             return ToolOutcome(str(exc)), "bad_arguments"
         if call.name == "end_call":
-            return ToolOutcome("The call will end after your reply.", action="end_call"), "ok"
+            return ToolOutcome("ok: the call ends after your reply; say a short goodbye.",
+                               action="end_call"), "ok"
         if call.name == "transfer_call":
             return self._transfer(args)
         if call.name == "lookup":
@@ -216,8 +220,9 @@ class ToolBox:
         if destination not in targets:
             return ToolOutcome(f"error: destination must be one of {', '.join(sorted(targets))}"
                                ), "bad_arguments"
-        return ToolOutcome(f"The caller will be transferred to {destination} after your "
-                           "reply.", action="transfer_call", target=targets[destination]), "ok"
+        return ToolOutcome(f"ok: after your reply the caller is put through to {destination}; "
+                           "tell them so in a few words.", action="transfer_call",
+                           target=targets[destination]), "ok"
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self._servers))

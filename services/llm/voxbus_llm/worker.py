@@ -8,6 +8,7 @@ that the gateway cancelled is abandoned at the next token.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from urllib.parse import urlparse
@@ -42,6 +43,14 @@ class LlmWorker:
         self.max_steps = agent.tools.max_steps if agent else 3
         self.filler = agent.tools.filler if agent else Filler()
         self.stale = StaleTurns()
+
+    def system_prompt(self) -> str:
+        """The agent's instructions and today's date (a caller says "tomorrow" or "tonight";
+        it changes once a day, so the prompt stays a cached prefix all day)."""
+        if not self.settings.llm_date_in_prompt:
+            return self.settings.system_prompt
+        today = datetime.date.today()
+        return f"{self.settings.system_prompt}\nToday is {today:%A}, {today.day} {today:%B %Y}."
 
     async def history(self, call_id: str, turn_id: int) -> tuple[list[ChatTurn], str]:
         """Conversation before this turn from the memory service, and what to add to the
@@ -83,7 +92,11 @@ class LlmWorker:
             "voxbus.turn_id": turn_id}
         with tracer().start_as_current_span(f"chat {self.model.name}", attributes=attributes):
             history, preamble = await self.history(call_id, turn_id)
-            messages = [ChatTurn("system", self.settings.system_prompt + preamble), *history]
+            # the system prompt first and unchanged in every call and turn: a local server
+            # reuses its cached evaluation; what varies (summary, caller notes) comes after
+            messages = [ChatTurn("system", self.system_prompt()),
+                        *([ChatTurn("system", preamble.strip())] if preamble.strip() else []),
+                        *history]
             messages.append(ChatTurn("user", req.user_text))
             await self._generate(req, messages)
 
@@ -145,18 +158,17 @@ class LlmWorker:
 
     async def warm(self) -> None:
         """A local model server caches the prompt prefix it evaluated last: have it evaluate
-        the system prompt (and tools) now, so the first caller's turn pays only for its own
-        words (~1 s less on the embedded model). Hosted models are left alone."""
+        the system prompt (and tools) now, in each slot calls are pinned to, so a caller's
+        first turn pays only for its own words (seconds less on the embedded model). Hosted
+        models are left alone."""
         host = urlparse(self.settings.llm_base_url).hostname or ""
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        warm = getattr(self.model, "warm", None)
+        if host not in ("127.0.0.1", "localhost", "::1") or warm is None:
             return
-        messages = [ChatTurn("system", self.settings.system_prompt), ChatTurn("user", "Hello.")]
+        messages = [ChatTurn("system", self.system_prompt()), ChatTurn("user", "Hello.")]
         started = time.perf_counter()
         try:
-            stream = self.model.stream(messages, self.tools.definitions() or None)
-            async for _ in stream:
-                break
-            await stream.aclose()  # type: ignore[attr-defined]
+            await warm(messages, self.tools.definitions() or None)
         except Exception as exc:  # the first turn pays for it instead
             log.warning("could not warm the model's prompt cache: %s", exc)
             return

@@ -89,12 +89,21 @@ def apply_summary(session: Session, through: int, summary: str) -> bool:
 
 def context_messages(session: Session | None, before_turn: int, limit: int) -> list[ChatMessage]:
     """The verbatim conversation before `before_turn` that the summary does not cover,
-    oldest first, at most `limit` messages (0 = all)."""
+    oldest first, at most `limit` messages (0 = all).
+
+    Beyond `limit` the oldest are dropped half a window at a time, not one by one: the
+    window's start then stays put for several turns, so a local model server finds the
+    conversation it evaluated last turn as a prefix of this one and evaluates only the new
+    messages, instead of all of them after every slide."""
     if session is None:
         return []
     records = [t for t in unsummarized(session) if t.turn_id < before_turn]
     messages = to_messages(records)
-    return messages[-limit:] if limit > 0 else messages
+    if limit <= 0 or len(messages) <= limit:
+        return messages
+    step = max(1, limit // 2)
+    start = -(-(len(messages) - limit) // step) * step  # overflow rounded up to whole steps
+    return messages[start:]
 
 
 def newest_messages(session: Session, max_tokens: int) -> list[ChatMessage]:
