@@ -113,7 +113,7 @@ TASKS = [
     Task("goodbye", ["Great, thanks for your help. Have a nice evening, bye."],
          judge_goodbye),
 ]
-LONG_CALL = ["Where are you located?", "Is there parking nearby?",
+LONG_CALL = ["Do you have a terrace or a garden?", "Is there parking nearby?",
              "Do you have a children's menu?", "Can I bring a dog?",
              "Is the dining room accessible for a wheelchair?", "Do you have vegan dishes?",
              "How far ahead can I book?", "What is your cancellation policy?",

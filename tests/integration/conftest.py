@@ -39,6 +39,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
               control_port=free_port(),
               env={"VOXBUS_LOG_LEVEL": "INFO",
+                   # the platform under test with the smallest, fastest real model (the
+                   # default model's own behaviour is measured by bench/tasks.py)
+                   "VOXBUS_EMBEDDED_MODEL": "smollm2-135m",
                    "VOXBUS_AUDIOSOCKET_PORT": str(free_port()),
                    "VOXBUS_TRACE_DIR": str(workdir / "traces"),
                    # longer answers leave room to talk over the agent in barge-in tests

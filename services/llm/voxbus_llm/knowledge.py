@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 NO_MATCH = "No matching information was found."
 SUFFIXES = (".md", ".txt")
-MAX_PASSAGE_WORDS = 120
+MAX_PASSAGE_WORDS = 70  # a passage is read by a small model on a CPU: ~100 tokens, ~1-3 s
 K1 = 1.5
 B = 0.75
 _ELLIPSIS = "..."
@@ -277,7 +277,7 @@ class KnowledgeBase:
         ranked = sorted((i for i, s in scores.items() if s > 0.0), key=lambda i: (-scores[i], i))
         return [replace(self._passages[i], score=scores[i]) for i in ranked[:k]]
 
-    def answer_text(self, query: str, k: int = 2, max_chars: int = 700) -> str:
+    def answer_text(self, query: str, k: int = 2, max_chars: int = 500) -> str:
         """The `lookup` tool result: short, plain text the model can paraphrase aloud."""
         hits = self.search(query, k)
         if not hits:

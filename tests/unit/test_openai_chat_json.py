@@ -1,0 +1,110 @@
+"""OpenAIChat in "json" tool format against a fake llama.cpp server: what goes on the wire
+(grammar instead of tools, the format before the agent's rules, the call's pinned slot) and
+what comes back (say text streamed, a tool action parsed); warm-up copies slot 0."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from voxbus_common.config import Settings
+from voxbus_common.logs import call_id_var
+from voxbus_common.providers import ChatTurn, ToolCall
+from voxbus_llm.openai_chat import OpenAIChat
+
+TOOLS = [{"type": "function", "function": {
+    "name": "lookup", "description": "Search the menu.",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                   "required": ["query"]}}}]
+
+
+class FakeLlama:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.slot_ops: list[str] = []
+        self.reply = ""
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        if not body.get("stream"):
+            return web.json_response({"id": "x", "object": "chat.completion", "created": 0,
+                                      "model": "m", "choices": [{"index": 0, "finish_reason":
+                                      "length", "message": {"role": "assistant",
+                                                            "content": "{"}}]})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        pieces = [self.reply[i:i + 4] for i in range(0, len(self.reply), 4)]
+        for n, piece in enumerate(pieces):
+            doc: dict[str, Any] = {"id": "x", "object": "chat.completion.chunk", "created": 0,
+                                   "model": "m", "choices": [{"index": 0, "delta": {
+                                       "content": piece}, "finish_reason": None}]}
+            if n == len(pieces) - 1:
+                doc["timings"] = {"prompt_n": 12, "cache_n": 400, "prompt_ms": 150.0}
+            await resp.write(f"data: {json.dumps(doc)}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def slots(self, request: web.Request) -> web.Response:
+        self.slot_ops.append(f"{request.match_info['id']}:{request.query['action']}")
+        return web.json_response({"ok": True})
+
+
+@pytest.fixture
+async def llama() -> AsyncIterator[tuple[FakeLlama, OpenAIChat]]:
+    fake = FakeLlama()
+    app = web.Application()
+    app.add_routes([web.post("/v1/chat/completions", fake.chat),
+                    web.post("/slots/{id}", fake.slots)])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    settings = Settings(VOXBUS_LLM_BASE_URL=f"http://127.0.0.1:{server.port}/v1",
+                        llm_tool_format="json", llm_pin_slots=4)
+    yield fake, OpenAIChat(settings)
+    await server.close()
+
+
+async def collect(chat: OpenAIChat, messages: list[ChatTurn]) -> list[str | ToolCall]:
+    return [item async for item in chat.stream(messages, TOOLS)]
+
+
+async def test_a_tool_action_goes_out_as_a_grammar_and_comes_back_as_a_call(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, chat = llama
+    fake.reply = '{"tool": "lookup", "arguments": {"query": "vegan"}}'
+    call_id_var.set("CA123")
+    items = await collect(chat, [ChatTurn("system", "You run a trattoria."),
+                                 ChatTurn("user", "anything vegan?")])
+    assert [(i.name, json.loads(i.arguments)) for i in items if isinstance(i, ToolCall)] == [
+        ("lookup", {"query": "vegan"})]
+    body = fake.bodies[-1]
+    assert "tools" not in body and body["grammar"].startswith("root ::= say | tool0")
+    system = body["messages"][0]["content"]
+    assert system.startswith("Reply with exactly one JSON object")
+    assert system.endswith("You run a trattoria.") and "- lookup(query: string)" in system
+    assert body["id_slot"] == zlib.crc32(b"CA123") % 4 and body["cache_prompt"] is True
+
+
+async def test_say_text_streams_and_history_is_shown_as_actions(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, chat = llama
+    fake.reply = '{"say": "We have pumpkin ravioli."}'
+    items = await collect(chat, [ChatTurn("system", "S"), ChatTurn("user", "hi"),
+                                 ChatTurn("assistant", "Hello!"), ChatTurn("user", "vegan?")])
+    assert "".join(i for i in items if isinstance(i, str)) == "We have pumpkin ravioli."
+    assert len([i for i in items if isinstance(i, str)]) > 1  # streamed, not at the end
+    assert json.loads(fake.bodies[-1]["messages"][2]["content"]) == {"say": "Hello!"}
+
+
+async def test_warm_evaluates_slot_0_once_and_copies_it_to_the_others(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, chat = llama
+    await chat.warm([ChatTurn("system", "S"), ChatTurn("user", "Hello.")], TOOLS)
+    assert [b["id_slot"] for b in fake.bodies] == [0]
+    assert fake.slot_ops == ["0:save", "1:restore", "2:restore", "3:restore"]
