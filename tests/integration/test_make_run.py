@@ -87,8 +87,10 @@ async def closed_to_strangers(running: dict[str, str]) -> tuple[str, str]:
 
 
 def test_run_serves_a_call_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    # the smallest real model keeps this test quick; the default model's calls are what
+    # bench/tasks.py measures
     env = dict(os.environ, VOXBUS_STATE_DIR=str(tmp_path / "state"),
-               XDG_STATE_HOME=str(tmp_path / "xdg"))
+               XDG_STATE_HOME=str(tmp_path / "xdg"), VOXBUS_EMBEDDED_MODEL="smollm2-135m")
     for key in [k for k in env if k == "NATS_URL" or k.startswith(("VOXBUS_NATS_",
                                                                    "VOXBUS_CONTROL_"))]:
         env.pop(key)

@@ -64,8 +64,9 @@ async def llama() -> AsyncIterator[tuple[FakeLlama, OpenAIChat]]:
                     web.post("/slots/{id}", fake.slots)])
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    settings = Settings(VOXBUS_LLM_BASE_URL=f"http://127.0.0.1:{server.port}/v1",
-                        llm_tool_format="json", llm_pin_slots=4)
+    fields: dict[str, Any] = {"VOXBUS_LLM_BASE_URL": f"http://127.0.0.1:{server.port}/v1",
+                              "llm_tool_format": "json", "llm_pin_slots": 4}
+    settings = Settings(**fields)
     yield fake, OpenAIChat(settings)
     await server.close()
 

@@ -66,7 +66,7 @@ MODELS = {m.key: m for m in (
         "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         "Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB, Apache-2.0: best answers, slowest"),
 )}
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"  # the only one to pass the task suite (docs/providers.md)
 ASSEMBLED = Path(sys.prefix) / "share" / "voxbus-models"  # joined parts live in the venv
 
 
