@@ -1,15 +1,16 @@
 """What memory adds to the system prompt: this call's summary and the caller's earlier calls.
 
 Memory sends only the turns after the summary verbatim, so the summary has to reach the
-model some other way; the system prompt is where a small model attends to it best.
+model some other way: a second system message, right after the (cached, unchanging) system
+prompt, where a small model still attends to it.
 """
 
 from __future__ import annotations
 
 
 def context_preamble(summary: str, caller_memory: str) -> str:
-    """Text to append to the system prompt ("" when memory has nothing). It starts with a
-    blank line, so `system_prompt + context_preamble(...)` reads as separate paragraphs."""
+    """The text of that system message ("" when memory has nothing); paragraphs separated
+    by blank lines (it starts with one: strip it when it stands alone)."""
     parts: list[str] = []
     if summary.strip():
         parts.append(f"Earlier in this call: {' '.join(summary.split())}")
