@@ -144,10 +144,15 @@ class Stack:
             env["VOXBUS_LLM_BACKGROUND_BASE_URL"] = self.llm_background_url
         return env
 
+    def _llm_server_setting(self, name: str) -> int:
+        """A Settings field for the embedded llama.cpp server: the stack's env, the process
+        env (VOXBUS_<NAME>), else its default."""
+        var = f"VOXBUS_{name.upper()}"
+        return int(self.env.get(var) or os.environ.get(var) or getattr(Settings(), name))
+
     def llm_slots(self) -> int:
         """Calls the embedded llama.cpp server decodes together, each with its own cache."""
-        return int(self.env.get("VOXBUS_LLM_SERVER_SLOTS")
-                   or os.environ.get("VOXBUS_LLM_SERVER_SLOTS") or Settings().llm_server_slots)
+        return self._llm_server_setting("llm_server_slots")
 
     def start(self) -> None:
         try:
@@ -166,17 +171,11 @@ class Stack:
             hosted = self.env.get("VOXBUS_LLM_BASE_URL") or os.environ.get(
                 "OPENAI_BASE_URL") or os.environ.get("VOXBUS_LLM_BASE_URL")
             if not self.llm_base_url and not hosted:
-                threads = int(self.env.get("VOXBUS_LLM_SERVER_THREADS")
-                              or os.environ.get("VOXBUS_LLM_SERVER_THREADS")
-                              or Settings().llm_server_threads)
-                batch = int(self.env.get("VOXBUS_LLM_SERVER_BATCH_THREADS")
-                            or os.environ.get("VOXBUS_LLM_SERVER_BATCH_THREADS")
-                            or Settings().llm_server_batch_threads)
-                proc, self.llm_base_url = start_llama(log=self._log("llama"), threads=threads,
-                                                      batch_threads=batch,
-                                                      model_key=self.model_key,
-                                                      slots=self.llm_slots(),
-                                                      slot_dir=self.workdir / "llama-slots")
+                proc, self.llm_base_url = start_llama(
+                    log=self._log("llama"), model_key=self.model_key, slots=self.llm_slots(),
+                    threads=self._llm_server_setting("llm_server_threads"),
+                    batch_threads=self._llm_server_setting("llm_server_batch_threads"),
+                    slot_dir=self.workdir / "llama-slots")
                 self.procs.append(proc)
                 proc, self.llm_background_url = start_llama(
                     log=self._log("llama-background"), threads=1, model_key=self.model_key,

@@ -104,9 +104,13 @@ class OpenAIChat:
         server evaluates it once and copies slot 0 into the others (a file save and restore,
         when it was started with --slot-save-path), else each slot evaluates it."""
         slots = list(range(self._pin_slots)) if self._pin_slots > 0 else [None]
-        await self._client.chat.completions.create(
-            model=self.name, max_tokens=1, temperature=0.0, stream=False,
-            **self._request(messages, tools, slots[0]))
+
+        async def evaluate(slot: int | None) -> None:
+            await self._client.chat.completions.create(
+                model=self.name, max_tokens=1, temperature=0.0, stream=False,
+                **self._request(messages, tools, slot))
+
+        await evaluate(slots[0])
         if len(slots) == 1:
             return
         server = str(self._client.base_url).rstrip("/").removesuffix("/v1")
@@ -123,9 +127,7 @@ class OpenAIChat:
         except aiohttp.ClientError as exc:
             log.info("slot copy unavailable (%s): evaluating the prompt in each slot", exc)
         for slot in slots[1:]:
-            await self._client.chat.completions.create(
-                model=self.name, max_tokens=1, temperature=0.0, stream=False,
-                **self._request(messages, tools, slot))
+            await evaluate(slot)
 
     def stream(self, messages: list[ChatTurn],
                tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
