@@ -219,6 +219,8 @@ def main() -> None:
                         help=f"comma-separated, of: {', '.join(MODELS)}")
     parser.add_argument("--repeats", type=int, default=2, help="calls per task and model")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="keep the services' logs here (one folder per model)")
     args = parser.parse_args()
     started = time.time()
     results: dict[str, Any] = {}
@@ -226,7 +228,7 @@ def main() -> None:
         print(f"model {model}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             stack = Stack(workdir=Path(tmp), gateway_port=free_port(),
-                          log_dir=Path(tmp) / "logs",
+                          log_dir=(args.log_dir / model) if args.log_dir else Path(tmp) / "logs",
                           env={"VOXBUS_AGENT_FILE": str(AGENT), "VOXBUS_EMBEDDED_MODEL": model,
                                "VOXBUS_SIP_PORT": "0", "VOXBUS_AUDIOSOCKET_PORT": "0"})
             with stack.running(timeout_s=600):

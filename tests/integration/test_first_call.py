@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import nats
 import numpy as np
+from nats.aio.msg import Msg
 
 from tests.integration.conftest import SPEECH, assert_services_alive, wait_for_session, words
-from voxbus.v1.llm_pb2 import ContextReply, ContextRequest
+from voxbus.v1.llm_pb2 import ContextReply, ContextRequest, LlmPrefill
 from voxbus.v1.memory_pb2 import Session
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.stack import Stack
 from voxbus_common.audio import rms_dbfs
-from voxbus_common.subjects import RPC_MEMORY_CONTEXT
+from voxbus_common.subjects import RPC_MEMORY_CONTEXT, prefill_llm
 
 
 async def stored_session(stack: Stack, call_id: str) -> Session:
@@ -22,7 +23,18 @@ async def stored_session(stack: Stack, call_id: str) -> Session:
 
 async def test_jfk_call_gets_a_spoken_answer(stack: Stack) -> None:
     pcm = load_wav(SPEECH / "jfk_inaugural_1961.wav")
-    result = await place_call(stack.gateway_url, pcm, call_id="jfk-test", timeout_s=120)
+    hints: list[LlmPrefill] = []
+
+    async def hint(msg: Msg) -> None:  # the words the LLM replicas pre-evaluate
+        hints.append(LlmPrefill.FromString(msg.data))
+
+    nc = await nats.connect(stack.nats_url)
+    await nc.subscribe(prefill_llm("jfk-test"), cb=hint)
+    try:
+        result = await place_call(stack.gateway_url, pcm, call_id="jfk-test", timeout_s=120)
+        await nc.flush()
+    finally:
+        await nc.close()
 
     assert "ask not what your country" in words(result.caller_text)
     assert result.turns, f"no turn completed; events: {result.events[-5:]}"
@@ -39,6 +51,10 @@ async def test_jfk_call_gets_a_spoken_answer(stack: Stack) -> None:
     # the answer starts on the stable partial: its first token may come before the final
     assert latency["final_transcript_to_first_token"] is not None, latency
     assert result.ended_reason == "caller hung up"
+    # while the caller spoke, the growing partial went out as hints, each once
+    assert hints and all(h.meta.turn_id >= 1 for h in hints), hints
+    texts = [h.user_text for h in hints]
+    assert len(set(texts)) == len(texts) and "ask not" in words(" ".join(texts))
 
     session = await stored_session(stack, "jfk-test")
     roles = [t.role for t in session.turns]

@@ -109,3 +109,41 @@ async def test_warm_evaluates_slot_0_once_and_copies_it_to_the_others(
     await chat.warm([ChatTurn("system", "S"), ChatTurn("user", "Hello.")], TOOLS)
     assert [b["id_slot"] for b in fake.bodies] == [0]
     assert fake.slot_ops == ["0:save", "1:restore", "2:restore", "3:restore"]
+
+
+async def test_the_reply_opens_with_an_assistant_prefix_echoed_or_not(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, chat = llama
+    turns = [ChatTurn("system", "S"), ChatTurn("user", "hi")]
+    fake.reply = '{"say":"Hello there."}'  # llama.cpp streams the prefix back first
+    assert "".join(str(i) for i in await collect(chat, turns)) == "Hello there."
+    assert fake.bodies[-1]["messages"][-1] == {"role": "assistant", "content": '{"'}
+    assert fake.bodies[-1]["grammar"].splitlines()[1].startswith('say ::= "say\\":"')
+    fake.reply = 'say":"Hello again."}'  # a server that sends only the continuation
+    assert "".join(str(i) for i in await collect(chat, turns)) == "Hello again."
+
+
+async def test_prefill_evaluates_the_turns_prompt_in_the_calls_slot(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, chat = llama
+    call_id_var.set("CA77")
+    turns = [ChatTurn("system", "S"), ChatTurn("user", "a table for two on")]
+    await chat.prefill(turns, TOOLS)
+    fake.reply = '{"say":"Sure."}'
+    await collect(chat, [*turns[:1], ChatTurn("user", "a table for two on friday")])
+    prefill, turn = fake.bodies
+    assert prefill["stream"] is False and prefill["max_tokens"] == 1
+    assert prefill["id_slot"] == turn["id_slot"] == zlib.crc32(b"CA77") % 4
+    # the same prompt up to the caller's words: the turn finds it all cached
+    assert prefill["messages"][0] == turn["messages"][0]
+    assert turn["messages"][1]["content"].startswith(prefill["messages"][1]["content"])
+
+
+async def test_prefill_without_pinned_slots_sends_nothing(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, pinned = llama
+    unpinned = OpenAIChat(Settings(**{"VOXBUS_LLM_BASE_URL": str(pinned._client.base_url),
+                                      "llm_tool_format": "json"}))
+    call_id_var.set("CA78")
+    await unpinned.prefill([ChatTurn("user", "hello")], None)
+    assert fake.bodies == []  # no slot of this call's to fill on a shared endpoint

@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     # {"say": ...} or {"tool": ..., "arguments": ...}, which small local models follow far
     # better (docs/providers.md). `voxbus run` uses "json" for its embedded model.
     llm_tool_format: Literal["native", "json"] = "native"
+    # while the caller speaks, the gateway sends the partial transcript and an LLM replica has
+    # a local server evaluate the conversation up to it in the call's slot (needs pinned
+    # slots): the turn's request then evaluates only the last words (docs/decisions.md)
+    llm_prefill: bool = True
     llm_date_in_prompt: bool = True  # "Today is Friday, 4 December 2026." after the instructions
     # background work (call summaries, caller notes) goes here when set: on a one-slot local
     # server it would evict the live turns' cached system prompt (~0.5-1.8 s on the next

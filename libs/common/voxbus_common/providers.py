@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class VoiceActivityDetector(Protocol):
@@ -75,6 +75,22 @@ class ChatModel(Protocol):
                tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | ToolCall]:
         """Yield text deltas as they are generated, then any tool calls the model made
         (complete, after the text). `tools` are OpenAI tool definitions."""
+        ...
+
+
+@runtime_checkable
+class PromptCaching(Protocol):
+    """A chat model whose server caches evaluated prompts per call (a local llama.cpp server
+    with pinned slots): it can evaluate a prompt ahead of the turn that needs it."""
+
+    async def warm(self, messages: list[ChatTurn],
+                   tools: list[dict[str, Any]] | None) -> None:
+        """Evaluate the prompt prefix every call shares (system prompt, tools) in all slots."""
+        ...
+
+    async def prefill(self, messages: list[ChatTurn],
+                      tools: list[dict[str, Any]] | None) -> None:
+        """Evaluate this call's prompt so far (the caller is still speaking)."""
         ...
 
 

@@ -86,6 +86,15 @@ def work_tts(call_id: str) -> str:
     return f"{PREFIX}.work.tts.{validate_call_id(call_id)}"
 
 
+def prefill_llm(call_id: str) -> str:
+    """The caller's words so far, for any LLM replica to pre-evaluate (core NATS, no stream:
+    a lost hint costs only latency)."""
+    return f"{PREFIX}.hint.llm.{validate_call_id(call_id)}"
+
+
+PREFILL_LLM_ALL = f"{PREFIX}.hint.llm.*"
+
+
 RPC_MEMORY_CONTEXT = f"{PREFIX}.rpc.memory.context"
 RPC_PING = f"{PREFIX}.rpc.ping"
 RPC_MEMORY_FORGET = f"{PREFIX}.rpc.memory.forget"  # delete a caller's long-term memory

@@ -20,7 +20,7 @@ from opentelemetry import trace
 
 from voxbus.v1.audio_pb2 import AudioChunk, AudioFrame
 from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
-from voxbus.v1.llm_pb2 import LlmRequest, TokenDelta, TtsRequest
+from voxbus.v1.llm_pb2 import LlmPrefill, LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.audio import Framer, frame_bytes
@@ -262,6 +262,13 @@ class Call:
             meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text,
             speech_end_unix_ns=speech_end_ns, sample_rate=self.rate, preemptive=turn.preemptive),
             msg_id=f"{self.call_id}-llm-{turn_id}")
+
+    async def prefill_reply(self, turn_id: int, text: str) -> None:
+        """Tell any LLM replica what the caller has said so far (a hint: core NATS, not
+        stored; a replica may let its model server evaluate it before the turn starts)."""
+        subject = subjects.prefill_llm(self.call_id)
+        await self.bus.publish(subject, LlmPrefill(
+            meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text), traced=False)
 
     async def control(self, turn_id: int, **kind: Any) -> None:
         """Publish a call event; its free text (turns, notes, reasons) is redacted first (the

@@ -26,7 +26,7 @@ from voxbus_gateway.barge_in import BargeIn
 from voxbus_gateway.idle import watch_idle
 from voxbus_gateway.playout import TurnPlayer
 from voxbus_gateway.ports import CallPort
-from voxbus_gateway.turn import Backchannels, Turn, record_turn_metrics
+from voxbus_gateway.turn import Backchannels, Turn, has_words, record_turn_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Conversation:
         self._last_activity = time.monotonic()
         self._keypad_route: Route | None = None
         self._final_meta: tuple[float, str] = (0.0, "")  # the final's decode time, end reason
+        self._prefilled = ""  # the partial last sent to the LLM replicas to pre-evaluate
 
     # -- the policy's view of the call (policy.Senses) ----------------------------------------
 
@@ -156,10 +157,21 @@ class Conversation:
             await self.call.emit({"type": "transcript", "final": False, "text": t.text,
                                   "utterance": t.utterance_id, "stable": t.stable})
             await self._apply([a for a in actions if isinstance(a, policy.Answer)])
+            await self._prefill(t.text)
             return
         self._last_activity = time.monotonic()
         self._final_meta = (t.decode_ms, t.end_of_turn)
         await self._apply(self.policy.final(t.utterance_id, t.text, t.speech_end_ms))
+
+    async def _prefill(self, text: str) -> None:
+        """Send the caller's words so far for the model to evaluate while they speak (not
+        words a route answers without the model, nor the same words twice)."""
+        text = text.strip()
+        if (not self.settings.llm_prefill or self.policy.muted or self.call.ending
+                or not has_words(text) or text == self._prefilled or self.has_route(text)):
+            return
+        self._prefilled = text
+        await self.call.prefill_reply(self.turn_counter + 1, text)
 
     async def keypad_turn(self, text: str, route: Route | None) -> None:
         self._keypad_route = route

@@ -4,8 +4,13 @@ A 0.5-1.5B model asked to use its chat template's native tool format rarely call
 invents facts instead; made to choose, token by token, between `{"say": "..."}` and
 `{"tool": "<name>", "arguments": {...}}` (a GBNF grammar llama.cpp enforces while decoding),
 with the tools, rules and examples in the system prompt, it picked the right action in 7-9
-turns of 10 (docs/providers.md). The "say" text is streamed as it is decoded, so speech
-starts a few tokens after the reply does; a tool action is parsed when the reply ends.
+turns of 10 (docs/providers.md); plain words instead of the say object let it answer
+from its chat habits and skip the tool (measured). The "say" text is streamed as it is
+decoded; a tool action is parsed when the reply ends.
+
+Speech starts three decoded tokens after the reply does (`say`, `":"`, the first word): the
+JSON is compact (`":"` is one token, `": "` two) and the opening `{"` is written into the
+reply as a prefix the server evaluates with the prompt rather than decodes.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 from voxbus_common.providers import ChatTurn, ToolCall
 from voxbus_llm.text_tool_calls import MALFORMED
 
-SAY_PREFIX = '{"say": "'
-TOOL_PREFIX = '{"tool": "'
+OPEN = '{"'  # the reply's first token, written as an assistant prefix: evaluated, not decoded
+SAY_PREFIX = '{"say":"'
+TOOL_PREFIX = '{"tool":"'
+COMPACT = (",", ":")  # json.dumps separators: the format the grammar forces
 RESULT_PREFIX = "TOOL_RESULT"
 
 _STRING = r'"\"" ( [^"\\\n] | "\\" ["\\/nt] ){1,300} "\""'
@@ -43,10 +50,10 @@ def _tool_rule(name: str, parameters: dict[str, Any]) -> str:
     """The one shape of a call to this tool: its required arguments, in declared order."""
     props: dict[str, Any] = parameters.get("properties") or {}
     required = [k for k in props if k in (parameters.get("required") or [])]
-    parts = [_gbnf_literal(f'{TOOL_PREFIX}{name}", "arguments": {{')]
+    parts = [_gbnf_literal(f'{TOOL_PREFIX.removeprefix(OPEN)}{name}","arguments":{{')]
     for i, key in enumerate(required):
-        sep = ", " if i else ""
-        parts.append(_gbnf_literal(f'{sep}"{key}": '))
+        sep = "," if i else ""
+        parts.append(_gbnf_literal(f'{sep}"{key}":'))
         parts.append(f"( {_value_rule(props[key])} )")
     parts.append(_gbnf_literal("}}"))
     return " ".join(parts)
@@ -57,8 +64,9 @@ def _functions(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def action_grammar(tools: list[dict[str, Any]] | None) -> str:
-    """GBNF for one reply: a say, or (when tools are offered) a call to one of them."""
-    rules = [f"say ::= {_gbnf_literal(SAY_PREFIX[:-1])} str \"}}\""]
+    """GBNF for one reply after its `{"` prefix: a say, or (when tools are offered) a call to
+    one of them."""
+    rules = [f"say ::= {_gbnf_literal(SAY_PREFIX.removeprefix(OPEN)[:-1])} str \"}}\""]
     names = ["say"]
     for i, fn in enumerate(_functions(tools)):
         rules.append(f"tool{i} ::= {_tool_rule(fn['name'], fn.get('parameters') or {})}")
@@ -70,10 +78,10 @@ def tool_prompt(tools: list[dict[str, Any]] | None) -> str:
     """The system prompt's part that teaches the format: tools, rules, examples. Stable for
     the life of the process, so it stays in every call's cached prompt prefix."""
     fns = _functions(tools)
-    lines = ["", "Reply with exactly one JSON object: {\"say\": \"...\"} to speak to the caller"]
+    lines = ["", "Reply with exactly one JSON object: {\"say\":\"...\"} to speak to the caller"]
     if not fns:
         return "\n".join([*lines[:1], lines[1] + "."])
-    lines[1] += ", or {\"tool\": \"NAME\", \"arguments\": {...}} to use a tool. Tools:"
+    lines[1] += ", or {\"tool\":\"NAME\",\"arguments\":{...}} to use a tool. Tools:"
     for fn in fns:
         props = (fn.get("parameters") or {}).get("properties") or {}
         args = ", ".join(f"{k}: {v.get('type', 'string')}"
@@ -92,12 +100,12 @@ def tool_prompt(tools: list[dict[str, Any]] | None) -> str:
         rules.append("when the caller says goodbye, use end_call")
     lines.append("Rules: " + "; ".join(rules) + ".")
     lines.append("Examples:")
-    lines.append('caller: hi there -> {"say": "Hello! How can I help?"}')
+    lines.append('caller: hi there -> {"say":"Hello! How can I help?"}')
     if "lookup" in names:
         lines.append('caller: are you open on sunday? -> '
-                     '{"tool": "lookup", "arguments": {"query": "opening hours sunday"}}')
+                     '{"tool":"lookup","arguments":{"query":"opening hours sunday"}}')
     if "end_call" in names:
-        lines.append('caller: ok thanks, bye -> {"tool": "end_call", "arguments": {}}')
+        lines.append('caller: ok thanks, bye -> {"tool":"end_call","arguments":{}}')
     return "\n".join(lines)
 
 
@@ -119,9 +127,10 @@ def wire_messages(messages: list[ChatTurn]) -> list[dict[str, Any]]:
             except ValueError:
                 arguments = {}
             out.append({"role": "assistant", "content": json.dumps(
-                {"tool": call.name, "arguments": arguments})})
+                {"tool": call.name, "arguments": arguments}, separators=COMPACT)})
         elif m.role == "assistant":
-            out.append({"role": "assistant", "content": json.dumps({"say": m.content})})
+            out.append({"role": "assistant",
+                        "content": json.dumps({"say": m.content}, separators=COMPACT)})
         else:
             out.append({"role": m.role, "content": m.content})
     return out
@@ -129,23 +138,35 @@ def wire_messages(messages: list[ChatTurn]) -> list[dict[str, Any]]:
 
 class ActionStream:
     """Feed the reply's deltas; `push` returns the say text decodable so far. A reply that is
-    not a JSON action at all (a server that ignored the grammar) is streamed as plain text."""
+    not a JSON action at all (a server that ignored the grammar) is streamed as plain text.
+    `prefix`: what the request wrote into the reply before the model went on (OPEN); a
+    server may stream it back first (llama.cpp's does), or not."""
 
-    def __init__(self) -> None:
-        self._raw: list[str] = []
+    def __init__(self, prefix: str = "") -> None:
+        self._raw: list[str] = [prefix] if prefix else []
+        self._prefix = prefix
+        self._lead = ""  # the first deltas, until it is clear whether they echo the prefix
         self._mode = ""  # "", "say", "tool", "text", "done"
         self._escape = ""  # a backslash sequence split across deltas
 
     def push(self, delta: str) -> str:
+        if self._prefix:
+            self._lead += delta
+            if len(self._lead) < len(self._prefix) and self._prefix.startswith(self._lead):
+                return ""
+            delta = self._lead.removeprefix(self._prefix)
+            self._prefix = ""
         self._raw.append(delta)
         if self._mode == "":
             head = "".join(self._raw).lstrip()
-            if head.startswith(SAY_PREFIX):
+            say = next((p for p in (SAY_PREFIX, '{"say": "') if head.startswith(p)), "")
+            if say:
                 self._mode = "say"
-                return self._say(head[len(SAY_PREFIX):])
+                return self._say(head[len(say):])
             if head.startswith('{"tool"'):
                 self._mode = "tool"
-            elif head and not (SAY_PREFIX.startswith(head) or '{"tool"'.startswith(head)):
+            elif head and not any(p.startswith(head) for p in (SAY_PREFIX, '{"say": "',
+                                                              '{"tool"')):
                 self._mode = "text"
                 return head
             return ""

@@ -16,14 +16,21 @@ from urllib.parse import urlparse
 from nats.aio.msg import Msg
 from opentelemetry import trace
 
-from voxbus.v1.llm_pb2 import ContextReply, ContextRequest, LlmRequest, TokenDelta, TtsRequest
+from voxbus.v1.llm_pb2 import (
+    ContextReply,
+    ContextRequest,
+    LlmPrefill,
+    LlmRequest,
+    TokenDelta,
+    TtsRequest,
+)
 from voxbus_common import subjects
 from voxbus_common.agent import Agent, Filler
 from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, STALE_DROPPED, observe_hop
-from voxbus_common.providers import ChatModel, ChatTurn
+from voxbus_common.providers import ChatModel, ChatTurn, PromptCaching
 from voxbus_common.telemetry import inject_headers, tracer
 from voxbus_common.turns import StaleTurns
 from voxbus_llm.context import context_preamble
@@ -43,6 +50,10 @@ class LlmWorker:
         self.max_steps = agent.tools.max_steps if agent else 3
         self.filler = agent.tools.filler if agent else Filler()
         self.stale = StaleTurns()
+        # call -> the newest prompt to evaluate: the caller's words so far (the prompt is
+        # built around them), or a whole prompt (the conversation after the agent's reply)
+        self._prefill_next: dict[str, tuple[int, str | list[ChatTurn]]] = {}
+        self._prefilling: dict[str, asyncio.Task[None]] = {}
 
     def system_prompt(self) -> str:
         """The agent's instructions and today's date (a caller says "tomorrow" or "tonight";
@@ -91,14 +102,56 @@ class LlmWorker:
             "gen_ai.request.model": self.model.name, "gen_ai.conversation.id": call_id,
             "voxbus.turn_id": turn_id}
         with tracer().start_as_current_span(f"chat {self.model.name}", attributes=attributes):
-            history, preamble = await self.history(call_id, turn_id)
-            # the system prompt first and unchanged in every call and turn: a local server
-            # reuses its cached evaluation; what varies (summary, caller notes) comes after
-            messages = [ChatTurn("system", self.system_prompt()),
-                        *([ChatTurn("system", preamble.strip())] if preamble.strip() else []),
-                        *history]
-            messages.append(ChatTurn("user", req.user_text))
-            await self._generate(req, messages)
+            await self._generate(req, await self.messages(call_id, turn_id, req.user_text))
+
+    async def messages(self, call_id: str, turn_id: int, user_text: str) -> list[ChatTurn]:
+        """The turn's prompt. The system prompt first and unchanged in every call and turn: a
+        local server reuses its cached evaluation; what varies (summary, caller notes) after."""
+        history, preamble = await self.history(call_id, turn_id)
+        return [ChatTurn("system", self.system_prompt()),
+                *([ChatTurn("system", preamble.strip())] if preamble.strip() else []),
+                *history, ChatTurn("user", user_text)]
+
+    def _offered_tools(self) -> list[dict[str, object]] | None:
+        """The tools a turn's first model call is offered (as TurnGeneration offers them)."""
+        return (self.tools.definitions() or None) if self.max_steps > 1 else None
+
+    async def on_prefill(self, msg: Msg) -> None:
+        """The caller's words so far: have the model server evaluate the turn's prompt up to
+        them, in the call's slot, so the turn pays only for the rest. One evaluation per call
+        at a time; words that arrive meanwhile replace each other (only the newest counts)."""
+        if not isinstance(self.model, PromptCaching) or not self.settings.llm_prefill:
+            return
+        req = decode(LlmPrefill, msg.data)
+        call_id = req.meta.call_id
+        subjects.prefill_llm(call_id)  # validates the id
+        if self.stale.is_stale(call_id, req.meta.turn_id) or not req.user_text.strip():
+            return
+        self._queue_prefill(call_id, req.meta.turn_id, req.user_text[:2000])
+
+    def _queue_prefill(self, call_id: str, turn_id: int, what: str | list[ChatTurn]) -> None:
+        self._prefill_next[call_id] = (turn_id, what)
+        if call_id not in self._prefilling:
+            self._prefilling[call_id] = asyncio.create_task(self._prefill_call(call_id))
+
+    async def _prefill_call(self, call_id: str) -> None:
+        call_id_var.set(call_id)
+        assert isinstance(self.model, PromptCaching)  # (on_prefill checked)
+        try:
+            while call_id in self._prefill_next:
+                turn_id, what = self._prefill_next.pop(call_id)
+                turn_id_var.set(turn_id)
+                started = time.perf_counter()
+                try:
+                    messages = (what if isinstance(what, list)
+                                else await self.messages(call_id, turn_id, what))
+                    await self.model.prefill(messages, self._offered_tools())
+                except Exception as exc:  # a hint: the turn evaluates it all instead
+                    log.info("prefill failed: %s", exc or type(exc).__name__)
+                    continue
+                log.debug("prefilled", extra={"ms": round((time.perf_counter() - started) * 1000)})
+        finally:
+            self._prefilling.pop(call_id, None)
 
     async def _generate(self, req: LlmRequest, messages: list[ChatTurn]) -> None:
         call_id, turn_id = req.meta.call_id, req.meta.turn_id
@@ -133,6 +186,12 @@ class LlmWorker:
             log.error("generation failed: %s", error)
         if self.stale.is_stale(call_id, turn_id):
             return
+        if not error and not gen.action and gen.full_text and self.settings.llm_prefill \
+                and isinstance(self.model, PromptCaching):
+            # while the reply plays, the conversation as the next turn will show it (its tool
+            # rounds left out), so the next turn does not re-evaluate the reply
+            self._queue_prefill(call_id, turn_id + 1,
+                                [*messages, ChatTurn("assistant", gen.full_text)])
         span = trace.get_current_span()
         span.set_attribute("gen_ai.usage.output_tokens", len(gen.parts))  # streamed deltas
         span.set_attribute("voxbus.time_to_first_token_ms", round(gen.first_token_ms, 1))
@@ -162,13 +221,13 @@ class LlmWorker:
         first turn pays only for its own words (seconds less on the embedded model). Hosted
         models are left alone."""
         host = urlparse(self.settings.llm_base_url).hostname or ""
-        warm = getattr(self.model, "warm", None)
-        if host not in ("127.0.0.1", "localhost", "::1") or warm is None:
+        if host not in ("127.0.0.1", "localhost", "::1") or not isinstance(
+                self.model, PromptCaching):
             return
         messages = [ChatTurn("system", self.system_prompt()), ChatTurn("user", "Hello.")]
         started = time.perf_counter()
         try:
-            await warm(messages, self.tools.definitions() or None)
+            await self.model.warm(messages, self._offered_tools())
         except Exception as exc:  # the first turn pays for it instead
             log.warning("could not warm the model's prompt cache: %s", exc)
             return
@@ -177,6 +236,7 @@ class LlmWorker:
     async def run(self, stop: asyncio.Event) -> None:
         await self.warm()
         await self.stale.follow(self.bus)
+        await self.bus.subscribe(subjects.PREFILL_LLM_ALL, self.on_prefill, queue="llm-prefill")
         await self.bus.run_pull_worker(
             stream="VB_LLM_WORK", durable="llm-workers", subject="vb.work.llm.*",
             handler=self.on_request, concurrency=self.settings.llm_concurrency, stop=stop,
