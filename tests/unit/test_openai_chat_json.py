@@ -147,3 +147,14 @@ async def test_prefill_without_pinned_slots_sends_nothing(
     call_id_var.set("CA78")
     await unpinned.prefill([ChatTurn("user", "hello")], None)
     assert fake.bodies == []  # no slot of this call's to fill on a shared endpoint
+
+
+async def test_a_prompt_ending_with_the_agents_reply_gets_no_second_assistant_message(
+        llama: tuple[FakeLlama, OpenAIChat]) -> None:
+    fake, chat = llama
+    call_id_var.set("CA79")  # (llama.cpp refuses two assistant messages at the end)
+    await chat.prefill([ChatTurn("system", "S"), ChatTurn("user", "hours?"),
+                        ChatTurn("assistant", "From noon.")], TOOLS)
+    last = fake.bodies[-1]["messages"][-2:]
+    assert [m["role"] for m in last] == ["user", "assistant"]
+    assert json.loads(last[1]["content"]) == {"say": "From noon."}

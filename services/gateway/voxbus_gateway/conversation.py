@@ -156,8 +156,10 @@ class Conversation:
             await self._apply([a for a in actions if not isinstance(a, policy.Answer)])
             await self.call.emit({"type": "transcript", "final": False, "text": t.text,
                                   "utterance": t.utterance_id, "stable": t.stable})
-            await self._apply([a for a in actions if isinstance(a, policy.Answer)])
-            await self._prefill(t.text)
+            answers = [a for a in actions if isinstance(a, policy.Answer)]
+            await self._apply(list(answers))
+            if not answers:  # (an answer's own request evaluates these words)
+                await self._prefill(t.text)
             return
         self._last_activity = time.monotonic()
         self._final_meta = (t.decode_ms, t.end_of_turn)

@@ -97,7 +97,8 @@ class OpenAIChat:
                 + "\n\n" + wire[0]["content"]}
         # the reply's opening `{"` as an assistant prefix the server continues (evaluated with
         # the prompt: one token fewer to decode before speech), the rest forced by the grammar
-        wire.append({"role": "assistant", "content": json_actions.OPEN})
+        if wire[-1]["role"] != "assistant":  # (a prompt that ends with a reply: a prefill)
+            wire.append({"role": "assistant", "content": json_actions.OPEN})
         extra_body["grammar"] = json_actions.action_grammar(tools)
         return {"messages": wire, "extra_body": extra_body}
 
