@@ -54,7 +54,8 @@ async def test_jfk_call_gets_a_spoken_answer(stack: Stack) -> None:
     # while the caller spoke, the growing partial went out as hints, each once
     assert hints and all(h.meta.turn_id >= 1 for h in hints), hints
     texts = [h.user_text for h in hints]
-    assert len(set(texts)) == len(texts) and "ask not" in words(" ".join(texts))
+    # (partials differ from run to run; "your country" is said twice in the clip)
+    assert len(set(texts)) == len(texts) and "your country" in words(" ".join(texts))
 
     session = await stored_session(stack, "jfk-test")
     roles = [t.role for t in session.turns]
