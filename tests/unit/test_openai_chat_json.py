@@ -142,8 +142,9 @@ async def test_prefill_evaluates_the_turns_prompt_in_the_calls_slot(
 async def test_prefill_without_pinned_slots_sends_nothing(
         llama: tuple[FakeLlama, OpenAIChat]) -> None:
     fake, pinned = llama
-    unpinned = OpenAIChat(Settings(**{"VOXBUS_LLM_BASE_URL": str(pinned._client.base_url),
-                                      "llm_tool_format": "json"}))
+    fields: dict[str, Any] = {"VOXBUS_LLM_BASE_URL": str(pinned._client.base_url),
+                              "llm_tool_format": "json"}
+    unpinned = OpenAIChat(Settings(**fields))
     call_id_var.set("CA78")
     await unpinned.prefill([ChatTurn("user", "hello")], None)
     assert fake.bodies == []  # no slot of this call's to fill on a shared endpoint
