@@ -52,7 +52,6 @@ OUT_LLM = any_call(subjects.llm_out)
 OUT_ALL = any_call(subjects.call_out_all)
 WORK_LLM = any_call(subjects.work_llm)
 WORK_TTS = any_call(subjects.work_tts)
-PREFILL_LLM = any_call(subjects.prefill_llm)
 RPC_CALL = any_call(subjects.rpc_call)
 
 
@@ -137,9 +136,8 @@ def _contract() -> dict[str, Permissions]:
     return {
         "gateway": _service(
             "gateway",
-            publish=[IN_AUDIO, s.CONTROL_ALL, s.WORK_CALLS, WORK_LLM, WORK_TTS, PREFILL_LLM,
-                     s.WATCH_ALL,
-                     RPC_CALL, s.RPC_GATEWAY_CALLS,
+            publish=[IN_AUDIO, s.CONTROL_ALL, s.WORK_CALLS, WORK_LLM, WORK_TTS,
+                     s.PREFILL_LLM_ALL, s.WATCH_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS,
                      *_kv_read(s.SESSIONS_BUCKET), *_kv_read(s.STT_BUCKET),
                      *_kv_watch(s.STT_BUCKET), *_kv_write(s.CALLS_BUCKET),
                      *_kv_watch(s.CALLS_BUCKET)],
@@ -154,7 +152,7 @@ def _contract() -> dict[str, Permissions]:
             "llm",
             publish=[OUT_LLM, WORK_TTS, s.RPC_MEMORY_CONTEXT,
                      *_pull("VB_LLM_WORK", "llm-workers", WORK_LLM)],
-            subscribe=[s.CONTROL_ALL, s.RPC_LLM_SUMMARIZE, PREFILL_LLM]),
+            subscribe=[s.CONTROL_ALL, s.RPC_LLM_SUMMARIZE, s.PREFILL_LLM_ALL]),
         "tts": _service(
             "tts",
             publish=[OUT_AUDIO, *_pull("VB_TTS_WORK", "tts-workers", WORK_TTS)],

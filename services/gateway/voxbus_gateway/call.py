@@ -79,6 +79,7 @@ class Call:
         self.commands = CallCommands(self)
         self._cmd_sub: Subscription | None = None
         self._recent_in: deque[bytes] = deque(maxlen=100)  # 2 s of caller audio (echo checks)
+        self._hinted = ""  # the caller's words last sent to the LLM replicas (prefill_reply)
         self.span = tracer().start_span("call", attributes={
             "voxbus.call_id": call_id, "voxbus.edge": edge.name})
 
@@ -265,7 +266,11 @@ class Call:
 
     async def prefill_reply(self, turn_id: int, text: str) -> None:
         """Tell any LLM replica what the caller has said so far (a hint: core NATS, not
-        stored; a replica may let its model server evaluate it before the turn starts)."""
+        stored; a replica may let its model server evaluate it before the turn starts).
+        The same words are sent once."""
+        if text == self._hinted:
+            return
+        self._hinted = text
         subject = subjects.prefill_llm(self.call_id)
         await self.bus.publish(subject, LlmPrefill(
             meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text), traced=False)

@@ -44,7 +44,6 @@ class Conversation:
         self._last_activity = time.monotonic()
         self._keypad_route: Route | None = None
         self._final_meta: tuple[float, str] = (0.0, "")  # the final's decode time, end reason
-        self._prefilled = ""  # the partial last sent to the LLM replicas to pre-evaluate
 
     # -- the policy's view of the call (policy.Senses) ----------------------------------------
 
@@ -156,24 +155,20 @@ class Conversation:
             await self._apply([a for a in actions if not isinstance(a, policy.Answer)])
             await self.call.emit({"type": "transcript", "final": False, "text": t.text,
                                   "utterance": t.utterance_id, "stable": t.stable})
-            answers = [a for a in actions if isinstance(a, policy.Answer)]
-            await self._apply(list(answers))
+            answers: list[policy.Action] = [a for a in actions if isinstance(a, policy.Answer)]
+            await self._apply(answers)
             if not answers:  # (an answer's own request evaluates these words)
-                await self._prefill(t.text)
+                await self._prefill(t.text.strip())
             return
         self._last_activity = time.monotonic()
         self._final_meta = (t.decode_ms, t.end_of_turn)
         await self._apply(self.policy.final(t.utterance_id, t.text, t.speech_end_ms))
 
     async def _prefill(self, text: str) -> None:
-        """Send the caller's words so far for the model to evaluate while they speak (not
-        words a route answers without the model, nor the same words twice)."""
-        text = text.strip()
-        if (not self.settings.llm_prefill or self.policy.muted or self.call.ending
-                or not has_words(text) or text == self._prefilled or self.has_route(text)):
-            return
-        self._prefilled = text
-        await self.call.prefill_reply(self.turn_counter + 1, text)
+        """The caller's words so far, for the model to evaluate early (not routed words)."""
+        if (self.settings.llm_prefill and not self.policy.muted and not self.call.ending
+                and has_words(text) and not self.has_route(text)):
+            await self.call.prefill_reply(self.turn_counter + 1, text)
 
     async def keypad_turn(self, text: str, route: Route | None) -> None:
         self._keypad_route = route

@@ -23,6 +23,7 @@ from voxbus_llm.text_tool_calls import MALFORMED
 
 OPEN = '{"'  # the reply's first token, written as an assistant prefix: evaluated, not decoded
 SAY_PREFIX = '{"say":"'
+SAY_PREFIXES = (SAY_PREFIX, '{"say": "')  # (the spaced form: a server that ignored the grammar)
 TOOL_PREFIX = '{"tool":"'
 COMPACT = (",", ":")  # json.dumps separators: the format the grammar forces
 RESULT_PREFIX = "TOOL_RESULT"
@@ -159,14 +160,13 @@ class ActionStream:
         self._raw.append(delta)
         if self._mode == "":
             head = "".join(self._raw).lstrip()
-            say = next((p for p in (SAY_PREFIX, '{"say": "') if head.startswith(p)), "")
+            say = next((p for p in SAY_PREFIXES if head.startswith(p)), "")
             if say:
                 self._mode = "say"
                 return self._say(head[len(say):])
             if head.startswith('{"tool"'):
                 self._mode = "tool"
-            elif head and not any(p.startswith(head) for p in (SAY_PREFIX, '{"say": "',
-                                                              '{"tool"')):
+            elif head and not any(p.startswith(head) for p in (*SAY_PREFIXES, '{"tool"')):
                 self._mode = "text"
                 return head
             return ""

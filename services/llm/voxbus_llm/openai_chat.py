@@ -108,13 +108,7 @@ class OpenAIChat:
         server evaluates it once and copies slot 0 into the others (a file save and restore,
         when it was started with --slot-save-path), else each slot evaluates it."""
         slots = list(range(self._pin_slots)) if self._pin_slots > 0 else [None]
-
-        async def evaluate(slot: int | None) -> None:
-            await self._client.chat.completions.create(
-                model=self.name, max_tokens=1, temperature=0.0, stream=False,
-                **self._request(messages, tools, slot))
-
-        await evaluate(slots[0])
+        await self._evaluate(messages, tools, slots[0])
         if len(slots) == 1:
             return
         server = str(self._client.base_url).rstrip("/").removesuffix("/v1")
@@ -131,7 +125,16 @@ class OpenAIChat:
         except aiohttp.ClientError as exc:
             log.info("slot copy unavailable (%s): evaluating the prompt in each slot", exc)
         for slot in slots[1:]:
-            await evaluate(slot)
+            await self._evaluate(messages, tools, slot)
+
+    async def _evaluate(self, messages: list[ChatTurn], tools: list[dict[str, Any]] | None,
+                        slot: int | None) -> dict[str, Any]:
+        """Evaluate a prompt into the slot's cache (one token generated, discarded); returns
+        llama.cpp's timings ({} from other servers)."""
+        response = await self._client.chat.completions.create(
+            model=self.name, max_tokens=1, temperature=0.0, stream=False,
+            **self._request(messages, tools, slot))
+        return dict((response.model_extra or {}).get("timings") or {})
 
     async def prefill(self, messages: list[ChatTurn],
                       tools: list[dict[str, Any]] | None) -> None:
@@ -141,10 +144,7 @@ class OpenAIChat:
         slot = self.slot()
         if slot is None:
             return
-        response = await self._client.chat.completions.create(
-            model=self.name, max_tokens=1, temperature=0.0, stream=False,
-            **self._request(messages, tools, slot))
-        timings = (response.model_extra or {}).get("timings") or {}
+        timings = await self._evaluate(messages, tools, slot)
         log.debug("prompt prefilled", extra={"prompt_tokens": timings.get("prompt_n"),
                                              "cached_tokens": timings.get("cache_n")})
 

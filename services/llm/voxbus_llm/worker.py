@@ -54,6 +54,9 @@ class LlmWorker:
         # built around them), or a whole prompt (the conversation after the agent's reply)
         self._prefill_next: dict[str, tuple[int, str | list[ChatTurn]]] = {}
         self._prefilling: dict[str, asyncio.Task[None]] = {}
+        # the model's server caches prompts per call (the embedded llama.cpp server)
+        self._cache = model if isinstance(model, PromptCaching) else None
+        self._prefill = self._cache if settings.llm_prefill else None
 
     def system_prompt(self) -> str:
         """The agent's instructions and today's date (a caller says "tomorrow" or "tonight";
@@ -120,7 +123,7 @@ class LlmWorker:
         """The caller's words so far: have the model server evaluate the turn's prompt up to
         them, in the call's slot, so the turn pays only for the rest. One evaluation per call
         at a time; words that arrive meanwhile replace each other (only the newest counts)."""
-        if not isinstance(self.model, PromptCaching) or not self.settings.llm_prefill:
+        if self._prefill is None:
             return
         req = decode(LlmPrefill, msg.data)
         call_id = req.meta.call_id
@@ -130,13 +133,15 @@ class LlmWorker:
         self._queue_prefill(call_id, req.meta.turn_id, req.user_text[:2000])
 
     def _queue_prefill(self, call_id: str, turn_id: int, what: str | list[ChatTurn]) -> None:
+        if self._prefill is None:
+            return
         self._prefill_next[call_id] = (turn_id, what)
         if call_id not in self._prefilling:
-            self._prefilling[call_id] = asyncio.create_task(self._prefill_call(call_id))
+            self._prefilling[call_id] = asyncio.create_task(
+                self._prefill_call(call_id, self._prefill))
 
-    async def _prefill_call(self, call_id: str) -> None:
+    async def _prefill_call(self, call_id: str, model: PromptCaching) -> None:
         call_id_var.set(call_id)
-        assert isinstance(self.model, PromptCaching)  # (on_prefill checked)
         try:
             while call_id in self._prefill_next:
                 turn_id, what = self._prefill_next.pop(call_id)
@@ -145,7 +150,7 @@ class LlmWorker:
                 try:
                     messages = (what if isinstance(what, list)
                                 else await self.messages(call_id, turn_id, what))
-                    await self.model.prefill(messages, self._offered_tools())
+                    await model.prefill(messages, self._offered_tools())
                 except Exception as exc:  # a hint: the turn evaluates it all instead
                     log.info("prefill failed: %s", exc or type(exc).__name__)
                     continue
@@ -186,8 +191,7 @@ class LlmWorker:
             log.error("generation failed: %s", error)
         if self.stale.is_stale(call_id, turn_id):
             return
-        if not error and not gen.action and gen.full_text and self.settings.llm_prefill \
-                and isinstance(self.model, PromptCaching):
+        if not error and not gen.action and gen.full_text:
             # while the reply plays, the conversation as the next turn will show it (its tool
             # rounds left out), so the next turn does not re-evaluate the reply
             self._queue_prefill(call_id, turn_id + 1,
@@ -221,13 +225,12 @@ class LlmWorker:
         first turn pays only for its own words (seconds less on the embedded model). Hosted
         models are left alone."""
         host = urlparse(self.settings.llm_base_url).hostname or ""
-        if host not in ("127.0.0.1", "localhost", "::1") or not isinstance(
-                self.model, PromptCaching):
+        if host not in ("127.0.0.1", "localhost", "::1") or self._cache is None:
             return
         messages = [ChatTurn("system", self.system_prompt()), ChatTurn("user", "Hello.")]
         started = time.perf_counter()
         try:
-            await self.model.warm(messages, self._offered_tools())
+            await self._cache.warm(messages, self._offered_tools())
         except Exception as exc:  # the first turn pays for it instead
             log.warning("could not warm the model's prompt cache: %s", exc)
             return
