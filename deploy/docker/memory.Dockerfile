@@ -7,6 +7,10 @@
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# Unset by default (the package index). `make images` sets them to install from a local
+# wheelhouse (deploy/images/build.py); build arguments stay out of the image's environment.
+ARG PIP_FIND_LINKS
+ARG PIP_NO_INDEX
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY deploy/docker/requirements/constraints.txt deploy/docker/requirements/protoc.txt \

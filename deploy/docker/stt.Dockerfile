@@ -7,6 +7,10 @@
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# Unset by default (the package index). `make images` sets them to install from a local
+# wheelhouse (deploy/images/build.py); build arguments stay out of the image's environment.
+ARG PIP_FIND_LINKS
+ARG PIP_NO_INDEX
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1
 WORKDIR /src
 COPY deploy/docker/requirements/constraints.txt deploy/docker/requirements/protoc.txt \
@@ -18,11 +22,12 @@ RUN python -m venv /opt/protoc \
 COPY proto/ proto/
 COPY libs/common/voxbus_common/ /app/voxbus_common/
 COPY services/stt/voxbus_stt/ /app/voxbus_stt/
-COPY deploy/tools/fetch_smart_turn.py /src/fetch_smart_turn.py
+# (at its repository path: the script finds its default destination from there)
+COPY deploy/tools/fetch_smart_turn.py deploy/tools/fetch_smart_turn.py
 # The end-of-turn model from the pinned pipecat-ai wheel (sha256 checked). Then import every
 # module and load the baked Whisper and smart-turn weights once: a missing dependency or
 # model fails the build rather than the first call.
-RUN /opt/venv/bin/python /src/fetch_smart_turn.py --dest /app/voxbus_stt/models --cache /tmp/wheels \
+RUN /opt/venv/bin/python deploy/tools/fetch_smart_turn.py --dest /app/voxbus_stt/models --cache /tmp/wheels \
  && rm -rf /tmp/wheels \
  && mkdir -p /app/voxbus/v1 \
  && /opt/protoc/bin/python -m grpc_tools.protoc -Iproto --python_out=/app --grpc_python_out=/app \

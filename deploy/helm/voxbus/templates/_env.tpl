@@ -46,6 +46,12 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
 {{- $_ := set $env "VOXBUS_LLM_PROVIDER" $v.provider -}}
 {{- $_ := set $env "VOXBUS_LLM_BASE_URL" (include "voxbus.llmBaseUrl" $root) -}}
 {{- $_ := set $env "VOXBUS_LLM_MODEL" $v.model -}}
+{{- $local := and (not $v.baseUrl) $root.Values.llmServer.enabled -}}
+{{- $_ := set $env "VOXBUS_LLM_TOOL_FORMAT" ($v.toolFormat | default (ternary "json" "native" $local)) -}}
+{{- if $local -}}
+{{- /* each call keeps to one of the server's slots, whose prompt cache its next turn reuses */ -}}
+{{- $_ := set $env "VOXBUS_LLM_PIN_SLOTS" (toString $root.Values.llmServer.slots) -}}
+{{- end -}}
 {{- $_ := set $env "VOXBUS_LLM_CONCURRENCY" (toString $v.concurrency) -}}
 {{- with $v.fallback.baseUrl }}{{ $_ := set $env "VOXBUS_LLM_FALLBACK_BASE_URL" . }}{{ end -}}
 {{- with $v.fallback.model }}{{ $_ := set $env "VOXBUS_LLM_FALLBACK_MODEL" . }}{{ end -}}

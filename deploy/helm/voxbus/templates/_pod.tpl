@@ -2,8 +2,7 @@
 
 {{/* Placement, security and the plumbing that must hold for every pod. enableServiceLinks is
 off because Kubernetes would otherwise inject <SERVICE>_PORT variables: a Service named
-voxbus-gateway yields VOXBUS_GATEWAY_PORT=tcp://..., which is a voxbus setting, and
-llama_cpp.server reads PORT/HOST from the environment. */}}
+voxbus-gateway yields VOXBUS_GATEWAY_PORT=tcp://..., which is a voxbus setting. */}}
 {{- define "voxbus.podCommon" -}}
 {{- $v := index .root.Values (include "voxbus.componentKey" .c) -}}
 enableServiceLinks: false
