@@ -71,8 +71,8 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
 # The flags `voxbus run` starts it with (libs/cli/voxbus_cli/embedded.py start_llama): one KV
 # pool shared by the slots, idle slots keep their cached prompt, flash attention off (slower
 # on CPU, garbled SmolLM2), slot files in /tmp (the llm workers copy the evaluated system
-# prompt from slot 0 into the others). The chart passes the sizes (these are the defaults);
-# a later flag wins, so --host/--port can be overridden too.
+# prompt from slot 0 into the others). The chart passes the sizes (these are the defaults).
+# A repeated --host or --port wins (llama-server warns that it is deprecated).
 ENTRYPOINT ["/opt/venv/bin/llama-server", \
             "--model", "/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", \
             "--alias", "qwen2.5-coder-1.5b-instruct", "--host", "0.0.0.0", "--port", "8080", \

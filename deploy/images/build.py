@@ -322,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make images: {exc}", file=sys.stderr)
         return 1
     total = round(time.monotonic() - started, 1)
-    print(f"\n{'image':<32} {'size':>9} {'build':>9}")
+    print(f"\n{'image':<36} {'size':>9} {'build':>9}")
     for r in reports:
         took = f"{r.seconds:.0f} s" if r.built else "cached"
-        print(f"{r.ref:<32} {r.size_mb:>6.0f} MB {took:>9}")
+        print(f"{r.ref:<36} {r.size_mb:>6.0f} MB {took:>9}")
     print(f"base {base_s:.0f} s, wheelhouse {wheels_s:.0f} s, total {total:.0f} s")
     report = {"base": {"ref": BASE_REF, "seconds": base_s, "size_bytes": image_size(BASE_REF),
                        "packages": list(BASE_PACKAGES)},

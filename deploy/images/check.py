@@ -60,6 +60,8 @@ CLIP = ROOT / "speech" / "arctic_aew_a0003.wav"
 EXPECTED = "for the twentieth time that evening the two men shook hands"
 PREFIX = "voxbus-check-"
 LLM_SLOTS = 4
+# as the integration tests do: the platform's default agent, told to be a phone assistant
+SYSTEM_PROMPT = "You are a friendly phone assistant. Answer in one or two short sentences."
 
 
 class CheckError(RuntimeError):
@@ -94,14 +96,16 @@ def remove_leftovers() -> None:
 
 
 def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in a process group (a container's processes)."""
+    """Resident memory of a container's own processes: its process group, less buildah's
+    runner processes (what the container would use in a pod)."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
             continue
-        if int(fields[2]) == pgid:  # (state, ppid, pgrp, ...; rss is field 24 of stat)
+        fields = tail.split()  # state, ppid, pgrp, ...; rss (pages) is field 24 of stat
+        if int(fields[2]) == pgid and not head.partition("(")[2].startswith("buildah"):
             total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     return round(total / 1e6, 1)
 
@@ -116,6 +120,8 @@ class Container:
     started_at: float = 0.0
     ready_s: float = 0.0
     rss_mb: float = 0.0
+    command: list[str] = field(default_factory=list)
+    user: str = ""
     _log: IO[bytes] | None = None
 
     @property
@@ -130,9 +136,10 @@ class Container:
         if not command:
             raise CheckError(f"{ref} has no ENTRYPOINT or CMD")
         buildah("from", "--pull=never", "--name", self.name, ref)
-        user = config.get("User") or "0"
-        if user in ("", "0", "root"):
+        user = self.user = config.get("User") or "0"
+        if user.split(":")[0] in ("0", "root"):
             raise CheckError(f"{ref} runs as root")
+        self.command = command
         env = [a for k, v in self.env.items() for a in ("--env", f"{k}={v}")]
         workdir = ["--workingdir", config["WorkingDir"]] if config.get("WorkingDir") else []
         self._log = self.log_path.open("ab")
@@ -336,7 +343,8 @@ def check(workdir: Path) -> dict[str, Any]:
                 env.update({"VOXBUS_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
                             "VOXBUS_LLM_MODEL": alias,
                             "VOXBUS_LLM_TOOL_FORMAT": model(DEFAULT_MODEL).tool_format,
-                            "VOXBUS_LLM_PIN_SLOTS": str(LLM_SLOTS)})
+                            "VOXBUS_LLM_PIN_SLOTS": str(LLM_SLOTS),
+                            "VOXBUS_SYSTEM_PROMPT": SYSTEM_PROMPT})
             c = Container(name, logs / f"{name}.log", env=env)
             containers.append(c)
             c.start()
@@ -374,7 +382,8 @@ def check(workdir: Path) -> dict[str, Any]:
     finally:
         for c in reversed(containers):
             c.stop()
-            result["containers"][c.image] = {"ready_s": c.ready_s, "rss_mb": c.rss_mb}
+            result["containers"][c.image] = {"command": c.command, "user": c.user,
+                                             "ready_s": c.ready_s, "rss_mb": c.rss_mb}
         if nats_proc is not None:
             stop_all([nats_proc])
         nats_log.close()
