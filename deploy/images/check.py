@@ -105,7 +105,7 @@ def group_rss_mb(pgid: int) -> float:
         except (OSError, ValueError):
             continue
         fields = tail.split()  # state, ppid, pgrp, ...; rss (pages) is field 24 of stat
-        if int(fields[2]) == pgid and not head.partition("(")[2].startswith("buildah"):
+        if int(fields[2]) == pgid and "buildah" not in head.partition("(")[2]:
             total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     return round(total / 1e6, 1)
 
@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["check"] = check(Path(tmp))
         except CheckError as exc:
             doc["check"] = {"passed": False, "error": str(exc)}
+        except Exception as exc:  # (a failure of the check itself: still a failed check)
+            doc["check"] = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
         finally:
             if args.keep_logs:
                 args.keep_logs.mkdir(parents=True, exist_ok=True)
