@@ -66,6 +66,27 @@ def stt(settings: Settings) -> InstantSpeechToText:
     return InstantSpeechToText()
 
 
+class TimedSpeechToText(InstantSpeechToText):
+    """Hears the same sentence and says how much of the caller's audio it was given, so a
+    test can tell that no word was dropped (`heard_ms`)."""
+
+    name = "timed-stt"
+
+    def transcribe(self, pcm: bytes, sample_rate: int) -> str:
+        return f"{HEARD} after {len(pcm) * 1000 // (2 * sample_rate)} ms" if pcm else ""
+
+
+def timed_stt(settings: Settings) -> TimedSpeechToText:
+    return TimedSpeechToText()
+
+
+def heard_ms(text: str) -> int:
+    """The audio length a TimedSpeechToText transcript reports."""
+    prefix, _, rest = text.partition(" after ")
+    assert prefix == HEARD and rest.endswith(" ms"), text
+    return int(rest[:-3])
+
+
 def llm(settings: Settings) -> InstantChat:
     return InstantChat()
 

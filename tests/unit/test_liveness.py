@@ -22,9 +22,16 @@ class Entry:
 class FakeKv:
     """The heartbeat bucket as the server holds it: the latest revision per key."""
 
+    _name = "vb_stt"
+
     def __init__(self) -> None:
         self.keys: dict[str, Entry] = {}
         self.broken = False
+        self.other_writes = 1  # revisions stored after the last key write (other names)
+
+    @property
+    def last_seq(self) -> int:
+        return max((e.revision for e in self.keys.values()), default=0) + self.other_writes
 
     async def get(self, key: str) -> Entry:
         if self.broken:
@@ -34,13 +41,41 @@ class FakeKv:
         return self.keys[key]
 
 
+class FakeJetStream:
+    """The bucket's stream state (stream_info), as the server reports it."""
+
+    def __init__(self, kv: FakeKv) -> None:
+        self.kv = kv
+
+    async def stream_info(self, name: str) -> Any:
+        assert name == "KV_vb_stt"
+        if self.kv.broken:
+            raise ConnectionError("nats: connection closed")
+
+        @dataclass
+        class State:
+            last_seq: int
+
+        @dataclass
+        class Info:
+            state: State
+
+        return Info(State(self.kv.last_seq))
+
+
+@dataclass
+class FakeBus:
+    js: FakeJetStream
+
+
 def heartbeats(kv: FakeKv) -> tuple[Heartbeats, list[str]]:
     dead: list[str] = []
 
     async def on_dead(name: str) -> None:
         dead.append(name)
 
-    beats = Heartbeats(cast(Bus, None), cast(Any, kv), "replica", 3.0, on_dead)
+    beats = Heartbeats(cast(Bus, FakeBus(FakeJetStream(kv))), cast(Any, kv), "replica", 3.0,
+                       on_dead)
     beats._seeing_since = 0.0
     return beats, dead
 
@@ -85,4 +120,20 @@ def test_a_deleted_key_is_a_replica_gone() -> None:
     beats, dead = heartbeats(kv)
     seen(beats, "stt-a", 7, at=100.0)
     asyncio.run(beats.judge(now=110.0))
+    assert dead == ["stt-a"]
+
+
+def test_a_bucket_that_stores_nothing_judges_nobody() -> None:
+    """A clustered bucket electing a leader stores no beat: every replica looks silent, but
+    nothing else was stored either, so nobody is declared dead."""
+    kv = FakeKv()
+    beats, dead = heartbeats(kv)
+    seen(beats, "stt-a", 7, at=100.0)
+    kv.keys["replica.stt-a"] = Entry(revision=7)
+    kv.other_writes = 0
+    asyncio.run(beats.judge(now=110.0))
+    assert dead == [] and "stt-a" in beats.last_beat
+    kv.other_writes = 3  # another replica's beats are stored again: stt-a's silence is real
+    beats._seeing_since = 0.0  # (a blind round restarts the lease on the real clock)
+    asyncio.run(beats.judge(now=120.0))
     assert dead == ["stt-a"]

@@ -45,7 +45,8 @@ class _Bus:
     def meta(self, call_id: str, turn_id: int, subject: str) -> Meta:
         return Meta(call_id=call_id, turn_id=turn_id)
 
-    async def publish_acked(self, subject: str, msg: Message, msg_id: str = "") -> None:
+    async def publish_acked(self, subject: str, msg: Message, msg_id: str = "",
+                            retry_s: float = 0.0) -> None:
         self.acked.append(msg)
 
 

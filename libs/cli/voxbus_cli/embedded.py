@@ -47,13 +47,14 @@ def spawn(args: list[str], env: dict[str, str] | None = None,
                             preexec_fn=die_with_parent, cwd=cwd)
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, what: str,
+                  host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EmbeddedError(f"{what} exited with code {proc.returncode} while starting")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)

@@ -6,7 +6,7 @@ import nats
 
 from voxbus.v1.memory_pb2 import ForgetCallerReply, ForgetCallerRequest
 from voxbus_common.config import Settings
-from voxbus_common.nats_connect import connect_options, redact_url
+from voxbus_common.nats_connect import connect_options, redact_url, server_list
 from voxbus_common.subjects import RPC_MEMORY_FORGET
 
 
@@ -31,7 +31,7 @@ async def forget_caller(nats_url: str, caller: str, timeout_s: float = 30.0,
         pass
 
     try:  # max_reconnect_attempts=0 would retry a refused first connect forever (nats-py)
-        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=1,
+        nc = await nats.connect(server_list(nats_url), connect_timeout=5, max_reconnect_attempts=1,
                                 reconnect_time_wait=0.2, allow_reconnect=False,
                                 error_cb=quiet, **connect_options(admin_settings(credentials)))
     except Exception as exc:

@@ -38,6 +38,9 @@ def run(
                                            "(0 = off; docs/sip.md)"),
     agent: Path | None = typer.Option(None, "--agent", envvar="VOXBUS_AGENT_FILE",
                                       help="agent file (YAML, docs/agents.md)"),
+    nats_cluster: int = typer.Option(0, "--nats-cluster", min=0, max=7,
+                                     help="embedded NATS as a cluster of this many nodes "
+                                          "(3: JetStream with 3 replicas; docs/cluster.md)"),
 ) -> None:
     """Start NATS (embedded), the local LLM server and the five services; Ctrl-C stops all.
 
@@ -60,7 +63,7 @@ def run(
 
     stack = Stack(workdir=STATE_DIR, gateway_port=port, nats_url=nats_url,
                   deps_log_dir=STATE_DIR / "logs", control_port=control_port,
-                  secure=not nats_url)
+                  secure=not nats_url, nats_cluster=0 if nats_url else nats_cluster)
     keys = os.environ.get("VOXBUS_MEDIA_TOKEN_KEYS") or new_key_spec("dev")
     stack.env["VOXBUS_MEDIA_TOKEN_KEYS"] = keys
     stack.env["VOXBUS_AUDIOSOCKET_PORT"] = str(audiosocket_port)

@@ -29,9 +29,10 @@ from voxbus_cli.embedded import (
     stop_all,
 )
 from voxbus_cli.models import DEFAULT_MODEL, model
+from voxbus_cli.nats_cluster import NatsCluster
 from voxbus_cli.nats_config import new_passwords
 from voxbus_common.config import Settings
-from voxbus_common.nats_connect import connect_options
+from voxbus_common.nats_connect import connect_options, server_list
 
 SERVICES = ("memory", "llm", "tts", "stt", "gateway")
 CONTROL_AUTH_VARIABLES = ("VOXBUS_CONTROL_TOKENS", "VOXBUS_CONTROL_ADMIN_TOKENS",
@@ -56,7 +57,7 @@ async def ping_services(nats_url: str, wait_s: float = 0.3,
             "nats_user": credentials["VOXBUS_NATS_USER"],
             "nats_password": credentials["VOXBUS_NATS_PASSWORD"]})
     # (max_reconnect_attempts=0 retries a refused first connect forever in nats-py 2.16)
-    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=1,
+    nc = await nats.connect(server_list(nats_url), connect_timeout=2, max_reconnect_attempts=1,
                             allow_reconnect=False, error_cb=quiet,
                             **connect_options(settings))  # the admin role, when set
     try:
@@ -100,6 +101,10 @@ class Stack:
     # The control API wants a token also on loopback: unless the env brings its own, the
     # stack makes an admin token for its gateway (control_channel() presents it).
     control_token: str = ""
+    # >1: a NATS cluster of this many nodes on loopback instead of one server; streams and
+    # KV buckets get min(3, size) replicas unless VOXBUS_NATS_REPLICAS says otherwise
+    nats_cluster: int = 0
+    cluster: NatsCluster | None = None
 
     @property
     def model_key(self) -> str:
@@ -162,12 +167,7 @@ class Stack:
             if self.control_token:
                 self.env.setdefault("VOXBUS_CONTROL_ADMIN_TOKENS", self.control_token)
             if not self.nats_url:
-                users = new_passwords() if self.secure else None
-                proc, self.nats_url = start_nats(self.workdir / "nats", log=self._log("nats"),
-                                                 users=users)
-                self.credentials = {role: role_env(role, pw)
-                                    for role, pw in (users or {}).items()}
-                self.procs.append(proc)
+                self.start_nats()
             hosted = self.env.get("VOXBUS_LLM_BASE_URL") or os.environ.get(
                 "OPENAI_BASE_URL") or os.environ.get("VOXBUS_LLM_BASE_URL")
             if not self.llm_base_url and not hosted:
@@ -187,6 +187,21 @@ class Stack:
         except Exception:
             self.stop()
             raise
+
+    def start_nats(self) -> None:
+        users = new_passwords() if self.secure else None
+        self.credentials = {role: role_env(role, pw) for role, pw in (users or {}).items()}
+        if self.nats_cluster > 1:
+            self.cluster = NatsCluster(self.workdir / "nats-cluster", size=self.nats_cluster,
+                                       users=users, log_dir=self.log_dir or self.deps_log_dir)
+            self.cluster.start()
+            self.nats_url = self.cluster.url
+            if not os.environ.get("VOXBUS_NATS_REPLICAS"):
+                self.env.setdefault("VOXBUS_NATS_REPLICAS", str(min(3, self.nats_cluster)))
+            return
+        proc, self.nats_url = start_nats(self.workdir / "nats", log=self._log("nats"),
+                                         users=users)
+        self.procs.append(proc)
 
     def start_sidecars(self) -> None:
         """The agent file's sidecars (local stand-ins for the systems its tools call), each
@@ -246,6 +261,8 @@ class Stack:
         services = list(self.service_procs.values())
         stop_all(services)
         stop_all([p for p in self.procs if p not in services])
+        if self.cluster is not None:
+            self.cluster.stop()
         self.procs.clear()
         self.service_procs.clear()
         for f in self._logs:

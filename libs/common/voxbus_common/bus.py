@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -22,9 +23,11 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from opentelemetry import context as otel_context
 
@@ -32,7 +35,7 @@ from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
 from voxbus_common.ids import InvalidCallId
 from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
-from voxbus_common.nats_connect import connect_options
+from voxbus_common.nats_connect import connect_options, server_list
 from voxbus_common.nats_permissions import may_update_streams
 from voxbus_common.subjects import (
     CALLERS_BUCKET,
@@ -47,6 +50,11 @@ from voxbus_common.telemetry import extract_context, inject_headers
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+ORDERED_HEARTBEAT_S = 0.5
+ACKED_RETRY_S = 12.0  # longer than a stream leader election after losing a node (4-9 s)
+# what a stream without a leader (an election, no quorum) answers an acknowledged publish
+RETRIED = (NoRespondersError, NatsTimeoutError, TimeoutError, NoStreamResponseError,
+           ServiceUnavailableError)
 
 
 class BadMessage(ValueError):
@@ -110,7 +118,7 @@ class Bus:
                     log.exception("after-reconnect step failed")
 
         nc = await nats.connect(
-            settings.nats_url,
+            server_list(settings.nats_url),  # a cluster: every node (it also learns others)
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -145,6 +153,7 @@ class Bus:
             max_bytes=spec.max_bytes,
             duplicate_window=spec.duplicate_window_s,
             description=spec.description,
+            num_replicas=self.settings.nats_replicas,
         )
         try:
             await self.js.add_stream(config)
@@ -178,7 +187,8 @@ class Bus:
             from nats.js.api import KeyValueConfig
 
             return await self.js.create_key_value(
-                KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1))
+                KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1,
+                               replicas=self.settings.nats_replicas))
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -199,12 +209,28 @@ class Bus:
         headers = inject_headers() if traced else None
         await self.nc.publish(subject, msg.SerializeToString(), headers=headers)
 
-    async def publish_acked(self, subject: str, msg: Message, *, msg_id: str | None = None) -> None:
-        """JetStream publish that waits for the stream's ack (for work that must not be lost)."""
+    async def publish_acked(self, subject: str, msg: Message, *, msg_id: str | None = None,
+                            retry_s: float = ACKED_RETRY_S) -> None:
+        """JetStream publish that waits for the stream's ack (for work that must not be lost).
+
+        A clustered stream has no leader for a few seconds after its leader dies (an
+        election): publishes then get no responder or no ack. They are retried for up to
+        `retry_s` under one message id, so the stream stores the item once however many
+        tries reach it (its duplicate window)."""
         headers = inject_headers()
-        if msg_id:
-            headers["Nats-Msg-Id"] = msg_id
-        await self.js.publish(subject, msg.SerializeToString(), headers=headers, timeout=5.0)
+        headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
+        data = msg.SerializeToString()
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                await self.js.publish(subject, data, headers=headers, timeout=2.0)
+                return
+            except RETRIED as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("publish to %s not acknowledged (%s): retrying", subject,
+                            type(exc).__name__)
+                await asyncio.sleep(0.25)
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -222,12 +248,17 @@ class Bus:
 
     async def ordered(self, subject: str, handler: Callable[[Msg], Awaitable[None]],
                       start_seq: int = 0) -> Subscription:
-        """Ordered JetStream consumer of one subject from the start of what the stream holds."""
+        """Ordered JetStream consumer of one subject from the start of what the stream holds.
+
+        The consumer lives on the stream's leader. When that node dies, nats-py notices two
+        missed idle heartbeats and makes a new one from the next sequence: at 0.5 s that is
+        ~1 s (its default, 5 s, left a call deaf for 10 s and more)."""
         config = None
         if start_seq:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                     opt_start_seq=start_seq)
-        return await self.js.subscribe(subject, cb=handler, ordered_consumer=True, config=config)
+        return await self.js.subscribe(subject, cb=handler, ordered_consumer=True, config=config,
+                                       idle_heartbeat=ORDERED_HEARTBEAT_S)
 
     async def run_pull_worker(
         self,

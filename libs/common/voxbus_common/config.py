@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     audio_max_age_s: float = 30.0
     events_max_age_s: float = 3600.0  # call events (turn texts redacted)
     live_max_age_s: float = 60.0  # raw transcripts, tokens, VAD events (memory storage)
+    # A clustered NATS (VOXBUS_NATS_URL lists several servers, comma-separated): copies of
+    # every stream and KV bucket (3 survives losing any one node; 1 = a single server)
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    # JetStream unavailable this long (no quorum, or no server reachable) = the bus is lost:
+    # gateways refuse new calls (503) and end live ones with that reason. Longer than a
+    # leader election after losing one node (4-9 s in nats-server), so that one is ridden out
+    nats_quorum_grace_s: float = Field(default=15.0, gt=0)
     # NATS credentials (docs/security.md): a user (= the service's role) and password, or a
     # .creds file, or a token; never logged. TLS when a CA or client certificate is set (or
     # the URL is tls://): the CA verifies the server, cert + key authenticate this client

@@ -27,6 +27,15 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def server_list(url: str) -> list[str]:
+    """The servers of a NATS URL that may list several (`nats://a:4222,nats://b:4222`, as in
+    the Go client): nats-py takes a list, not a comma-separated string."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("no NATS server in the URL")
+    return servers
+
+
 def connect_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for nats.connect: credentials, TLS and the role's inbox prefix
     (the permission contract lets each role subscribe to its own inboxes only)."""

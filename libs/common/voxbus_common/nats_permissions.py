@@ -49,6 +49,7 @@ OUT_AUDIO = any_call(subjects.audio_out)
 OUT_VAD = any_call(subjects.vad)
 OUT_TRANSCRIPT = any_call(subjects.transcript)
 OUT_LLM = any_call(subjects.llm_out)
+OUT_RESEND = any_call(subjects.audio_resend)
 OUT_ALL = any_call(subjects.call_out_all)
 WORK_LLM = any_call(subjects.work_llm)
 WORK_TTS = any_call(subjects.work_tts)
@@ -140,11 +141,12 @@ def _contract() -> dict[str, Permissions]:
                      s.PREFILL_LLM_ALL, s.WATCH_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS,
                      *_kv_read(s.SESSIONS_BUCKET), *_kv_read(s.STT_BUCKET),
                      *_kv_watch(s.STT_BUCKET), *_kv_write(s.CALLS_BUCKET),
-                     *_kv_watch(s.CALLS_BUCKET)],
+                     *_kv_watch(s.CALLS_BUCKET),
+                     f"{API}.INFO"],  # the quorum probe (voxbus_gateway/quorum.py)
             subscribe=[OUT_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS, s.WATCH_ALL]),
         "stt": _service(
             "stt",
-            publish=[OUT_VAD, OUT_TRANSCRIPT, s.WORK_CALLS, f"{API}.STREAM.NAMES",
+            publish=[OUT_VAD, OUT_TRANSCRIPT, OUT_RESEND, s.WORK_CALLS, f"{API}.STREAM.NAMES",
                      *_pull("VB_CALLS", "stt-workers", s.WORK_CALLS), *_ordered("VB_AUDIO"),
                      *_kv_write(s.STT_BUCKET)],
             subscribe=[s.CONTROL_ALL]),

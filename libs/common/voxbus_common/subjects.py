@@ -45,6 +45,11 @@ def llm_out(call_id: str) -> str:
     return _call(call_id, "out.llm")
 
 
+def audio_resend(call_id: str) -> str:
+    """Caller frames the audio stream missed, asked again (STT -> gateway; core NATS)."""
+    return _call(call_id, "out.resend")
+
+
 def call_out_all(call_id: str) -> str:
     """Everything addressed to the gateway that owns the call."""
     return _call(call_id, "out.>")

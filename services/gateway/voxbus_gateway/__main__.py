@@ -55,6 +55,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     await gateway.stt.start()  # STT crash failover and admission (stt_watch.py)
     peers = GatewayWatch(bus, gateway.gateway_id, settings.gateway_lease_s)
     await peers.start()  # calls of a lost gateway end cleanly (gateway_watch.py)
+    await gateway.quorum.start()  # no JetStream quorum: refuse and end calls (quorum.py)
     control = None
     if settings.control_port:
         from voxbus_gateway.control.server import start_control_server
@@ -66,6 +67,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
                              "routes": len(routes.routes), "sip_port": settings.sip_port})
     await stop.wait()
     await gateway.drain(settings.drain_timeout_s)
+    await gateway.quorum.stop()
     await gateway.stt.stop()
     await peers.stop()
     if control is not None:

@@ -40,6 +40,7 @@ from voxbus_gateway.edges.twilio_auth import valid_twilio_signature
 from voxbus_gateway.edges.twilio_like import ExotelEdge, PlivoEdge, TelnyxEdge
 from voxbus_gateway.edges.twilio_rest import TwilioRest
 from voxbus_gateway.edges.vonage import VonageEdge
+from voxbus_gateway.quorum import QuorumWatch
 from voxbus_gateway.stt_watch import SttWatch
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Gateway:
         self.stt = SttWatch(bus, settings.stt_lease_s, lambda: self.calls.values())
         self._warned_unsigned = False
         self.tokens = MediaTokens(settings.media_token_keys)
+        self.quorum = QuorumWatch(bus.js.account_info, settings.nats_quorum_grace_s,
+                                  self._bus_lost)
         self.admission = Admission(settings.gateway_calls_per_source_per_s,
                                    settings.gateway_calls_per_source_burst,
                                    settings.gateway_max_unconfirmed,
@@ -126,14 +129,23 @@ class Gateway:
         await self.serve_edge(AudioSocketEdge(reader, writer, self.settings.bus_sample_rate),
                               source=source)
 
+    async def _bus_lost(self, reason: str) -> None:
+        """No quorum: end every live call with the reason (the caller hears why)."""
+        log.error("ending %d live calls: %s", len(self.calls), reason)
+        for call in list(self.calls.values()):
+            call.bus_retry_s = 0.5  # no leader will come soon: do not hold the hang-up
+            call.request_hangup(reason)
+
     async def health(self, request: web.Request) -> web.Response:
-        """Readiness: 503 while draining, so the load balancer sends new calls elsewhere."""
-        return web.json_response({"status": "draining" if self.draining else "ok",
+        """Readiness: 503 while draining or without a usable bus, so the load balancer sends
+        new calls elsewhere."""
+        status = "draining" if self.draining else "bus lost" if self.quorum.lost else "ok"
+        return web.json_response({"status": status,
                                   "gateway": self.gateway_id, "active_calls": len(self.calls),
                                   "admission": self.refusal() or "open",
                                   "unconfirmed": dict(self.admission.unconfirmed),
                                   "nats_connected": self.bus.nc.is_connected},
-                                 status=503 if self.draining else 200)
+                                 status=200 if status == "ok" else 503)
 
     async def alive(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive", "active_calls": len(self.calls)})
@@ -258,6 +270,8 @@ class Gateway:
         saturated stage refuses new calls with a reason instead of degrading every call."""
         if self.draining:
             return "gateway is draining; retry another replica"
+        if self.quorum.lost:
+            return "the message bus lost quorum; retry shortly"
         if self.settings.gateway_max_calls and len(self.calls) >= self.settings.gateway_max_calls:
             return "this gateway is at its call limit; retry another replica"
         if self.stt.stt_full():
@@ -365,9 +379,12 @@ class Gateway:
             raise ProtocolViolation(f"call {call_id} is already connected") from None
 
     async def _finish(self, call: Call, edge: CallerEdge, reason: str, code: int) -> None:
+        flush_s = 2.0 if self.quorum.lost else 15.0  # (no STT can confirm without a bus)
         try:
-            await call.hangup(reason)
-            await edge.finish(reason, code)
+            try:
+                await call.hangup(reason, flush_timeout_s=flush_s)
+            finally:  # the caller hears the reason even when the bus could not record it
+                await edge.finish(reason, code)
         except Exception:
             log.exception("hang-up failed")
         finally:

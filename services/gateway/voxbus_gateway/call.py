@@ -7,6 +7,7 @@ is its plumbing. The gateway is the single writer of the call's control subject.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,13 +19,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry import trace
 
-from voxbus.v1.audio_pb2 import AudioChunk, AudioFrame
+from voxbus.v1.audio_pb2 import AudioChunk, AudioFrame, AudioResend
 from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
 from voxbus.v1.llm_pb2 import LlmPrefill, LlmRequest, TokenDelta, TtsRequest
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.audio import Framer, frame_bytes
-from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.bus import ACKED_RETRY_S, BadMessage, Bus, decode
 from voxbus_common.clauses import split_text
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
@@ -40,6 +41,10 @@ from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
 TURN_LOG_SIZE = 50  # turns of a live call GetCall returns (docs/control.md)
+# Caller frames kept for STT to ask again (10 s: a stream leader election after losing a
+# node takes 4-9 s; ~330 KB per call) and the echo checks' window (2 s)
+RESEND_FRAMES = 500
+ECHO_FRAMES = 100
 # free text of call events, redacted before publishing (Transfer.target is not: it is the
 # agent file's or the operator's destination, which the edge acts on)
 _EVENT_TEXT = {"user_turn": ("text",), "agent_turn": ("heard_text", "full_text"),
@@ -78,7 +83,10 @@ class Call:
         self._agent_text: tuple[int, StreamRedactor] | None = None  # watchers' view of a reply
         self.commands = CallCommands(self)
         self._cmd_sub: Subscription | None = None
-        self._recent_in: deque[bytes] = deque(maxlen=100)  # 2 s of caller audio (echo checks)
+        # the caller's last frames as published: STT asks for frames the audio stream missed
+        # (AudioResend), and echo checks read the last 2 s
+        self._sent: deque[AudioFrame] = deque(maxlen=RESEND_FRAMES)
+        self.bus_retry_s = ACKED_RETRY_S  # how long an event waits for a stream leader
         self._hinted = ""  # the caller's words last sent to the LLM replicas (prefill_reply)
         self.span = tracer().start_span("call", attributes={
             "voxbus.call_id": call_id, "voxbus.edge": edge.name})
@@ -141,6 +149,28 @@ class Call:
             await self.ended.wait()
             return
         self.ending = True
+        try:
+            turn_id = await self._record_end(reason, flush_timeout_s)
+        except Exception as exc:  # no bus (quorum lost): the caller still hears the reason
+            turn_id = self.conversation.turn_counter
+            log.error("the end of the call could not be recorded on the bus (%s: %s); "
+                      "caller audio up to frame %d was sent", type(exc).__name__, exc,
+                      self.last_audio_seq)
+        finally:
+            for sub in (self._sub, self._cmd_sub):
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+            self.bus.forget_subjects(self.call_id)
+            self.span.set_attribute("voxbus.turns", self.conversation.turn_counter)
+            self.span.set_attribute("voxbus.end_reason", self.redact(reason))
+            self.span.end()
+            self.ended.set()
+        log.info("call ended", extra={"reason": reason, "turns": turn_id})
+
+    async def _record_end(self, reason: str, flush_timeout_s: float) -> int:
+        """Flush what the caller said, stop the conversation, publish Ending, wait for STT
+        to close the stream, publish Ended; returns the last turn id."""
         tail = self._framer.flush()
         if tail:
             await self._publish_frame(tail)
@@ -154,16 +184,8 @@ class Call:
         except TimeoutError:
             log.warning("STT did not confirm the end of the stream in time")
         await self.control(self.conversation.turn_counter, ended=CallEvent.Ended(reason=reason))
-        for sub in (self._sub, self._cmd_sub):
-            if sub is not None:
-                await sub.unsubscribe()
         await self.watch({"type": "call_ended", "reason": reason})
-        self.bus.forget_subjects(self.call_id)
-        self.span.set_attribute("voxbus.turns", turn_id)
-        self.span.set_attribute("voxbus.end_reason", self.redact(reason))
-        self.span.end()
-        self.ended.set()
-        log.info("call ended", extra={"reason": reason, "turns": turn_id})
+        return turn_id
 
     # -- caller side --------------------------------------------------------------------------
 
@@ -178,15 +200,28 @@ class Call:
         offset = self.clock.stamp_frame()
         meta = self.bus.meta(self.call_id, self.conversation.turn_counter, self._audio_subject)
         self.last_audio_seq = meta.seq
-        self._recent_in.append(pcm)
         msg = AudioFrame(meta=meta, sample_rate=self.rate, pcm=pcm, stream_offset_ms=offset)
+        self._sent.append(msg)
         await self.bus.publish(self._audio_subject, msg, traced=False)
+
+    async def _resend(self, ask: AudioResend) -> None:
+        """Publish frames again that the audio stream missed (same Meta, so STT places them)."""
+        frames = [f for f in self._sent if ask.from_seq <= f.meta.seq <= ask.to_seq]
+        for frame in frames:
+            await self.bus.publish(self._audio_subject, frame, traced=False)
+        wanted = ask.to_seq - ask.from_seq + 1
+        if len(frames) < wanted:
+            log.warning("STT asked for caller frames %d-%d again; %d were no longer kept",
+                        ask.from_seq, ask.to_seq, wanted - len(frames))
+        else:
+            log.info("caller frames %d-%d published again (the audio stream missed them)",
+                     ask.from_seq, ask.to_seq)
 
     def caller_audio_since(self, offset_ms: int) -> bytes:
         """The caller's audio from `offset_ms` (audio time) to now, within the last 2 s."""
-        frames = max(0, (self.clock.offset_ms - offset_ms) // 20)
-        recent = list(self._recent_in)
-        return b"".join(recent[-frames:]) if frames else b""
+        frames = min(ECHO_FRAMES, max(0, (self.clock.offset_ms - offset_ms) // 20))
+        recent = list(self._sent)[-frames:] if frames else []
+        return b"".join(f.pcm for f in recent)
 
     async def on_mark(self, name: str) -> None:
         """The edge played everything before mark `name`."""
@@ -231,6 +266,8 @@ class Call:
                 transcript = decode(Transcript, msg.data)
                 observe_hop("transcript", transcript.meta.sent_unix_ns, now)
                 await conv.on_transcript(transcript)
+            elif kind == "resend":
+                await self._resend(decode(AudioResend, msg.data))
             elif kind == "vad":
                 event = decode(VadEvent, msg.data)
                 if event.kind == VadEvent.STREAM_CLOSED:
@@ -285,7 +322,7 @@ class Call:
             part = getattr(event, name)
             for field in _EVENT_TEXT[name]:
                 setattr(part, field, self.redact(getattr(part, field)))
-        await self.bus.publish_acked(subject, event)
+        await self.bus.publish_acked(subject, event, retry_s=self.bus_retry_s)
 
     async def emit(self, event: dict[str, Any]) -> None:
         """An event for the caller's client, as is (the caller sees what they said), and

@@ -40,6 +40,7 @@ class Heartbeats:
         self.lease_s = lease_s
         self.on_dead = on_dead
         self.ignore = ignore  # this process's own name: never judged by itself
+        self.stream = f"KV_{kv._name}"  # the bucket's stream (nats-py names it so)
         self.last_beat: dict[str, float] = {}  # name -> monotonic time of its last beat
         self.beats: dict[str, Beat] = {}  # name -> its last beat
         self.revisions: dict[str, int] = {}  # name -> KV revision of its last beat seen
@@ -96,7 +97,23 @@ class Heartbeats:
             return None
         if entry.operation in ("DEL", "PURGE"):
             return False
-        return int(entry.revision or 0) > self.revisions.get(name, 0)
+        seen = self.revisions.get(name, 0)
+        if int(entry.revision or 0) > seen:
+            return True
+        return await self._bucket_moved_on(seen)
+
+    async def _bucket_moved_on(self, revision: int) -> bool | None:
+        """Did the bucket store anything after `revision` (another name's beat)? Then it
+        stores beats and this name's silence is its own (False). If not, the bucket may be
+        what is silent: a clustered bucket electing a new leader stores no beat for
+        seconds, and every replica would look dead at once (None: judge nobody). Without
+        any other writer there is nobody to fail over to anyway."""
+        try:
+            info = await self.bus.js.stream_info(self.stream)
+        except Exception as exc:
+            log.warning("reading the %s bucket's state failed: %s", self.prefix, exc)
+            return None
+        return False if int(info.state.last_seq or 0) > revision else None
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         while True:

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from voxbus.v1.audio_pb2 import AudioFrame
+from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
@@ -34,9 +34,13 @@ from voxbus_stt.endpointer import (
     SpeechStarted,
     TurnCheck,
 )
+from voxbus_stt.frame_order import Gap
+from voxbus_stt.frame_repair import FrameRepair
 from voxbus_stt.turn_cues import text_cue
 
 log = logging.getLogger(__name__)
+
+RESUBSCRIBE_TRIES = 120  # 0.5 s apart: a minute for the cluster to elect its leaders
 
 
 class CallSession:
@@ -88,6 +92,8 @@ class CallSession:
         self._last_frame = time.monotonic()
         self._closing = False
         self._seq_seen = 0
+        self._repair = FrameRepair(self._ask_again, self._process)
+        self._resend_subject = subjects.audio_resend(call_id)
         self._drain_to = 0
         self._drained = asyncio.Event()
         self.closed = asyncio.Event()
@@ -112,12 +118,25 @@ class CallSession:
         if frame.sample_rate != self.sample_rate or len(frame.pcm) % 2:
             log.warning("audio frame with wrong format dropped", extra={"rate": frame.sample_rate})
             return
+        stream_seq = 0
+        with contextlib.suppress(Exception):  # (JetStream metadata of the ordered consumer)
+            stream_seq = msg.metadata.sequence.stream
+        await self._repair.push(frame, stream_seq)
+
+    async def _ask_again(self, gap: Gap) -> None:
+        """Ask the call's gateway for frames the audio stream missed (frame_repair.py)."""
+        ask = AudioResend(meta=self.bus.meta(self.call_id, 0, self._resend_subject),
+                          from_seq=gap.first, to_seq=gap.last)
+        await self.bus.publish(self._resend_subject, ask, traced=False)
+
+    async def _process(self, frame: AudioFrame, stream_seq: int) -> None:
+        """One frame, in the order the caller spoke it."""
         self._last_frame = time.monotonic()
         if not self._aligned:  # audio time is the call's, wherever this worker came in
             self.endpointer.resume(frame.stream_offset_ms, self._finalized_uid)
             self._aligned = True
-        with contextlib.suppress(Exception):  # (JetStream metadata of the ordered consumer)
-            self._frames.append((frame.stream_offset_ms, msg.metadata.sequence.stream))
+        if stream_seq:
+            self._frames.append((frame.stream_offset_ms, stream_seq))
         self._seq_seen = max(self._seq_seen, frame.meta.seq)
         if self._drain_to and self._seq_seen >= self._drain_to:
             self._drained.set()
@@ -277,6 +296,7 @@ class CallSession:
         """The caller is gone: process audio up to `last_audio_seq`, then close."""
         if last_audio_seq and self._seq_seen < last_audio_seq and not self._closing:
             self._drain_to = last_audio_seq
+            self._repair.drain_to(last_audio_seq)
             try:
                 await asyncio.wait_for(self._drained.wait(), timeout=timeout_s)
             except TimeoutError:
@@ -289,6 +309,7 @@ class CallSession:
         if self._closing:
             return
         self._closing = True
+        self._repair.stop()
         if self._sub is not None:
             with contextlib.suppress(Exception):  # the connection may be gone
                 await self._sub.unsubscribe()
@@ -320,17 +341,30 @@ class CallSession:
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.unsubscribe()
+        for _ in range(RESUBSCRIBE_TRIES):  # a cluster electing leaders refuses for seconds
+            if self._closing:
+                return
+            try:
+                start = await self._resume_point()
+                self._sub = await self.bus.ordered(subjects.audio_in(self.call_id),
+                                                   self._on_frame, start_seq=start)
+            except Exception as exc:
+                log.warning("audio not resubscribed yet (%s): retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            log.info("audio resubscribed after reconnect", extra={"start_seq": start})
+            return
+        log.error("audio could not be resubscribed: the call's recognition stops here")
+
+    async def _resume_point(self) -> int:
+        """The stream sequence after the last frame read, or 0 (the stream's start) when the
+        stream is new. Frames read twice are dropped by their numbers (frame_order.py)."""
         last = self._frames[-1][1] if self._frames else 0
-        start = 0
-        with contextlib.suppress(Exception):
-            info = await self.bus.js.stream_info("VB_AUDIO")
-            if last and info.state.last_seq >= last:
-                start = last + 1
-        if not start:
-            self._frames.clear()  # old sequence numbers mean nothing in a new stream
-        self._sub = await self.bus.ordered(subjects.audio_in(self.call_id), self._on_frame,
-                                           start_seq=start)
-        log.info("audio resubscribed after reconnect", extra={"start_seq": start})
+        info = await self.bus.js.stream_info("VB_AUDIO")
+        if last and info.state.last_seq >= last:
+            return last + 1
+        self._frames.clear()  # old sequence numbers mean nothing in a new stream
+        return 0
 
     def checkpoint(self) -> tuple[int, int]:
         """Where another worker would carry on: (stream sequence, last final utterance) —
@@ -358,6 +392,7 @@ class CallSession:
         call's lease) and say where another worker carries on (`checkpoint`)."""
         seq, after = self.checkpoint()
         self._closing = True
+        self._repair.stop()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

@@ -1,0 +1,224 @@
+"""NATS cluster benchmark: what 3 replicas cost, and what losing a node adds to a turn.
+
+The five real services with instant models (tests/instant.py), so what is measured is the
+platform and the bus, not model time; `voxbus load`'s synthetic callers speak real speech
+in real time over the gateway's PCM WebSocket edge and timestamp what it tells them.
+
+Phases, each on a fresh stack:
+1. `single`: one nats-server (replicas 1), then kill -9 it and start it again (the single
+   node's failure);
+2. `cluster-r1`: a 3-node cluster with 1 replica (what the cluster costs, without copies);
+3. `cluster-r3`: the cluster with 3 replicas, then kill -9 the leader of the audio stream
+   (restarted 10 s later), then the meta leader (likewise);
+4. `rolling`: the cluster with 3 replicas under 50 calls, restarted node by node.
+
+Per phase: turn overhead (voice-to-voice minus the VAD hangover) p50/p95 while nothing
+fails, bus hop p50/p99 per message type, CPU per process; per failure: the overhead added
+to the turns in flight when it hit (p50/p95 over the turns whose speech had started and
+whose answer had not been played), lost turns and failed calls.
+
+    python -m bench.cluster [--calls 50] [--out F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench.capacity import hop_quantiles
+from bench.soak_calls import TurnLog, run_traced_load
+from tests.instant import instant_env
+from voxbus_cli.embedded import free_port, start_nats, stop_all
+from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_fast
+from voxbus_cli.load_report import percentile
+from voxbus_cli.stack import Stack
+from voxbus_common.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TICK = os.sysconf("SC_CLK_TCK")
+QUIET_S = 25.0  # load before the first failure: the undisturbed figures
+
+Step = Callable[[Stack], Awaitable[str]]
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def process_groups(stack: Stack) -> dict[str, list[int]]:
+    groups = {name: [p.pid] for name, p in stack.service_procs.items()}
+    if stack.cluster is not None:
+        groups["nats"] = [p.pid for p in stack.cluster.procs]
+    else:
+        groups["nats"] = [stack.procs[0].pid]
+    return groups
+
+
+def cpu_of(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+
+
+async def kill_single_node(stack: Stack) -> str:
+    """kill -9 the only nats-server and start it again on its port and store."""
+    proc = stack.procs[0]
+    proc.kill()
+    stop_all([proc])
+    port = int(stack.nats_url.rsplit(":", 1)[1])
+    assert stack.log_dir is not None
+    # (on this thread: a child started from a worker thread dies when that thread ends)
+    new, _ = start_nats(stack.workdir / "nats", port, (stack.log_dir / "nats-2.log").open("ab"))
+    stack.procs[0] = new
+    return "single node killed and restarted"
+
+
+def kill_leader_of(stream: str) -> Step:
+    async def step(stack: Stack) -> str:
+        assert stack.cluster is not None
+        index = stack.cluster.stream_leader(stream)
+        stack.cluster.kill(index)
+        return f"killed n{index + 1} (leader of {stream})"
+    return step
+
+
+async def kill_meta_leader(stack: Stack) -> str:
+    assert stack.cluster is not None
+    index = stack.cluster.meta_leader()
+    stack.cluster.kill(index)
+    return f"killed n{index + 1} (meta leader)"
+
+
+async def restart_dead_nodes(stack: Stack) -> str:
+    assert stack.cluster is not None
+    dead = [i for i, node in enumerate(stack.cluster.nodes) if node.proc is None]
+    for index in dead:
+        await asyncio.to_thread(stack.cluster.start_node, index)
+    await asyncio.to_thread(stack.cluster.wait_healthy, 120.0)
+    return "restarted " + ", ".join(f"n{i + 1}" for i in dead)
+
+
+async def rolling_restart(stack: Stack) -> str:
+    assert stack.cluster is not None
+    for index in range(len(stack.cluster.nodes)):
+        await asyncio.to_thread(stack.cluster.restart, index, 120.0)
+    return "rolling restart of every node"
+
+
+def affected(log: TurnLog, at: float, baseline: float | None) -> dict[str, Any]:
+    """The turns in flight at `at`: their added overhead over the baseline p50, and losses."""
+    hit = [u for u in log.utterances.values()
+           if u.start_t <= at and (u.done_t is None or u.done_t >= at) and not u.skipped]
+    added = [u.overhead_ms - baseline for u in hit
+             if u.overhead_ms is not None and baseline is not None]
+    return {"turns": len(hit), "lost": sum(1 for u in hit if u.lost),
+            "added_ms_p50": percentile(added, 50), "added_ms_p95": percentile(added, 95),
+            "added_ms_max": round(max(added), 1) if added else None}
+
+
+async def run_phase(stack: Stack, calls: int, duration_s: float,
+                    steps: list[tuple[float, Step]]) -> dict[str, Any]:
+    clips = load_clips(ROOT / "speech", limit=8)
+    hangover = Settings().vad_hangover_ms
+    cfg = LoadConfig(url=stack.gateway_url, calls=calls, duration_s=duration_s, clips=clips,
+                     ramp_s=max(3.0, calls / 40))
+    stats, log = LoadStats(), TurnLog(hangover)
+    groups = process_groups(stack)
+    t0 = time.monotonic()
+    load = asyncio.create_task(run_traced_load(cfg, stats, log))
+    await asyncio.sleep(cfg.ramp_s)  # (sampling times, not synchronisation)
+    cpu_before, c0 = cpu_of(groups), time.monotonic()
+    await asyncio.sleep(QUIET_S - cfg.ramp_s)
+    cpu_after, c1 = cpu_of(groups), time.monotonic()
+    hops = hop_quantiles(stack)
+    quiet = [o for t, o in log.turns if t0 + cfg.ramp_s <= t <= c1]
+    baseline = percentile(quiet, 50)
+    events: list[dict[str, Any]] = []
+    for at, step in steps:
+        await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+        when = time.monotonic()
+        what = await step(stack)
+        events.append({"t_s": round(when - t0, 1), "took_s": round(time.monotonic() - when, 1),
+                       "what": what, "when": when})
+    await load
+    for event in events:
+        event.update(affected(log, event.pop("when"), baseline))
+    cpu = {n: round((cpu_after[n] - cpu_before[n]) / (c1 - c0) * 100, 1) for n in groups}
+    return {
+        "calls": calls, "connected": stats.connected, "failed_calls": stats.failed,
+        "turns": len(log.turns), "lost_turns": sum(1 for u in log.utterances.values() if u.lost),
+        "quiet_overhead_ms": {"p50": baseline, "p95": percentile(quiet, 95),
+                              "p99": percentile(quiet, 99), "n": len(quiet)},
+        "bus_hop_ms": hops, "cpu_percent": cpu, "cpu_percent_total": round(sum(cpu.values()), 1),
+        "failures": events, "errors": stats.errors[:10],
+    }
+
+
+def phase(name: str, calls: int, duration_s: float, steps: list[tuple[float, Step]],
+          cluster: int, replicas: int) -> dict[str, Any]:
+    env = {**instant_env(), "PYTHONPATH": str(ROOT), "VOXBUS_LOG_LEVEL": "WARNING",
+           "VOXBUS_STT_MAX_CALLS": str(calls + 10), "VOXBUS_NATS_REPLICAS": str(replicas)}
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(workdir=Path(tmp), gateway_port=free_port(), env=env,
+                      log_dir=Path(tmp) / "logs", nats_cluster=cluster)
+        with stack.running():
+            result = run_fast(run_phase(stack, calls, duration_s, steps))
+    result.update({"phase": name, "nats_nodes": max(1, cluster), "replicas": replicas})
+    q = result["quiet_overhead_ms"]
+    print(f"{name}: overhead p50 {q['p50']} / p95 {q['p95']} ms, CPU "
+          f"{result['cpu_percent_total']}%, failed calls {result['failed_calls']}, "
+          f"lost turns {result['lost_turns']}", flush=True)
+    for event in result["failures"]:
+        print(f"  {event['what']} at {event['t_s']} s: {event['turns']} turns in flight, "
+              f"added p50 {event['added_ms_p50']} / p95 {event['added_ms_p95']} ms, "
+              f"lost {event['lost']}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.time()
+    n = args.calls
+    phases = [
+        phase("single", n, 55.0, [(30.0, kill_single_node)], cluster=0, replicas=1),
+        phase("cluster-r1", n, 30.0, [], cluster=3, replicas=1),
+        phase("cluster-r3", n, 80.0, [(30.0, kill_leader_of("VB_AUDIO")),
+                                      (42.0, restart_dead_nodes), (55.0, kill_meta_leader),
+                                      (67.0, restart_dead_nodes)], cluster=3, replicas=3),
+        phase("rolling", n, 75.0, [(30.0, rolling_restart)], cluster=3, replicas=3),
+    ]
+    by = {p["phase"]: p for p in phases}
+    r1 = by["cluster-r1"]["quiet_overhead_ms"]["p50"]
+    r3 = by["cluster-r3"]["quiet_overhead_ms"]["p50"]
+    report = {
+        "benchmark": "cluster",
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "providers": "tests/instant.py (instant STT/LLM/TTS), WebRTC VAD; PCM WebSocket edge",
+        "overhead": "voice-to-voice minus the VAD hangover; models take ~0 ms",
+        "replica_cost_p50_ms": None if r1 is None or r3 is None else round(r3 - r1, 1),
+        "targets": {"added_per_failure_ms": 1000, "lost_turns": 0,
+                    "rolling_restart_failed_calls": 0, "replica_cost_p50_ms": 5},
+        "phases": phases,
+    }
+    out = args.out or ROOT / "bench" / "results" / f"cluster-{time.strftime('%Y%m%d')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"3 replicas cost {report['replica_cost_p50_ms']} ms p50 per turn; written to {out}")
+
+
+if __name__ == "__main__":
+    main()
