@@ -84,6 +84,14 @@ async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
             await msg.in_progress()
 
 
+def _redelivered(msg: Msg) -> bool:
+    """Whether this is not the item's first delivery (a failure then is not retried)."""
+    try:
+        return int(msg.metadata.num_delivered) >= 2
+    except Exception:
+        return True
+
+
 class Bus:
     """One NATS connection with JetStream, KV and a per-subject sequence counter."""
 
@@ -270,12 +278,15 @@ class Bus:
         concurrency: int,
         stop: asyncio.Event,
         ack_wait_s: float = 30.0,
-        max_deliver: int = 2,
+        max_deliver: int = 4,
     ) -> None:
         """Serve a work-queue stream: each message goes to exactly one replica.
 
-        A handler that raises leaves the message unacked, so it is redelivered (once, by
-        default) to any replica; a handler that returns acks it. While a handler works the
+        A handler that raises on the first delivery naks the message, so it is redelivered
+        to any replica once (a failure on a later delivery terminates it); a handler that
+        returns acks it. Deliveries that reach no handler are why `max_deliver` is more
+        than 2: a replica cut off from the network (not dead: its connection looks open)
+        has pull requests queued for up to 2 s, and a redelivery handed to one is lost. While a handler works the
         message is kept claimed (`in_progress`), so a long turn (tool rounds) is not
         redelivered to a second replica, and the ack wait can be short: a replica that dies
         stops claiming, and its item moves to another replica within one ack wait.
@@ -319,7 +330,10 @@ class Bus:
                     except Exception:
                         log.exception("work item failed", extra={"stream": stream})
                         ERRORS.labels(self.service, "work_item_failed").inc()
-                        await msg.nak(delay=0.2)
+                        if _redelivered(msg):  # failed on a retry: not tried again
+                            await msg.term()
+                        else:
+                            await msg.nak(delay=0.2)
                         continue
                     finally:
                         keeper.cancel()
