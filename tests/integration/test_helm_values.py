@@ -53,7 +53,14 @@ BAD_VALUES = [
      (), "gateway.sip.rtpPortMin (30000) must be below gateway.sip.rtpPortMax (20000)"),
     (("stt.autoscaling.minReplicas=5", "stt.autoscaling.maxReplicas=2"), (),
      "stt.autoscaling.minReplicas (5) is greater than stt.autoscaling.maxReplicas (2)"),
+    (("bus.streamReplicas=0",), (), "at '/bus/streamReplicas': minimum"),
+    (("bus.streamReplicas=3",), (),
+     "bus.streamReplicas (3) is more than the bundled NATS has nodes (1)"),
+    (("nats.config.cluster.enabled=true", "nats.config.cluster.replicas=2"), (),
+     "nats.config.cluster.replicas (2) must be at least 3"),
 ]
+CLUSTERED = ("nats.config.cluster.enabled=true", "nats.config.cluster.replicas=3",
+             "bus.streamReplicas=3")
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +77,8 @@ def test_bad_values_are_rejected_by_name(chart: Path, sets: tuple[str, ...],
     assert message in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("sets", [(), (*EXTERNAL, "autoscaling.mode=hpa")],
-                         ids=["defaults", "external-nats"])
+@pytest.mark.parametrize("sets", [(), (*EXTERNAL, "autoscaling.mode=hpa"), CLUSTERED],
+                         ids=["defaults", "external-nats", "clustered-nats"])
 def test_lint_strict(chart: Path, sets: tuple[str, ...]) -> None:
     args = ["lint", str(chart), "--strict", "--kube-version", KUBE_VERSION]
     for s in sets:
@@ -125,3 +132,19 @@ def test_skaffold_dev_profile_values_render(chart: Path) -> None:
     assert result.returncode == 0, result.stderr
     kinds = {d["kind"] for d in result.docs}
     assert not kinds & {"HorizontalPodAutoscaler", "ScaledObject", "NetworkPolicy"}
+
+
+def test_a_clustered_nats_gives_every_service_three_copies(chart: Path) -> None:
+    """The official chart's cluster settings with 3 stream replicas: every voxbus service
+    is told to keep 3 copies of each stream and bucket (docs/cluster.md)."""
+    result = template(chart, sets=(*CLUSTERED, "bus.quorumGraceSeconds=20"))
+    assert result.returncode == 0, result.stderr
+    deployments = [d for d in result.docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] != "voxbus-llm-server"]
+    assert len(deployments) == 5
+    for deployment in deployments:
+        (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                        if c["name"] != "istio-proxy"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["VOXBUS_NATS_REPLICAS"] == "3", deployment["metadata"]["name"]
+        assert env["VOXBUS_NATS_QUORUM_GRACE_S"] == "20"

@@ -13,6 +13,8 @@ so a key set twice is overridden, never duplicated; Secrets and extraEnv follow.
 {{- if not $root.Values.externalNats.existingSecret.name -}}
 {{- $_ := set $env "VOXBUS_NATS_URL" (required "externalNats.url (or externalNats.existingSecret.name) is required when nats.enabled=false" (include "voxbus.natsUrl" $root)) -}}
 {{- end -}}
+{{- $_ := set $env "VOXBUS_NATS_REPLICAS" (toString $root.Values.bus.streamReplicas) -}}
+{{- $_ := set $env "VOXBUS_NATS_QUORUM_GRACE_S" (toString $root.Values.bus.quorumGraceSeconds) -}}
 {{- if $root.Values.otel.endpoint -}}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" $root.Values.otel.endpoint -}}
 {{- end -}}
