@@ -121,7 +121,7 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 # ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems),
 # ~12 min for the hostile-load run, ~20 min for the task suite (two embedded models) and ~22
 # min for the soak (two 10-minute phases of 200 calls, the second with a worker killed every
-# minute): ~110 min in all. Results land in
+# minute) and ~6 min for the NATS cluster benchmark: ~116 min in all. Results land in
 # bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
@@ -137,6 +137,7 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m voxbus_cli.models install qwen2.5-coder-0.5b >/dev/null
 	$(PY) -m bench.tasks --models smollm2-135m,qwen2.5-coder-0.5b
 	$(PY) -m bench.capacity
+	$(PY) -m bench.cluster
 	$(PY) -m bench.soak
 	$(PY) -m bench.summary
 
