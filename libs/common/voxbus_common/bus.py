@@ -84,12 +84,12 @@ async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
             await msg.in_progress()
 
 
-def _redelivered(msg: Msg) -> bool:
-    """Whether this is not the item's first delivery (a failure then is not retried)."""
+def _deliveries(msg: Msg) -> int:
+    """How many times this work item has been delivered (this delivery included)."""
     try:
-        return int(msg.metadata.num_delivered) >= 2
+        return int(msg.metadata.num_delivered)
     except Exception:
-        return True
+        return 1
 
 
 class Bus:
@@ -279,14 +279,15 @@ class Bus:
         stop: asyncio.Event,
         ack_wait_s: float = 30.0,
         max_deliver: int = 4,
+        failure_retries: int = 1,
     ) -> None:
         """Serve a work-queue stream: each message goes to exactly one replica.
 
-        A handler that raises on the first delivery naks the message, so it is redelivered
-        to any replica once (a failure on a later delivery terminates it); a handler that
-        returns acks it. Deliveries that reach no handler are why `max_deliver` is more
-        than 2: a replica cut off from the network (not dead: its connection looks open)
-        has pull requests queued for up to 2 s, and a redelivery handed to one is lost. While a handler works the
+        A handler that raises naks the message, so it is redelivered to any replica, up to
+        `failure_retries` times (then it is terminated); a handler that returns acks it.
+        Deliveries that reach no handler are why `max_deliver` is larger: a replica cut off
+        from the network (not dead: its connection looks open) has pull requests queued for
+        up to 2 s, and a redelivery handed to one is lost. While a handler works the
         message is kept claimed (`in_progress`), so a long turn (tool rounds) is not
         redelivered to a second replica, and the ack wait can be short: a replica that dies
         stops claiming, and its item moves to another replica within one ack wait.
@@ -330,7 +331,7 @@ class Bus:
                     except Exception:
                         log.exception("work item failed", extra={"stream": stream})
                         ERRORS.labels(self.service, "work_item_failed").inc()
-                        if _redelivered(msg):  # failed on a retry: not tried again
+                        if _deliveries(msg) > failure_retries:  # no retry left: drop it
                             await msg.term()
                         else:
                             await msg.nak(delay=0.2)

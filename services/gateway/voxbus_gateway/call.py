@@ -41,9 +41,10 @@ from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
 TURN_LOG_SIZE = 50  # turns of a live call GetCall returns (docs/control.md)
-# Caller frames kept for STT to ask again (10 s: a stream leader election after losing a
-# node takes 4-9 s; ~330 KB per call) and the echo checks' window (2 s)
-RESEND_FRAMES = 500
+# Caller frames kept for STT to ask again (15 s: a stream leader election after losing a
+# node takes 4-9 s, then STT must see frames again to ask; ~500 KB per call) and the echo
+# checks' window (2 s)
+RESEND_FRAMES = 750
 ECHO_FRAMES = 100
 # free text of call events, redacted before publishing (Transfer.target is not: it is the
 # agent file's or the operator's destination, which the edge acts on)

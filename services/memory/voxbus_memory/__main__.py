@@ -38,6 +38,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
         await bus.run_pull_worker(
             stream="VB_EVENTS", durable="memory-recorder", subject=subjects.CONTROL_ALL,
             handler=recorder.on_event, concurrency=1, stop=stop, max_deliver=5,
+            failure_retries=4,
         )
     finally:
         await compactor.close()

@@ -53,9 +53,27 @@ class CallLease:
             else:
                 self.revision = await self.kv.update(key, value, last=self.revision)
         except KeyWrongLastSequenceError:
-            log.warning("another replica owns this call now: stopping here")
-            return False
+            mine = await self._still_mine()
+            if mine is False:
+                log.warning("another replica owns this call now: stopping here")
+                return False
+            return True  # our own write moved it (or unreadable now): written next round
         self._last = (seq, after)
+        return True
+
+    async def _still_mine(self) -> bool | None:
+        """The key moved: by another owner (False), or by this one's own write whose answer
+        was lost, a NATS node going down between storing it and replying (True: its
+        revision is taken up). None: unreadable now, which proves nothing either way."""
+        try:
+            entry = await self.kv.get(call_key(self.call_id))
+            owner = json.loads(entry.value or b"{}").get("owner")
+        except Exception as exc:
+            log.warning("call lease unreadable (%s); checked again next round", exc)
+            return None
+        if owner != self.owner:
+            return False
+        self.revision = int(entry.revision or 0)
         return True
 
     async def release(self) -> None:

@@ -40,7 +40,8 @@ from voxbus_stt.turn_cues import text_cue
 
 log = logging.getLogger(__name__)
 
-RESUBSCRIBE_TRIES = 120  # 0.5 s apart: a minute for the cluster to elect its leaders
+RESUBSCRIBE_TRIES = 60  # ~1 s apart: a minute for the cluster to elect its leaders
+RESUBSCRIBE_WAIT_S = 1.5  # per JetStream request (its default, 5 s, slept through elections)
 
 
 class CallSession:
@@ -334,20 +335,23 @@ class CallSession:
     async def resubscribe(self) -> None:
         """NATS came back: read the call's audio again from where this session was. A
         restarted server lost the in-memory audio stream and numbers it anew (read it from
-        its start); after a partition the stream is intact (read on after the last frame)."""
+        its start); after a partition the stream is intact (read on after the last frame).
+        The old consumer is kept until the new one exists: in a cluster nats-py may revive
+        it sooner (frames read twice are dropped by their numbers)."""
         if self._closing:
             return
-        old, self._sub = self._sub, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.unsubscribe()
+        old = self._sub
         for _ in range(RESUBSCRIBE_TRIES):  # a cluster electing leaders refuses for seconds
             if self._closing:
                 return
             try:
-                start = await self._resume_point()
-                self._sub = await self.bus.ordered(subjects.audio_in(self.call_id),
-                                                   self._on_frame, start_seq=start)
+                start = await asyncio.wait_for(self._resume_point(), RESUBSCRIBE_WAIT_S)
+                self._sub = await asyncio.wait_for(self.bus.ordered(
+                    subjects.audio_in(self.call_id), self._on_frame, start_seq=start),
+                    RESUBSCRIBE_WAIT_S)
+                if old is not None:
+                    with contextlib.suppress(Exception):
+                        await old.unsubscribe()
             except Exception as exc:
                 log.warning("audio not resubscribed yet (%s): retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)

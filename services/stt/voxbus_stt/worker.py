@@ -210,7 +210,7 @@ class SttWorker:
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
             handler=self.on_call, concurrency=TAKE_CONCURRENCY, stop=stop,
-            ack_wait_s=CALL_ACK_WAIT_S, max_deliver=50,
+            ack_wait_s=CALL_ACK_WAIT_S, max_deliver=50, failure_retries=49,
         ))
         await stop.wait()
         self.stopping = True
