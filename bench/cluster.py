@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench.capacity import hop_quantiles
+from bench.capacity import cpu_seconds, hop_quantiles
 from bench.soak_calls import TurnLog, run_traced_load
 from tests.instant import instant_env
 from voxbus_cli.embedded import free_port, start_nats, stop_all
@@ -43,18 +43,9 @@ from voxbus_cli.stack import Stack
 from voxbus_common.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-TICK = os.sysconf("SC_CLK_TCK")
 QUIET_S = 25.0  # load before the first failure: the undisturbed figures
 
 Step = Callable[[Stack], Awaitable[str]]
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def process_groups(stack: Stack) -> dict[str, list[int]]:
