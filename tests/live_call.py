@@ -68,14 +68,23 @@ class LiveCall:
 
     async def _receive(self) -> None:
         assert self._ws is not None
-        async for msg in self._ws:
+        reason = ""
+        while True:
+            msg = await self._ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
                 event = json.loads(msg.data)
                 if event.get("type") == "call":
                     self.call_id = event["call_id"]
                 self.events.append(event)
                 self._changed.set()
-        self.events.append({"type": "socket_closed"})
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                reason = str(msg.extra or "")
+            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING,
+                              aiohttp.WSMsgType.ERROR):
+                break
+        # the gateway's close code and reason say why a call ended (shown when a test fails)
+        self.events.append({"type": "socket_closed", "code": self._ws.close_code,
+                            "reason": reason})
         self._changed.set()
 
     async def _send(self) -> None:

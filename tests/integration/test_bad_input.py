@@ -349,8 +349,8 @@ async def test_a_real_gateway_closes_a_slowloris_while_a_call_goes_on(
             dripping.cancel()
             writer.close()
         assert call.events[-1]["type"] not in ("ended", "socket_closed"), call.events[-1]
-    assert call.events[-2:] == [{"type": "ended", "reason": "caller hung up"},
-                                {"type": "socket_closed"}]
+    assert [e["type"] for e in call.events[-2:]] == ["ended", "socket_closed"]
+    assert call.events[-2]["reason"] == "caller hung up"
     assert "HTTP request headers not complete in time" in log.read_text(errors="replace")
 
 

@@ -38,16 +38,21 @@ from voxbus_common.nats_permissions import render_nats_config
 CLUSTER_NAME = "voxbus"
 
 
-def restartable_port(host: str = "127.0.0.1") -> int:
-    """A free port below the kernel's ephemeral range. A node started again must get its
-    ports back, and while it is down an ephemeral port can be taken as the local end of
-    any outgoing connection (a client reconnecting elsewhere): then its restart fails with
-    "address already in use"."""
+def restartable_port(host: str = "127.0.0.1", taken: set[int] | None = None) -> int:
+    """A free port below the kernel's ephemeral range, not in `taken` (which it joins). A
+    node started again must get its ports back, and while it is down an ephemeral port can
+    be taken as the local end of any outgoing connection (a client reconnecting elsewhere):
+    then its restart fails with "address already in use". `taken` holds the ports already
+    picked for the cluster: free until their nodes start, a second pick could repeat one."""
+    taken = taken if taken is not None else set()
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
         port = random.randrange(10000, max(10001, low))
+        if port in taken:
+            continue
+        taken.add(port)
         with socket.socket() as s:
             try:
                 s.bind((host, port))
@@ -105,10 +110,11 @@ class NatsCluster:
     def __post_init__(self) -> None:
         if self.size < 1:
             raise EmbeddedError("a NATS cluster needs at least one node")
+        taken: set[int] = set()
         self.nodes = [NatsNode(name=f"n{i + 1}", host=self.host,
-                               port=restartable_port(self.host),
-                               cluster_port=restartable_port(self.host),
-                               monitor_port=restartable_port(self.host),
+                               port=restartable_port(self.host, taken),
+                               cluster_port=restartable_port(self.host, taken),
+                               monitor_port=restartable_port(self.host, taken),
                                store=self.data_dir / f"n{i + 1}")
                       for i in range(self.size)]
 

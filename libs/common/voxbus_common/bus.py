@@ -27,7 +27,14 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
-from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import (
+    BadRequestError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 from nats.js.kv import KeyValue
 from opentelemetry import context as otel_context
 
@@ -75,6 +82,13 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+async def _holds(kv: KeyValue, key: str, value: bytes) -> bool:
+    try:
+        return (await kv.get(key)).value == value
+    except (KeyNotFoundError, KeyDeletedError):
+        return False
+
+
 async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
     """Tell JetStream the work item is still being worked on, every third of the ack wait,
     for as long as the handler runs (handlers bound their own time)."""
@@ -104,6 +118,10 @@ class Bus:
         self.name = name
         self.service = name.split("-", 1)[0]
         self._seq: dict[str, itertools.count[int]] = {}
+        # bucket handles, looked up once (a lookup is a JetStream request, which waits out a
+        # leader election); dropped on reconnect, when a restarted server may have lost them
+        self._kvs: dict[str, KeyValue] = {}
+        self.reconnect_hooks.append(self._forget_buckets)
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
@@ -189,14 +207,21 @@ class Bus:
         return await self._kv(CALLS_BUCKET, self.settings.max_call_seconds + 600.0)
 
     async def _kv(self, bucket: str, ttl_s: float) -> KeyValue:
+        if (kv := self._kvs.get(bucket)) is not None:
+            return kv
         try:
-            return await self.js.key_value(bucket)
+            kv = await self.js.key_value(bucket)
         except Exception:
             from nats.js.api import KeyValueConfig
 
-            return await self.js.create_key_value(
+            kv = await self.js.create_key_value(
                 KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1,
                                replicas=self.settings.nats_replicas))
+        self._kvs[bucket] = kv
+        return kv
+
+    async def _forget_buckets(self) -> None:
+        self._kvs.clear()
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -237,6 +262,30 @@ class Bus:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("publish to %s not acknowledged (%s): retrying", subject,
+                            type(exc).__name__)
+                await asyncio.sleep(0.25)
+
+    async def create_key(self, kv: KeyValue, key: str, value: bytes, *,
+                         retry_s: float = ACKED_RETRY_S) -> None:
+        """`kv.create` that outlasts a bucket's leader election, retried like
+        `publish_acked`. A try that was stored but whose answer was lost makes the next try
+        find the key: holding our own value, that is our create, not someone else's key.
+        Raises KeyWrongLastSequenceError when the key is someone else's."""
+        deadline = time.monotonic() + retry_s
+        retried = False
+        while True:
+            try:
+                await kv.create(key, value)
+                return
+            except KeyWrongLastSequenceError:
+                if retried and await _holds(kv, key, value):
+                    return
+                raise
+            except RETRIED as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                retried = True
+                log.warning("create of %s not acknowledged (%s): retrying", key,
                             type(exc).__name__)
                 await asyncio.sleep(0.25)
 

@@ -17,7 +17,6 @@ from xml.sax.saxutils import quoteattr
 
 from aiohttp import WSCloseCode, web
 from nats.aio.msg import Msg
-from nats.js.errors import KeyWrongLastSequenceError
 
 from voxbus.v1.control_pb2 import GatewayCalls
 from voxbus_common import subjects
@@ -29,6 +28,7 @@ from voxbus_common.metrics import ACTIVE_CALLS, CALLS, CALLS_REFUSED
 from voxbus_common.tokens import InvalidToken, MediaTokens
 from voxbus_gateway.admission import Admission
 from voxbus_gateway.call import Call
+from voxbus_gateway.claims import CallClaims
 from voxbus_gateway.edge import CallerEdge
 from voxbus_gateway.edges.asterisk import AsteriskWsEdge
 from voxbus_gateway.edges.audiosocket import AudioSocketEdge
@@ -44,6 +44,8 @@ from voxbus_gateway.quorum import QuorumWatch
 from voxbus_gateway.stt_watch import SttWatch
 
 log = logging.getLogger(__name__)
+
+BUS_UNAVAILABLE = "the message bus is not answering; please call again shortly"
 
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,6 +68,7 @@ class Gateway:
         self.settings = settings
         self.gateway_id = gateway_id
         self.calls: dict[str, Call] = {}
+        self.claims = CallClaims(bus, gateway_id)
         self.draining = False
         self._calls_changed = asyncio.Event()
         self.stt = SttWatch(bus, settings.stt_lease_s, lambda: self.calls.values())
@@ -307,26 +310,33 @@ class Gateway:
             return None
         call_id = ""
         try:
-            call_id = await asyncio.wait_for(edge.handshake(),
-                                             timeout=self.settings.handshake_timeout_s)
+            try:
+                call_id = await asyncio.wait_for(edge.handshake(),
+                                                 timeout=self.settings.handshake_timeout_s)
+            except TimeoutError:
+                await edge.finish("no handshake in time", WSCloseCode.POLICY_VIOLATION)
+                return None
             if call_id in self.calls:
                 raise ProtocolViolation(f"call {call_id} is already connected")
-            await self._claim(call_id)
+            await self.claims.claim(call_id)
             confirm = getattr(edge, "confirm", None)
             if confirm is not None:
                 try:
                     await confirm()
                 except BaseException:
-                    with contextlib.suppress(Exception):
-                        await (await self.bus.calls_kv()).delete(call_id)
+                    await self.claims.release(call_id)
                     raise
             return call_id
         except ProtocolViolation as exc:
             log.warning("call not confirmed: %s", exc, extra={"edge": edge.name})
             await edge.send_event({"type": "error", "message": str(exc)})
             await edge.finish(str(exc), exc.code)
-        except TimeoutError:
-            await edge.finish("no handshake in time", WSCloseCode.POLICY_VIOLATION)
+        except Exception:  # the bus did not answer the claim, even after retries
+            log.exception("call not taken: its claim could not be stored",
+                          extra={"edge": edge.name})
+            with contextlib.suppress(Exception):
+                await edge.send_event({"type": "error", "message": BUS_UNAVAILABLE})
+            await edge.finish(BUS_UNAVAILABLE, WSCloseCode.TRY_AGAIN_LATER)
         finally:
             self.admission.leave(edge.name, source)
         return None
@@ -367,16 +377,12 @@ class Gateway:
             reason, code = str(exc), exc.code
         except Exception:
             log.exception("call failed")
+            if not call.started:  # the bus did not take the call's first records
+                reason, code = BUS_UNAVAILABLE, int(WSCloseCode.TRY_AGAIN_LATER)
+                with contextlib.suppress(Exception):
+                    await edge.send_event({"type": "error", "message": reason})
         finally:
             await asyncio.shield(self._finish(call, edge, reason, code))
-
-    async def _claim(self, call_id: str) -> None:
-        """One gateway per call id across all replicas (session isolation): a second
-        connection with a live call's id is refused, wherever it lands."""
-        try:
-            await (await self.bus.calls_kv()).create(call_id, self.gateway_id.encode())
-        except KeyWrongLastSequenceError:
-            raise ProtocolViolation(f"call {call_id} is already connected") from None
 
     async def _finish(self, call: Call, edge: CallerEdge, reason: str, code: int) -> None:
         flush_s = 2.0 if self.quorum.lost else 15.0  # (no STT can confirm without a bus)
@@ -391,5 +397,4 @@ class Gateway:
             if self.calls.pop(call.call_id, None) is not None:
                 ACTIVE_CALLS.dec()
             self._calls_changed.set()
-            with contextlib.suppress(Exception):  # (expires with the bucket's TTL otherwise)
-                await (await self.bus.calls_kv()).delete(call.call_id)
+            await self.claims.release(call.call_id)

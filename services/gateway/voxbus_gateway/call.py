@@ -78,6 +78,7 @@ class Call:
         self.hangup_requested: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_audio_seq = 0
         self.started_unix_ns = time.time_ns()
+        self.started = False  # set once the bus took the call's first records (start)
         # GetCall's turns of a live call: the last ones (the whole call is in memory's record)
         self.turn_log: deque[bytes] = deque(maxlen=TURN_LOG_SIZE)
         self._watch_subject = subjects.watch(call_id)
@@ -113,6 +114,7 @@ class Call:
             await self.watch({"type": "call_started", "edge": self.edge.name,
                               "gateway": self.gateway_id})
             self.conversation.start()
+        self.started = True
         log.info("call started", extra={"edge": self.edge.name})
 
     async def greet(self) -> None:
