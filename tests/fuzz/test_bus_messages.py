@@ -183,7 +183,7 @@ class FakeCall:
     def request_hangup(self, reason: str) -> None:
         self.actions.append(("hangup", reason))
 
-    async def control(self, turn: int, **kwargs: Any) -> None:
+    async def control(self, turn: int, *, wait: bool = False, **kwargs: Any) -> None:
         self.actions.append(("control", kwargs))
 
     async def transfer(self, turn: int, target: str) -> None:

@@ -65,6 +65,7 @@ async def test_turn_texts_are_redacted_before_publishing() -> None:
     await call.control(1, agent_turn=CallEvent.AgentTurn(
         heard_text="I will mail jane@example.com", full_text="Call 415-555-0132 or mail "
                                                             "jane@example.com"))
+    await call.outbox.flush()
     user, agent = events(bus)
     assert user.user_turn.text == "card [card] please"
     assert agent.agent_turn.heard_text == "I will mail [email]"
@@ -74,6 +75,7 @@ async def test_turn_texts_are_redacted_before_publishing() -> None:
 async def test_redaction_off_keeps_the_text() -> None:
     call, bus, _ = make_call("none")
     await call.control(1, user_turn=CallEvent.UserTurn(text="jane@example.com"))
+    await call.outbox.flush()
     assert events(bus)[0].user_turn.text == "jane@example.com"
 
 
@@ -81,6 +83,7 @@ async def test_transfer_is_recorded_offered_to_the_edge_and_ends_the_leg() -> No
     call, bus, edge = make_call()
     assert call.caller == "+1 (555) 010-0199"
     await call.transfer(3, "+15550100100")
+    await call.outbox.flush()
     event = events(bus)[0]
     assert (event.meta.turn_id, event.transfer.target) == (3, "+15550100100")
     assert edge.events == [{"type": "transfer", "target": "+15550100100"}]

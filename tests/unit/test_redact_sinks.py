@@ -134,6 +134,7 @@ async def test_call_event_reasons_are_redacted_before_publishing() -> None:
     await call.control(1, ending=CallEvent.Ending(reason="ended: card 4111-1111-1111-1111"))
     await call.control(1, ended=CallEvent.Ended(reason="transferred to 415 555 0132"))
     await call.control(1, cancel_turn=CallEvent.CancelTurn(reason=f"caller said {CARD}"))
+    await call.outbox.flush()
     ending, ended, cancel = (cast(CallEvent, m) for m in bus.acked)
     assert ending.ending.reason == "ended: card [card]"
     assert ended.ended.reason == "transferred to [phone]"

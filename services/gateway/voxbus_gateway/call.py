@@ -36,6 +36,7 @@ from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.commands import CallCommands, turn_record
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
+from voxbus_gateway.event_outbox import EventOutbox
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.turn import Turn
 
@@ -89,6 +90,7 @@ class Call:
         # (AudioResend), and echo checks read the last 2 s
         self._sent: deque[AudioFrame] = deque(maxlen=RESEND_FRAMES)
         self.bus_retry_s = ACKED_RETRY_S  # how long an event waits for a stream leader
+        self.outbox = EventOutbox(self._publish_event)
         self._hinted = ""  # the caller's words last sent to the LLM replicas (prefill_reply)
         self.span = tracer().start_span("call", attributes={
             "voxbus.call_id": call_id, "voxbus.edge": edge.name})
@@ -101,7 +103,7 @@ class Call:
         with trace.use_span(self.span, end_on_exit=False):
             self._sub = await self.bus.subscribe(subjects.call_out_all(self.call_id),
                                                  self.on_bus)
-            await self.control(0, started=CallEvent.Started(
+            await self.control(0, wait=True, started=CallEvent.Started(
                 sample_rate=self.rate, edge=self.edge.name, caller=self.caller))
             announce = CallAnnounce(meta=self.bus.meta(self.call_id, 0, subjects.WORK_CALLS),
                                     sample_rate=self.rate, edge=self.edge.name,
@@ -160,6 +162,7 @@ class Call:
                       "caller audio up to frame %d was sent", type(exc).__name__, exc,
                       self.last_audio_seq)
         finally:
+            await self.outbox.close()  # (all stored, unless the bus failed us)
             for sub in (self._sub, self._cmd_sub):
                 if sub is not None:
                     with contextlib.suppress(Exception):
@@ -180,13 +183,14 @@ class Call:
         self.keypad.cancel()
         await self.conversation.stop()
         turn_id = self.conversation.turn_counter
-        await self.control(turn_id, ending=CallEvent.Ending(
+        await self.control(turn_id, wait=True, ending=CallEvent.Ending(
             reason=reason, last_audio_seq=self.last_audio_seq))
         try:
             await asyncio.wait_for(self.stream_closed.wait(), timeout=flush_timeout_s)
         except TimeoutError:
             log.warning("STT did not confirm the end of the stream in time")
-        await self.control(self.conversation.turn_counter, ended=CallEvent.Ended(reason=reason))
+        await self.control(self.conversation.turn_counter, wait=True,
+                           ended=CallEvent.Ended(reason=reason))
         await self.watch({"type": "call_ended", "reason": reason})
         return turn_id
 
@@ -315,9 +319,10 @@ class Call:
         await self.bus.publish(subject, LlmPrefill(
             meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text), traced=False)
 
-    async def control(self, turn_id: int, **kind: Any) -> None:
-        """Publish a call event; its free text (turns, notes, reasons) is redacted first (the
-        event stream is stored in JetStream and read by every service: docs/privacy.md)."""
+    async def control(self, turn_id: int, *, wait: bool = False, **kind: Any) -> None:
+        """Publish a call event, in order, without waiting for the stream to store it unless
+        `wait` (event_outbox.py). Its free text (turns, notes, reasons) is redacted first
+        (the event stream is stored in JetStream and read by every service: privacy.md)."""
         subject = subjects.control(self.call_id)
         event = CallEvent(meta=self.bus.meta(self.call_id, turn_id, subject), **kind)
         name = event.WhichOneof("kind")
@@ -325,7 +330,14 @@ class Call:
             part = getattr(event, name)
             for field in _EVENT_TEXT[name]:
                 setattr(part, field, self.redact(getattr(part, field)))
-        await self.bus.publish_acked(subject, event, retry_s=self.bus_retry_s)
+        if wait:
+            await asyncio.shield(self.outbox.put(event))
+        else:
+            self.outbox.put_unwaited(event)
+
+    async def _publish_event(self, event: CallEvent) -> None:
+        await self.bus.publish_acked(subjects.control(self.call_id), event,
+                                     retry_s=self.bus_retry_s)
 
     async def emit(self, event: dict[str, Any]) -> None:
         """An event for the caller's client, as is (the caller sees what they said), and

@@ -86,7 +86,7 @@ class CallCommands:
             reply.detail = f"saying it as turn {conv.turn_counter}"
         elif kind == "inject":
             note = CallEvent.SystemNote(text=_text(cmd.inject.text, "text"))
-            await call.control(conv.turn_counter, system_note=note)
+            await call.control(conv.turn_counter, wait=True, system_note=note)
             reply.detail = "the model sees it from the next turn"
         elif kind == "transfer":
             target = cmd.transfer.target.strip()
