@@ -65,7 +65,16 @@ def test_the_data_subjects_have_exactly_the_table_s_publishers() -> None:
 
 def test_core_subscriptions_follow_the_table() -> None:
     assert subscribers(s.call_out_all(C)) == ["gateway"]  # raw transcripts and tokens
-    assert subscribers(s.audio_in(C)) == []  # caller audio only through stt's consumer
+    # caller audio: stt's consumer, and the subject itself while the stream stalls
+    assert subscribers(s.audio_in(C)) == ["stt"]
+    # work items straight off their subject while a queue elects; the pool's notices
+    assert subscribers(s.work_llm(C)) == subscribers(s.work_taken("llm-workers")) == ["llm"]
+    assert subscribers(s.work_tts(C)) == subscribers(s.work_taken("tts-workers")) == ["tts"]
+    assert publishers(s.work_taken("tts-workers")) == ["tts"]
+    # an item no stream stored goes straight to any replica of its kind
+    assert subscribers(s.direct_work(s.work_llm(C))) == ["llm"]
+    assert subscribers(s.direct_work(s.work_tts(C))) == ["tts"]
+    assert publishers(s.direct_work(s.work_tts(C))) == ["gateway", "llm"]
     assert subscribers(s.control(C)) == ["stt", "llm", "tts"]  # memory: durable consumer
     assert subscribers(s.RPC_MEMORY_CONTEXT) == subscribers(s.RPC_MEMORY_FORGET) == ["memory"]
     assert subscribers(s.RPC_LLM_SUMMARIZE) == ["llm"]

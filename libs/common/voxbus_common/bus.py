@@ -40,6 +40,7 @@ from opentelemetry import context as otel_context
 
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.config import Settings
+from voxbus_common.direct_work import DirectWork
 from voxbus_common.ids import InvalidCallId
 from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
 from voxbus_common.nats_connect import connect_options, server_list
@@ -50,7 +51,9 @@ from voxbus_common.subjects import (
     SESSIONS_BUCKET,
     STT_BUCKET,
     StreamSpec,
+    direct_work,
     stream_specs,
+    work_taken,
 )
 from voxbus_common.telemetry import extract_context, inject_headers
 
@@ -62,6 +65,7 @@ ACKED_RETRY_S = 12.0  # longer than a stream leader election after losing a node
 # what a stream without a leader (an election, no quorum) answers an acknowledged publish
 RETRIED = (NoRespondersError, NatsTimeoutError, TimeoutError, NoStreamResponseError,
            ServiceUnavailableError)
+REACHED_NOBODY = (NoRespondersError, NoStreamResponseError)  # (a timeout may have reached one)
 
 
 class BadMessage(ValueError):
@@ -98,8 +102,9 @@ async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
             await msg.in_progress()
 
 
-def _deliveries(msg: Msg) -> int:
-    """How many times this work item has been delivered (this delivery included)."""
+def deliveries(msg: Msg) -> int:
+    """How many times this work item has been delivered (this delivery included; 1 for an
+    item taken straight off its subject)."""
     try:
         return int(msg.metadata.num_delivered)
     except Exception:
@@ -121,6 +126,7 @@ class Bus:
         # bucket handles, looked up once (a lookup is a JetStream request, which waits out a
         # leader election); dropped on reconnect, when a restarted server may have lost them
         self._kvs: dict[str, KeyValue] = {}
+        self._storing: set[asyncio.Task[None]] = set()  # work items sent straight on
         self.reconnect_hooks.append(self._forget_buckets)
 
     @classmethod
@@ -243,13 +249,15 @@ class Bus:
         await self.nc.publish(subject, msg.SerializeToString(), headers=headers)
 
     async def publish_acked(self, subject: str, msg: Message, *, msg_id: str | None = None,
-                            retry_s: float = ACKED_RETRY_S) -> None:
+                            retry_s: float = ACKED_RETRY_S, direct: str = "") -> None:
         """JetStream publish that waits for the stream's ack (for work that must not be lost).
 
         A clustered stream has no leader for a few seconds after its leader dies (an
         election): publishes then get no responder or no ack. They are retried for up to
         `retry_s` under one message id, so the stream stores the item once however many
-        tries reach it (its duplicate window)."""
+        tries reach it (its duplicate window). With a `direct` subject (a work item), a try
+        that certainly reached nobody sends the item there at once, to any replica
+        (direct_work.py), and the retries go on in the background."""
         headers = inject_headers()
         headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
         data = msg.SerializeToString()
@@ -263,7 +271,32 @@ class Bus:
                     raise
                 log.warning("publish to %s not acknowledged (%s): retrying", subject,
                             type(exc).__name__)
+                if direct and isinstance(exc, REACHED_NOBODY):
+                    await self.nc.publish(direct, data, headers=headers)
+                    task = asyncio.create_task(self._store_later(subject, data, headers,
+                                                                 deadline))
+                    self._storing.add(task)
+                    task.add_done_callback(self._storing.discard)
+                    return
                 await asyncio.sleep(0.25)
+
+    async def _store_later(self, subject: str, data: bytes, headers: dict[str, str],
+                           deadline: float) -> None:
+        """The stream's copy of an item sent straight to a replica: replayed if that replica
+        dies, and acknowledged unworked otherwise (direct_work.py)."""
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                await self.js.publish(subject, data, headers=headers, timeout=2.0)
+                return
+            except RETRIED as exc:
+                if time.monotonic() >= deadline:
+                    log.error("a work item sent straight to a replica was never stored "
+                              "(%s): it has no second chance", type(exc).__name__)
+                    return
+            except Exception as exc:
+                log.error("storing a work item sent straight to a replica failed: %s", exc)
+                return
 
     async def create_key(self, kv: KeyValue, key: str, value: bytes, *,
                          retry_s: float = ACKED_RETRY_S) -> None:
@@ -329,6 +362,7 @@ class Bus:
         ack_wait_s: float = 30.0,
         max_deliver: int = 4,
         failure_retries: int = 1,
+        direct: bool = False,
     ) -> None:
         """Serve a work-queue stream: each message goes to exactly one replica.
 
@@ -340,6 +374,8 @@ class Bus:
         message is kept claimed (`in_progress`), so a long turn (tool rounds) is not
         redelivered to a second replica, and the ack wait can be short: a replica that dies
         stops claiming, and its item moves to another replica within one ack wait.
+        With `direct`, items are also taken straight off the subject while fetches fail (a
+        clustered queue electing a leader: direct_work.py).
         """
         sub = await self.js.pull_subscribe(
             subject,
@@ -350,6 +386,13 @@ class Bus:
 
         in_flight = WORK_IN_FLIGHT.labels(stream)
         depth = QUEUE_DEPTH.labels(stream)
+        bypass: DirectWork | None = None
+        if direct:
+            bypass = DirectWork(self, stream=stream, subject=subject, durable=durable,
+                                direct_subject=direct_work(subject),
+                                taken_subject=work_taken(durable), handler=handler,
+                                concurrency=concurrency)
+            await bypass.start()
 
         async def loop() -> None:
             while not stop.is_set():
@@ -357,14 +400,23 @@ class Bus:
                     msgs = await sub.fetch(1, timeout=2.0)
                 except nats.errors.TimeoutError:
                     depth.set(0)
+                    if bypass is not None:
+                        await bypass.available()
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                     return
                 except Exception as exc:
                     log.warning("fetch failed: %s", exc, extra={"stream": stream})
+                    if bypass is not None:
+                        await bypass.unavailable()
                     await asyncio.sleep(0.5)
                     continue
+                if bypass is not None:
+                    await bypass.available()
                 for msg in msgs:
+                    if bypass is not None and bypass.already_taken(msg):
+                        await msg.ack()  # worked when it came straight off the subject
+                        continue
                     with contextlib.suppress(Exception):  # metadata of a JetStream message
                         depth.set(msg.metadata.num_pending)
                     token = otel_context.attach(extract_context(msg.headers))
@@ -380,7 +432,7 @@ class Bus:
                     except Exception:
                         log.exception("work item failed", extra={"stream": stream})
                         ERRORS.labels(self.service, "work_item_failed").inc()
-                        if _deliveries(msg) > failure_retries:  # no retry left: drop it
+                        if deliveries(msg) > failure_retries:  # no retry left: drop it
                             await msg.term()
                         else:
                             await msg.nak(delay=0.2)
@@ -392,6 +444,8 @@ class Bus:
                     await msg.ack()
 
         await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
+        if bypass is not None:
+            await bypass.close()
         with contextlib.suppress(Exception):  # lets drain() finish instead of waiting on it
             await sub.unsubscribe()
 

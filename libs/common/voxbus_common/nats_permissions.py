@@ -96,6 +96,12 @@ def _pull(stream: str, durable: str, filter_subject: str) -> list[str]:
             f"$JS.ACK.{stream}.{durable}.>"]
 
 
+def _direct(work: str, durable: str) -> list[str]:
+    """Work items straight off their subject while the queue elects a leader, and the
+    pool's notices of what was taken so (direct_work.py)."""
+    return [work, subjects.direct_work(work), subjects.work_taken(durable)]
+
+
 def _ordered(stream: str) -> list[str]:
     """Ordered (ephemeral push) consumers on one stream: created by stream name, so the
     filter subject travels in the request body and is not restricted here."""
@@ -138,6 +144,7 @@ def _contract() -> dict[str, Permissions]:
         "gateway": _service(
             "gateway",
             publish=[IN_AUDIO, s.CONTROL_ALL, s.WORK_CALLS, WORK_LLM, WORK_TTS,
+                     s.direct_work(WORK_LLM), s.direct_work(WORK_TTS),
                      s.PREFILL_LLM_ALL, s.WATCH_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS,
                      *_kv_read(s.SESSIONS_BUCKET), *_kv_read(s.STT_BUCKET),
                      *_kv_watch(s.STT_BUCKET), *_kv_write(s.CALLS_BUCKET),
@@ -149,16 +156,19 @@ def _contract() -> dict[str, Permissions]:
             publish=[OUT_VAD, OUT_TRANSCRIPT, OUT_RESEND, s.WORK_CALLS, f"{API}.STREAM.NAMES",
                      *_pull("VB_CALLS", "stt-workers", s.WORK_CALLS), *_ordered("VB_AUDIO"),
                      *_kv_write(s.STT_BUCKET)],
-            subscribe=[s.CONTROL_ALL]),
+            subscribe=[s.CONTROL_ALL, IN_AUDIO]),  # (directly while the stream stalls)
         "llm": _service(
             "llm",
-            publish=[OUT_LLM, WORK_TTS, s.RPC_MEMORY_CONTEXT,
-                     *_pull("VB_LLM_WORK", "llm-workers", WORK_LLM)],
-            subscribe=[s.CONTROL_ALL, s.RPC_LLM_SUMMARIZE, s.PREFILL_LLM_ALL]),
+            publish=[OUT_LLM, WORK_TTS, s.direct_work(WORK_TTS), s.RPC_MEMORY_CONTEXT,
+                     *_pull("VB_LLM_WORK", "llm-workers", WORK_LLM),
+                     s.work_taken("llm-workers")],
+            subscribe=[s.CONTROL_ALL, s.RPC_LLM_SUMMARIZE, s.PREFILL_LLM_ALL,
+                       *_direct(WORK_LLM, "llm-workers")]),
         "tts": _service(
             "tts",
-            publish=[OUT_AUDIO, *_pull("VB_TTS_WORK", "tts-workers", WORK_TTS)],
-            subscribe=[s.CONTROL_ALL]),
+            publish=[OUT_AUDIO, *_pull("VB_TTS_WORK", "tts-workers", WORK_TTS),
+                     s.work_taken("tts-workers")],
+            subscribe=[s.CONTROL_ALL, *_direct(WORK_TTS, "tts-workers")]),
         "memory": _service(
             "memory",
             publish=[s.RPC_LLM_SUMMARIZE, *_pull("VB_EVENTS", "memory-recorder", s.CONTROL_ALL),

@@ -91,6 +91,21 @@ def work_tts(call_id: str) -> str:
     return f"{PREFIX}.work.tts.{validate_call_id(call_id)}"
 
 
+def direct_work(work_subject: str) -> str:
+    """Where a work item goes straight to any replica when its queue stored nothing
+    (`vb.work.llm.<id>` -> `vb.direct.llm.<id>`; core NATS, no stream: direct_work.py)."""
+    prefix = f"{PREFIX}.work."
+    if not work_subject.startswith(prefix):
+        raise ValueError(f"not a work subject: {work_subject}")
+    return f"{PREFIX}.direct.{work_subject.removeprefix(prefix)}"
+
+
+def work_taken(durable: str) -> str:
+    """A work item one replica of `durable`'s pool took straight off its subject (core NATS,
+    every replica of the pool listens: direct_work.py)."""
+    return f"{PREFIX}.taken.{durable}"
+
+
 def prefill_llm(call_id: str) -> str:
     """The caller's words so far, for any LLM replica to pre-evaluate (core NATS, no stream:
     a lost hint costs only latency)."""

@@ -26,7 +26,7 @@ from voxbus.v1.llm_pb2 import (
 )
 from voxbus_common import subjects
 from voxbus_common.agent import Agent, Filler
-from voxbus_common.bus import Bus, decode
+from voxbus_common.bus import Bus, decode, deliveries
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, STALE_DROPPED, observe_hop
@@ -97,7 +97,7 @@ class LlmWorker:
             log.info("skipping cancelled turn")
             STALE_DROPPED.labels("llm").inc()
             return
-        redelivered = msg.metadata.num_delivered > 1 if msg.metadata else False
+        redelivered = deliveries(msg) > 1
         log.info("turn started", extra={"redelivered": redelivered})
         # GenAI semantic conventions; conversation text stays off spans (privacy)
         attributes: dict[str, str | int] = {
@@ -217,7 +217,8 @@ class LlmWorker:
         tts = TtsRequest(meta=self.bus.meta(call_id, turn_id, subject), text=clause,
                          clause_index=index, sample_rate=req.sample_rate,
                          voice=self.settings.tts_voice, uninterruptible=uninterruptible)
-        await self.bus.publish_acked(subject, tts, msg_id=f"{call_id}-{turn_id}-{index}")
+        await self.bus.publish_acked(subject, tts, msg_id=f"{call_id}-{turn_id}-{index}",
+                                     direct=subjects.direct_work(subject))
 
     async def warm(self) -> None:
         """A local model server caches the prompt prefix it evaluated last: have it evaluate
@@ -244,4 +245,5 @@ class LlmWorker:
             stream="VB_LLM_WORK", durable="llm-workers", subject="vb.work.llm.*",
             handler=self.on_request, concurrency=self.settings.llm_concurrency, stop=stop,
             ack_wait_s=self.settings.work_ack_wait_s,  # (claimed while it runs: bus.py)
+            direct=True,  # a turn does not wait out a clustered queue's election
         )

@@ -1,7 +1,8 @@
 """One call's streaming recognition: audio frames in, VAD events and transcripts out.
 
 Frames arrive through an ordered JetStream consumer, so a session (or a replacement worker)
-reads the call's audio from the stream in order. Decoding runs in worker threads; finals are
+reads the call's audio from the stream in order (and directly while the stream stalls:
+direct_audio.py). Decoding runs in worker threads; finals are
 published strictly in utterance order, and a partial is dropped once its utterance is final.
 """
 
@@ -25,6 +26,7 @@ from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
 from voxbus_common.providers import EndOfTurnDetector, SpeechToText
 from voxbus_common.telemetry import tracer
+from voxbus_stt.direct_audio import DirectAudio
 from voxbus_stt.endpointer import (
     Endpointer,
     EndpointEvent,
@@ -94,6 +96,8 @@ class CallSession:
         self._closing = False
         self._seq_seen = 0
         self._repair = FrameRepair(self._ask_again, self._process)
+        self._direct = DirectAudio(
+            lambda cb: self.bus.subscribe(subjects.audio_in(call_id), cb), self._on_direct_frame)
         self._resend_subject = subjects.audio_resend(call_id)
         self._drain_to = 0
         self._drained = asyncio.Event()
@@ -106,23 +110,40 @@ class CallSession:
         self._tasks.append(asyncio.create_task(self._idle_watch()))
         self._sub = await self.bus.ordered(subjects.audio_in(self.call_id), self._on_frame,
                                            start_seq=self._resume_seq)
+        self._direct.start()
         log.info("session started")
 
     async def _on_frame(self, msg: Msg) -> None:
-        if self._closing:
+        """A frame from the audio stream."""
+        frame = self._valid_frame(msg)
+        if frame is None:
             return
-        try:
-            frame = decode(AudioFrame, msg.data)
-        except BadMessage as exc:
-            log.warning("bad audio frame dropped: %s", exc)
-            return
-        if frame.sample_rate != self.sample_rate or len(frame.pcm) % 2:
-            log.warning("audio frame with wrong format dropped", extra={"rate": frame.sample_rate})
-            return
+        self._direct.from_stream(frame.meta.seq)
         stream_seq = 0
         with contextlib.suppress(Exception):  # (JetStream metadata of the ordered consumer)
             stream_seq = msg.metadata.sequence.stream
         await self._repair.push(frame, stream_seq)
+
+    async def _on_direct_frame(self, msg: Msg) -> None:
+        """A frame read straight off the subject while the stream stalls."""
+        frame = self._valid_frame(msg)
+        if frame is None:
+            return
+        self._direct.from_direct(frame.meta.seq)
+        await self._repair.push(frame, 0)
+
+    def _valid_frame(self, msg: Msg) -> AudioFrame | None:
+        if self._closing:
+            return None
+        try:
+            frame = decode(AudioFrame, msg.data)
+        except BadMessage as exc:
+            log.warning("bad audio frame dropped: %s", exc)
+            return None
+        if frame.sample_rate != self.sample_rate or len(frame.pcm) % 2:
+            log.warning("audio frame with wrong format dropped", extra={"rate": frame.sample_rate})
+            return None
+        return frame
 
     async def _ask_again(self, gap: Gap) -> None:
         """Ask the call's gateway for frames the audio stream missed (frame_repair.py)."""
@@ -311,6 +332,7 @@ class CallSession:
             return
         self._closing = True
         self._repair.stop()
+        await self._direct.close()
         if self._sub is not None:
             with contextlib.suppress(Exception):  # the connection may be gone
                 await self._sub.unsubscribe()
@@ -397,6 +419,7 @@ class CallSession:
         seq, after = self.checkpoint()
         self._closing = True
         self._repair.stop()
+        await self._direct.close()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

@@ -92,5 +92,6 @@ class TtsWorker:
             stream="VB_TTS_WORK", durable="tts-workers", subject="vb.work.tts.*",
             handler=self.on_request, concurrency=self.settings.tts_concurrency, stop=stop,
             ack_wait_s=self.settings.tts_ack_wait_s,  # (claimed while it runs: bus.py)
+            direct=True,  # a clause does not wait out a clustered queue's election
         )
         self.pool.shutdown(wait=False, cancel_futures=True)
