@@ -147,6 +147,7 @@ async def test_carrier_adapter_call(stack: Stack, name: str) -> None:
     # carrier ids made into subject tokens: "v3:x" -> "v3_x", "x.5" -> "x_5"
     stored_id = {"telnyx": f"v3_{call_id}", "asterisk-ws": f"{call_id}_5"}.get(name, call_id)
     reply = bytearray()
+    heard = asyncio.Event()  # over half a second of the agent's answer has come back
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(stack.gateway_url.replace("/v1/pcm", c.path))
         for m in c.hello(call_id):
@@ -157,6 +158,8 @@ async def test_carrier_adapter_call(stack: Stack, name: str) -> None:
                 audio = c.audio_out(msg)
                 if audio:
                     reply.extend(audio)
+                    if not heard.is_set() and len(c.decode(bytes(reply))) > 8000:
+                        heard.set()
 
         async def send(frame: bytes, seq: int) -> None:
             m = c.media(frame, seq)
@@ -168,6 +171,8 @@ async def test_carrier_adapter_call(stack: Stack, name: str) -> None:
         line = asyncio.create_task(stream_real_time(send, audio, frame_bytes, done, silence))
         session = await wait_for_session(stack, stored_id, lambda s: any(
             t.role == "assistant" for t in s.turns))
+        # the stored turn can be ahead of its audio (call events do not wait for playout)
+        await asyncio.wait_for(heard.wait(), timeout=60)
         done.set()
         await line
         if c.bye is not None:

@@ -282,8 +282,8 @@ class Bus:
 
     async def _store_later(self, subject: str, data: bytes, headers: dict[str, str],
                            deadline: float) -> None:
-        """The stream's copy of an item sent straight to a replica: replayed if that replica
-        dies, and acknowledged unworked otherwise (direct_work.py)."""
+        """The stream's copy of an item sent straight on: worked from the queue if no replica
+        took it directly, acknowledged unworked if one did (direct_work.py)."""
         while True:
             await asyncio.sleep(0.25)
             try:

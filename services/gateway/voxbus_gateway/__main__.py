@@ -61,6 +61,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
         from voxbus_gateway.control.server import start_control_server
 
         control, _ = await start_control_server(bus, settings)
+    gateway.starting = False  # /healthz says ready only now that the control API listens
     ready.set()
     scheme = "wss" if settings.tls_cert_file else "ws"
     log.info("ready", extra={"url": f"{scheme}://{settings.gateway_host}:{settings.gateway_port}",

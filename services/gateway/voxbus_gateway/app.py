@@ -70,6 +70,7 @@ class Gateway:
         self.calls: dict[str, Call] = {}
         self.claims = CallClaims(bus, gateway_id)
         self.draining = False
+        self.starting = True  # until the control API and the watchers run (__main__.py)
         self._calls_changed = asyncio.Event()
         self.stt = SttWatch(bus, settings.stt_lease_s, lambda: self.calls.values())
         self._warned_unsigned = False
@@ -140,9 +141,10 @@ class Gateway:
             call.request_hangup(reason)
 
     async def health(self, request: web.Request) -> web.Response:
-        """Readiness: 503 while draining or without a usable bus, so the load balancer sends
-        new calls elsewhere."""
-        status = "draining" if self.draining else "bus lost" if self.quorum.lost else "ok"
+        """Readiness: 503 while starting, draining or without a usable bus, so the load
+        balancer sends new calls elsewhere."""
+        status = ("starting" if self.starting else "draining" if self.draining
+                  else "bus lost" if self.quorum.lost else "ok")
         return web.json_response({"status": status,
                                   "gateway": self.gateway_id, "active_calls": len(self.calls),
                                   "admission": self.refusal() or "open",
