@@ -218,10 +218,10 @@ class Call:
             await self.bus.publish(self._audio_subject, frame, traced=False)
         wanted = ask.to_seq - ask.from_seq + 1
         if len(frames) < wanted:
-            log.warning("STT asked for caller frames %d-%d again; %d were no longer kept",
+            log.warning("STT asked for caller frames %d to %d again; %d were no longer kept",
                         ask.from_seq, ask.to_seq, wanted - len(frames))
         else:
-            log.info("caller frames %d-%d published again (the audio stream missed them)",
+            log.info("caller frames %d to %d published again (the audio stream missed them)",
                      ask.from_seq, ask.to_seq)
 
     def caller_audio_since(self, offset_ms: int) -> bytes:

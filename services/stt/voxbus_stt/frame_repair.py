@@ -60,7 +60,7 @@ class FrameRepair:
             gap = self.missing()
             if gap is None or self.closing:
                 return
-            log.info("caller frames %d-%d missing from the audio stream: asking the gateway",
+            log.info("caller frames %d to %d missing from the audio stream: asking the gateway",
                      gap.first, gap.last)
             with contextlib.suppress(Exception):  # (asked again after the wait)
                 await self.ask(gap)
