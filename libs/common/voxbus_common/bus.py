@@ -260,8 +260,12 @@ class Bus:
         (direct_work.py), and the retries go on in the background."""
         headers = inject_headers()
         headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
-        data = msg.SerializeToString()
-        deadline = time.monotonic() + retry_s
+        await self._publish_until_stored(subject, msg.SerializeToString(), headers,
+                                         time.monotonic() + retry_s, direct)
+
+    async def _publish_until_stored(self, subject: str, data: bytes, headers: dict[str, str],
+                                    deadline: float, direct: str = "") -> None:
+        """The retry loop of `publish_acked`; raises what the last try got after `deadline`."""
         while True:
             try:
                 await self.js.publish(subject, data, headers=headers, timeout=2.0)
@@ -284,19 +288,12 @@ class Bus:
                            deadline: float) -> None:
         """The stream's copy of an item sent straight on: worked from the queue if no replica
         took it directly, acknowledged unworked if one did (direct_work.py)."""
-        while True:
-            await asyncio.sleep(0.25)
-            try:
-                await self.js.publish(subject, data, headers=headers, timeout=2.0)
-                return
-            except RETRIED as exc:
-                if time.monotonic() >= deadline:
-                    log.error("a work item sent straight to a replica was never stored "
-                              "(%s): it has no second chance", type(exc).__name__)
-                    return
-            except Exception as exc:
-                log.error("storing a work item sent straight to a replica failed: %s", exc)
-                return
+        await asyncio.sleep(0.25)
+        try:
+            await self._publish_until_stored(subject, data, headers, deadline)
+        except Exception as exc:
+            log.error("a work item sent straight to a replica was never stored (%s: %s): it "
+                      "has no second chance", type(exc).__name__, exc)
 
     async def create_key(self, kv: KeyValue, key: str, value: bytes, *,
                          retry_s: float = ACKED_RETRY_S) -> None:

@@ -21,17 +21,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from nats.aio.msg import Msg
+
+from voxbus_common.direct_work import Unsubscribable
 
 log = logging.getLogger(__name__)
 
 STALL_S = 0.3  # no frame from the stream for this long: read the subject directly too
-
-
-class Unsubscribable(Protocol):
-    async def unsubscribe(self, limit: int = 0) -> None: ...
 
 
 Subscribe = Callable[[Callable[[Msg], Awaitable[None]]], Awaitable[Unsubscribable]]

@@ -2,8 +2,8 @@
 
 Frames arrive through an ordered JetStream consumer, so a session (or a replacement worker)
 reads the call's audio from the stream in order (and directly while the stream stalls:
-direct_audio.py). Decoding runs in worker threads; finals are
-published strictly in utterance order, and a partial is dropped once its utterance is final.
+direct_audio.py). Decoding runs in worker threads; finals are published strictly in
+utterance order, and a partial is dropped once its utterance is final.
 """
 
 from __future__ import annotations
