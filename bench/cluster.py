@@ -15,7 +15,9 @@ Phases, each on a fresh stack:
 Per phase: turn overhead (voice-to-voice minus the VAD hangover) p50/p95 while nothing
 fails, bus hop p50/p99 per message type, CPU per process; per failure: the overhead added
 to the turns in flight when it hit (p50/p95 over the turns whose speech had started and
-whose answer had not been played), lost turns and failed calls.
+whose answer had not been played), lost turns and failed calls. A turn's added overhead is
+over the quiet p50 of the same clip, as is the replicas' cost (R3 against R1, clip by clip):
+the clips' own pauses put their quiet overheads 0.2-1.7 s apart.
 
     python -m bench.cluster [--calls 50] [--out F]
 """
@@ -106,12 +108,34 @@ async def rolling_restart(stack: Stack) -> str:
     return "rolling restart of every node"
 
 
-def affected(log: TurnLog, at: float, baseline: float | None) -> dict[str, Any]:
-    """The turns in flight at `at`: their added overhead over the baseline p50, and losses."""
+def clip_baselines(log: TurnLog, start: float, end: float) -> tuple[dict[int, float], float | None]:
+    """The quiet overhead p50 of each clip: a clip's own pauses set how long the endpointing
+    waits (0.2-1.7 s apart here), so a turn is compared with the same words said quietly.
+    Also the p95 of quiet turns over their clip's p50: what "added" reads with no failure."""
+    by_clip: dict[int, list[float]] = {}
+    for u in log.utterances.values():
+        clip = log.clip_of(u)
+        if (clip is not None and u.overhead_ms is not None and not u.interrupted
+                and u.done_t is not None and start <= u.done_t <= end):
+            by_clip.setdefault(clip, []).append(u.overhead_ms)
+    p50s = {clip: p50 for clip, values in by_clip.items()
+            if (p50 := percentile(values, 50)) is not None}
+    spread = [v - p50s[clip] for clip, values in by_clip.items() for v in values]
+    return p50s, percentile(spread, 95)
+
+
+def affected(log: TurnLog, at: float, baseline: float | None,
+             per_clip: dict[int, float] | None = None) -> dict[str, Any]:
+    """The turns in flight at `at`: their added overhead over the quiet p50 of the same clip
+    (of all turns for a clip never answered quietly), and losses."""
     hit = [u for u in log.utterances.values()
            if u.start_t <= at and (u.done_t is None or u.done_t >= at) and not u.skipped]
-    added = [u.overhead_ms - baseline for u in hit
-             if u.overhead_ms is not None and baseline is not None]
+    added = []
+    for u in hit:
+        clip = log.clip_of(u)
+        base = (per_clip or {}).get(clip, baseline) if clip is not None else baseline
+        if u.overhead_ms is not None and base is not None:
+            added.append(u.overhead_ms - base)
     return {"turns": len(hit), "lost": sum(1 for u in hit if u.lost),
             "added_ms_p50": percentile(added, 50), "added_ms_p95": percentile(added, 95),
             "added_ms_max": round(max(added), 1) if added else None}
@@ -134,6 +158,7 @@ async def run_phase(stack: Stack, calls: int, duration_s: float,
     hops = hop_quantiles(stack)
     quiet = [o for t, o in log.turns if t0 + cfg.ramp_s <= t <= c1]
     baseline = percentile(quiet, 50)
+    per_clip, quiet_added_p95 = clip_baselines(log, t0 + cfg.ramp_s, c1)
     events: list[dict[str, Any]] = []
     for at, step in steps:
         await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
@@ -143,13 +168,15 @@ async def run_phase(stack: Stack, calls: int, duration_s: float,
                        "what": what, "when": when})
     await load
     for event in events:
-        event.update(affected(log, event.pop("when"), baseline))
+        event.update(affected(log, event.pop("when"), baseline, per_clip))
     cpu = {n: round((cpu_after[n] - cpu_before[n]) / (c1 - c0) * 100, 1) for n in groups}
     return {
         "calls": calls, "connected": stats.connected, "failed_calls": stats.failed,
         "turns": len(log.turns), "lost_turns": sum(1 for u in log.utterances.values() if u.lost),
         "quiet_overhead_ms": {"p50": baseline, "p95": percentile(quiet, 95),
-                              "p99": percentile(quiet, 99), "n": len(quiet)},
+                              "p99": percentile(quiet, 99), "n": len(quiet),
+                              "same_clip_p50": {str(k): v for k, v in sorted(per_clip.items())},
+                              "over_same_clip_p95": quiet_added_p95},
         "bus_hop_ms": hops, "cpu_percent": cpu, "cpu_percent_total": round(sum(cpu.values()), 1),
         "failures": events, "errors": stats.errors[:10],
     }
@@ -166,7 +193,8 @@ def phase(name: str, calls: int, duration_s: float, steps: list[tuple[float, Ste
             result = run_fast(run_phase(stack, calls, duration_s, steps))
     result.update({"phase": name, "nats_nodes": max(1, cluster), "replicas": replicas})
     q = result["quiet_overhead_ms"]
-    print(f"{name}: overhead p50 {q['p50']} / p95 {q['p95']} ms, CPU "
+    print(f"{name}: overhead p50 {q['p50']} / p95 {q['p95']} ms (over the same clip's p50: "
+          f"p95 {q['over_same_clip_p95']} ms), CPU "
           f"{result['cpu_percent_total']}%, failed calls {result['failed_calls']}, "
           f"lost turns {result['lost_turns']}", flush=True)
     for event in result["failures"]:
@@ -176,9 +204,17 @@ def phase(name: str, calls: int, duration_s: float, steps: list[tuple[float, Ste
     return result
 
 
+def mean_hop(by: dict[str, dict[str, Any]], names: tuple[str, ...], kind: str) -> float | None:
+    """The mean over phases of one message type's bus hop p50."""
+    values = [by[name]["bus_hop_ms"].get(kind, {}).get("p50") for name in names]
+    return None if None in values else sum(values) / len(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--calls", type=int, default=30,
+                        help="live calls while nodes fail and for the replicas' cost")
+    parser.add_argument("--rolling-calls", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.time()
@@ -189,18 +225,36 @@ def main() -> None:
         phase("cluster-r3", n, 80.0, [(30.0, kill_leader_of("VB_AUDIO")),
                                       (42.0, restart_dead_nodes), (55.0, kill_meta_leader),
                                       (67.0, restart_dead_nodes)], cluster=3, replicas=3),
-        phase("rolling", n, 75.0, [(30.0, rolling_restart)], cluster=3, replicas=3),
+        phase("cluster-r1-again", n, 30.0, [], cluster=3, replicas=1),
+        phase("cluster-r3-again", n, 30.0, [], cluster=3, replicas=3),
+        phase("rolling", args.rolling_calls, 75.0, [(30.0, rolling_restart)], cluster=3,
+              replicas=3),
     ]
     by = {p["phase"]: p for p in phases}
     r1 = by["cluster-r1"]["quiet_overhead_ms"]["p50"]
     r3 = by["cluster-r3"]["quiet_overhead_ms"]["p50"]
+    # paired by clip (the same words in both; the p50 of all turns jumps between the clips'
+    # own modes, 0.2-1.7 s apart, with a few turns more or less of one clip), over two
+    # R1/R3 pairs run one after the other (a shared machine drifts by ~15 ms between runs)
+    diffs = []
+    for one, three in (("cluster-r1", "cluster-r3"), ("cluster-r1-again", "cluster-r3-again")):
+        clips1 = by[one]["quiet_overhead_ms"]["same_clip_p50"]
+        clips3 = by[three]["quiet_overhead_ms"]["same_clip_p50"]
+        diffs += [clips3[c] - clips1[c] for c in clips1 if c in clips3]
+    paired = percentile(diffs, 50)
+    ones, threes = ("cluster-r1", "cluster-r1-again"), ("cluster-r3", "cluster-r3-again")
+    hops = {kind: None if (a := mean_hop(by, ones, kind)) is None
+            or (b := mean_hop(by, threes, kind)) is None else round(b - a, 2)
+            for kind in by["cluster-r1"]["bus_hop_ms"]}
     report = {
         "benchmark": "cluster",
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "providers": "tests/instant.py (instant STT/LLM/TTS), WebRTC VAD; PCM WebSocket edge",
         "overhead": "voice-to-voice minus the VAD hangover; models take ~0 ms",
-        "replica_cost_p50_ms": None if r1 is None or r3 is None else round(r3 - r1, 1),
+        "replica_cost_p50_ms": paired,
+        "replica_cost_all_turns_p50_ms": None if r1 is None or r3 is None else round(r3 - r1, 1),
+        "replica_cost_per_hop_p50_ms": hops,
         "targets": {"added_per_failure_ms": 1000, "lost_turns": 0,
                     "rolling_restart_failed_calls": 0, "replica_cost_p50_ms": 5},
         "phases": phases,

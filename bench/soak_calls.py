@@ -67,11 +67,18 @@ class TurnLog:
     errors: list[tuple[float, int, str]] = field(default_factory=list)
     odd_turns: list[dict[str, Any]] = field(default_factory=list)  # no utterance or no timing
     clips: dict[int, list[float]] = field(default_factory=dict)  # call -> when each clip began
+    clip_ids: dict[int, list[int]] = field(default_factory=dict)  # call -> which clip, in order
     # VAD speech starts of an utterance already answered (replayed after an STT failover): the
     # client sees a speech_end no transcript or turn will follow
     phantom_vad: list[tuple[float, int]] = field(default_factory=list)
     reprompts: list[tuple[float, int]] = field(default_factory=list)  # the idle "still there?"
     barge_ins: list[tuple[float, int]] = field(default_factory=list)  # agent audio paused
+
+    def clip_of(self, u: Utterance) -> int | None:
+        """Which clip the caller was saying when the utterance began."""
+        starts, ids = self.clips.get(u.call, []), self.clip_ids.get(u.call, [])
+        began = [clip for t, clip in zip(starts, ids, strict=False) if t <= u.start_t]
+        return began[-1] if began else None
 
     def silent_clips(self) -> list[tuple[int, float, float]]:
         """(call, clip start, silent until): clips the caller spoke that no VAD speech start
@@ -151,6 +158,7 @@ class TracingCaller(SyntheticCaller):
     def next_frame(self, now: float) -> bytes | None:
         if self._pos == 0:  # the first frame of a clip
             self.log.clips.setdefault(self.index, []).append(now)
+            self.log.clip_ids.setdefault(self.index, []).append(self._clip)
         return super().next_frame(now)
 
     def on_event(self, event: dict[str, Any]) -> None:

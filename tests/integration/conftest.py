@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 from voxbus.v1.memory_pb2 import Session
 from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.stack import Stack
+from voxbus_common.nats_connect import server_list
 from voxbus_common.subjects import SESSIONS_BUCKET
 
 M = TypeVar("M", bound=Message)
@@ -97,7 +98,7 @@ async def watch_kv(kv: KeyValue, key: str, kind: type[M], done: Callable[[M], bo
 async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session], bool],
                            timeout_s: float = 120.0) -> Session:
     """Watch the call's session until `done(session)`."""
-    nc = await nats.connect(stack.nats_url)
+    nc = await nats.connect(server_list(stack.nats_url))
     try:
         kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
         return await watch_kv(kv, call_id, Session, done, timeout_s)

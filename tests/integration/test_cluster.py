@@ -22,13 +22,15 @@ import pytest
 
 from tests.cluster import SplittableCluster, splittable_cluster
 from tests.instant import heard_ms, instant_env
-from tests.integration.conftest import assert_services_alive
+from tests.integration.conftest import assert_services_alive, wait_for_session
 from tests.live_call import LiveCall
+from voxbus.v1.llm_pb2 import ContextReply, ContextRequest
+from voxbus.v1.meta_pb2 import Meta
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 from voxbus_common.nats_connect import server_list
-from voxbus_common.subjects import stream_specs
+from voxbus_common.subjects import RPC_MEMORY_CONTEXT, SESSIONS_BUCKET, stream_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = load_wav(ROOT / "speech" / "arctic_aew_a0001.wav")
@@ -105,6 +107,34 @@ async def test_killing_the_leader_of_the_audio_stream_mid_sentence(clustered: Cl
 
 async def test_killing_the_meta_leader_mid_sentence(clustered: Cluster) -> None:
     await node_loss(clustered, lambda cluster: cluster.nats.meta_leader())
+
+
+async def test_the_turns_context_is_read_while_its_bucket_elects_a_leader(
+        clustered: Cluster) -> None:
+    """Memory answers the LLM from any replica of the sessions bucket (direct gets): losing
+    the bucket's leader does not leave the next turn without the conversation so far."""
+    stack, cluster = clustered
+    async with LiveCall(stack.gateway_url) as call:
+        await spoken_turn(call)
+        said = await wait_for_session(stack, call.call_id, lambda s: any(
+            t.role == "user" for t in s.turns) and s.turns[-1].role == "assistant")
+        victim = cluster.nats.stream_leader(f"KV_{SESSIONS_BUCKET}")
+        await asyncio.to_thread(cluster.nats.kill, victim)
+        nc = await nats.connect(server_list(stack.nats_url))
+        try:
+            ask = ContextRequest(meta=Meta(call_id=call.call_id, turn_id=1000), max_messages=0)
+            answer = await nc.request(RPC_MEMORY_CONTEXT, ask.SerializeToString(), timeout=30)
+            reply = ContextReply.FromString(answer.data)
+            assert not reply.error
+            assert [m.content for m in reply.messages] == [t.text for t in said.turns]
+            with pytest.raises(nats.errors.Error):  # the bucket had no leader (elections: >= 4 s)
+                await nc.jetstream().get_msg(f"KV_{SESSIONS_BUCKET}", subject=(
+                    f"$KV.{SESSIONS_BUCKET}.{call.call_id}"), direct=False)
+        finally:
+            await nc.close()
+        await asyncio.to_thread(cluster.nats.start_node, victim)
+        await asyncio.to_thread(cluster.nats.wait_healthy)
+    assert_services_alive(stack)
 
 
 async def test_a_node_partitioned_away_mid_sentence_rejoins(clustered: Cluster) -> None:

@@ -123,6 +123,25 @@ async def test_an_item_sent_straight_on_is_worked_without_a_failed_fetch() -> No
     assert worked == [b"turn"] and direct.already_taken(item("c1-llm-5"))
 
 
+async def test_an_item_taken_from_the_queue_is_announced_so_a_late_direct_copy_is_skipped() -> None:
+    worked: list[bytes] = []
+    direct, bus = await make(worked)  # the stream acknowledged late: the publisher also
+    assert await direct.claim(item("c1-llm-6"))  # sent it directly; the queue came first
+    [(subject, notice)] = bus.published
+    assert subject == "vb.taken.llm-workers" and notice.item_id == "c1-llm-6"  # type: ignore[attr-defined]
+    await bus.handlers["vb.direct.llm.*"](item("c1-llm-6"))
+    await settle(direct)
+    assert worked == [] and not await direct.claim(item("c1-llm-6"))
+    assert await direct.claim(item(""))  # (an item without an id cannot be told apart)
+
+
+async def test_a_redelivery_from_the_queue_is_worked_though_its_id_was_taken() -> None:
+    direct, _ = await make([])  # the replica that took it from the queue failed it or died
+    assert await direct.claim(item("c1-llm-7"))
+    assert not await direct.claim(item("c1-llm-7"))
+    assert await direct.claim(item("c1-llm-7"), redelivered=True)
+
+
 async def test_a_failing_item_is_reported_and_the_replica_goes_on() -> None:
     bus = FakeBus()
 

@@ -65,7 +65,10 @@ ACKED_RETRY_S = 12.0  # longer than a stream leader election after losing a node
 # what a stream without a leader (an election, no quorum) answers an acknowledged publish
 RETRIED = (NoRespondersError, NatsTimeoutError, TimeoutError, NoStreamResponseError,
            ServiceUnavailableError)
-REACHED_NOBODY = (NoRespondersError, NoStreamResponseError)  # (a timeout may have reached one)
+# a work item whose stream has not acknowledged it by then goes to a replica directly: an
+# election takes 4-9 s, and a stored item the queue cannot deliver waits all of it
+DIRECT_AFTER_S = 0.5
+FETCH_WAIT_S = 1.0  # a fetch pending on a dead node is given up after this
 
 
 class BadMessage(ValueError):
@@ -198,11 +201,11 @@ class Bus:
 
     async def sessions_kv(self) -> KeyValue:
         """The KV bucket that holds each call's conversation."""
-        return await self._kv(SESSIONS_BUCKET, self.settings.session_ttl_s)
+        return await self._kv(SESSIONS_BUCKET, self.settings.session_ttl_s, direct=True)
 
     async def callers_kv(self) -> KeyValue:
         """The KV bucket of long-term memory per caller; the TTL restarts at each call."""
-        return await self._kv(CALLERS_BUCKET, self.settings.caller_ttl_s)
+        return await self._kv(CALLERS_BUCKET, self.settings.caller_ttl_s, direct=True)
 
     async def stt_kv(self) -> KeyValue:
         """STT replica heartbeats and per-call recognition checkpoints (failover)."""
@@ -212,19 +215,38 @@ class Bus:
         """Which gateway owns each live call id (claimed with create: one owner)."""
         return await self._kv(CALLS_BUCKET, self.settings.max_call_seconds + 600.0)
 
-    async def _kv(self, bucket: str, ttl_s: float) -> KeyValue:
+    async def _kv(self, bucket: str, ttl_s: float, *, direct: bool = False) -> KeyValue:
+        """The bucket, made if missing; its reads go to the bucket's leader (current)."""
         if (kv := self._kvs.get(bucket)) is not None:
             return kv
         try:
-            kv = await self.js.key_value(bucket)
+            await self.js.key_value(bucket)
         except Exception:
             from nats.js.api import KeyValueConfig
 
-            kv = await self.js.create_key_value(
-                KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1,
+            await self.js.create_key_value(
+                KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1, direct=direct,
                                replicas=self.settings.nats_replicas))
-        self._kvs[bucket] = kv
+        kv = self._kvs[bucket] = KeyValue(name=bucket, stream=f"KV_{bucket}",
+                                          pre=f"$KV.{bucket}.", js=self.js, direct=False)
         return kv
+
+    async def direct_reads(self, kv: KeyValue) -> KeyValue:
+        """A view of the bucket whose reads any of its replicas answers (`allow_direct`):
+        the local node, and also while the bucket elects a leader after a node is lost.
+        Such a read may lag the leader by milliseconds: for reads that only inform (the
+        turn's context), never before a revision-checked change. A bucket made before
+        this existed is updated when this role may; else its reads stay with the leader."""
+        stream = f"KV_{kv._name}"
+        info = await self.js.stream_info(stream)
+        if not info.config.allow_direct and may_update_streams(self.settings.nats_user):
+            info.config.allow_direct = True
+            info = await self.js.update_stream(info.config)
+        if not info.config.allow_direct:
+            log.warning("bucket %s reads only through its leader (made without direct gets)",
+                        kv._name)
+            return kv
+        return KeyValue(name=kv._name, stream=stream, pre=kv._pre, js=self.js, direct=True)
 
     async def _forget_buckets(self) -> None:
         self._kvs.clear()
@@ -255,9 +277,10 @@ class Bus:
         A clustered stream has no leader for a few seconds after its leader dies (an
         election): publishes then get no responder or no ack. They are retried for up to
         `retry_s` under one message id, so the stream stores the item once however many
-        tries reach it (its duplicate window). With a `direct` subject (a work item), a try
-        that certainly reached nobody sends the item there at once, to any replica
-        (direct_work.py), and the retries go on in the background."""
+        tries reach it (its duplicate window). With a `direct` subject (a work item), an item
+        not acknowledged within DIRECT_AFTER_S goes there at once, to any replica
+        (direct_work.py), and the retries go on in the background: the replica that takes it
+        tells its pool, and the queue's copy is acknowledged unworked."""
         headers = inject_headers()
         headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
         await self._publish_until_stored(subject, msg.SerializeToString(), headers,
@@ -268,14 +291,15 @@ class Bus:
         """The retry loop of `publish_acked`; raises what the last try got after `deadline`."""
         while True:
             try:
-                await self.js.publish(subject, data, headers=headers, timeout=2.0)
+                await self.js.publish(subject, data, headers=headers,
+                                      timeout=DIRECT_AFTER_S if direct else 2.0)
                 return
             except RETRIED as exc:
                 if time.monotonic() >= deadline:
                     raise
-                log.warning("publish to %s not acknowledged (%s): retrying", subject,
-                            type(exc).__name__)
-                if direct and isinstance(exc, REACHED_NOBODY):
+                log.warning("publish to %s not acknowledged (%s): %s", subject,
+                            type(exc).__name__, "sent directly" if direct else "retrying")
+                if direct:
                     await self.nc.publish(direct, data, headers=headers)
                     task = asyncio.create_task(self._store_later(subject, data, headers,
                                                                  deadline))
@@ -394,11 +418,9 @@ class Bus:
         async def loop() -> None:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(1, timeout=2.0)
-                except nats.errors.TimeoutError:
-                    depth.set(0)
-                    if bypass is not None:
-                        await bypass.available()
+                    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+                except nats.errors.TimeoutError:  # (idle, or a leaderless consumer: no
+                    depth.set(0)                   # sign that the queue delivers again)
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                     return
@@ -411,7 +433,8 @@ class Bus:
                 if bypass is not None:
                     await bypass.available()
                 for msg in msgs:
-                    if bypass is not None and bypass.already_taken(msg):
+                    if bypass is not None and not await bypass.claim(
+                            msg, redelivered=deliveries(msg) > 1):
                         await msg.ack()  # worked when it came straight off the subject
                         continue
                     with contextlib.suppress(Exception):  # metadata of a JetStream message

@@ -8,17 +8,18 @@ items themselves are still published as plain NATS messages on the work subject.
 replica's fetches fail, it also reads the subject directly in a queue group (one replica gets
 each item) and works what comes. The stream keeps its own copy (the publisher retries until
 the stream stores it); once the queue delivers again, that copy must not be worked twice.
-The replica that took an item directly tells every replica of its pool (`WorkTaken` on
-`vb.taken.<durable>`, core NATS), and each remembers the id for as long as a work queue keeps
-an item; the queue's copy is then acknowledged unworked.
+The replica that takes an item, from the queue or directly, tells every replica of its pool
+(`WorkTaken` on `vb.taken.<durable>`, core NATS), and each remembers the id for as long as a
+work queue keeps an item; a second copy is then acknowledged unworked.
 
-A publisher whose item reached nobody at all (the stream has no leader and no replica reads
-the subject yet) sends it on `vb.direct.<kind>.<call>`, which every replica always reads in a
-queue group (Bus.publish_acked), and stores it in the background.
+A publisher whose item the stream has not acknowledged within half a second (no leader, or
+a leader on a node that just died) sends it on `vb.direct.<kind>.<call>`, which every
+replica always reads in a queue group (Bus.publish_acked), and stores it in the background.
+A replica working a slow turn is thereby never held by the stream it publishes clauses to.
 
 A direct item has no redelivery: a replica that dies while working one loses it (two
-failures at once, a node and a replica). While the queue delivers, nothing here costs
-anything: no direct subscription, no second copy of an item.
+failures at once, a node and a replica). While the queue delivers, this costs one small
+notice per item: no direct subscription, no second copy of an item.
 """
 
 from __future__ import annotations
@@ -94,9 +95,23 @@ class DirectWork:
                                                     queue=f"{self.durable}-direct")
 
     def already_taken(self, msg: Msg) -> bool:
-        """The queue's copy of an item a replica already took directly."""
         key = item_id(msg)
         return bool(key) and key in self.taken
+
+    async def claim(self, msg: Msg, *, redelivered: bool = False) -> bool:
+        """Take an item (from the queue or directly) unless a replica of the pool already
+        did; tell the pool, so a second copy of it is not worked. A redelivery from the
+        queue is always taken: the replica that took it failed it or died."""
+        key = item_id(msg)
+        if not key:
+            return True
+        if self.already_taken(msg) and not redelivered:
+            return False
+        self.remember(key)
+        notice = WorkTaken(meta=self.bus.meta("", 0, self.taken_subject), item_id=key)
+        with contextlib.suppress(Exception):
+            await self.bus.publish(self.taken_subject, notice, traced=False)
+        return True
 
     async def unavailable(self) -> None:
         """A fetch failed: the queue cannot deliver. Read the subject directly."""
@@ -140,14 +155,8 @@ class DirectWork:
                 self.remember(notice.item_id)
 
     async def _on_item(self, msg: Msg) -> None:
-        key = item_id(msg)
-        if key and key in self.taken:
-            return  # the publisher's retry of an item already taken
-        if key:
-            self.remember(key)
-            notice = WorkTaken(meta=self.bus.meta("", 0, self.taken_subject), item_id=key)
-            with contextlib.suppress(Exception):
-                await self.bus.publish(self.taken_subject, notice, traced=False)
+        if not await self.claim(msg):
+            return  # a copy of an item already taken
         task = asyncio.create_task(self._work(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -92,13 +92,16 @@ class LlmWorker:
         subjects.llm_out(call_id)  # validates the id
         call_id_var.set(call_id)
         turn_id_var.set(turn_id)
-        observe_hop("llm_request", req.meta.sent_unix_ns, time.time_ns())
+        received_ns = time.time_ns()
+        observe_hop("llm_request", req.meta.sent_unix_ns, received_ns)
         if self.stale.is_stale(call_id, turn_id):
             log.info("skipping cancelled turn")
             STALE_DROPPED.labels("llm").inc()
             return
         redelivered = deliveries(msg) > 1
-        log.info("turn started", extra={"redelivered": redelivered})
+        via = "queue" if (msg.reply or "").startswith("$JS.ACK") else "direct"
+        log.info("turn started", extra={"redelivered": redelivered, "via": via, "queued_ms":
+                                        round((received_ns - req.meta.sent_unix_ns) / 1e6)})
         # GenAI semantic conventions; conversation text stays off spans (privacy)
         attributes: dict[str, str | int] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",

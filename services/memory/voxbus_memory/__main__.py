@@ -22,10 +22,11 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_memory.store import CallerStore, SessionStore
 
     redact = Redactor.from_setting(settings.redact_pii)
-    sessions = SessionStore(await bus.sessions_kv())
+    sessions_kv, callers_kv = await bus.sessions_kv(), await bus.callers_kv()
+    sessions = SessionStore(sessions_kv, await bus.direct_reads(sessions_kv))
     compactor = Compactor(bus, sessions, settings, redact)
-    longterm = LongTermMemory(bus, sessions, CallerStore(await bus.callers_kv()), settings,
-                              redact)
+    callers = CallerStore(callers_kv, await bus.direct_reads(callers_kv))
+    longterm = LongTermMemory(bus, sessions, callers, settings, redact)
     recorder = Recorder(bus, sessions, redact, compactor, longterm)
     await bus.subscribe(subjects.RPC_MEMORY_CONTEXT, recorder.on_context, queue="memory")
     await bus.subscribe(subjects.RPC_MEMORY_FORGET, longterm.on_forget, queue="memory")

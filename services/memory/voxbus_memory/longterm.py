@@ -110,7 +110,7 @@ class LongTermMemory:
         """What earlier calls of this session's caller left ("" if none or switched off)."""
         if not self.enabled or not session.caller:
             return ""
-        memory = await self.callers.get(caller_key(session.caller))
+        memory = await self.callers.read(caller_key(session.caller))
         return caller_memory_text(memory, current_call=session.call_id)
 
     async def on_forget(self, msg: Msg) -> None:

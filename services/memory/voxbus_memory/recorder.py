@@ -114,7 +114,7 @@ class Recorder:
             req = decode(ContextRequest, msg.data)
             reply.meta.CopyFrom(req.meta)
             validate_call_id(req.meta.call_id)
-            session = await self.store.get(req.meta.call_id)
+            session = await self.store.read(req.meta.call_id)
             reply.messages.extend(context_messages(session, req.meta.turn_id,
                                                    req.max_messages or 12))
             if session is not None:

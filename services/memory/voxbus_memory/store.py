@@ -26,14 +26,26 @@ M = TypeVar("M", bound=Message)
 class ProtoStore(Generic[M]):
     """One protobuf message per key; `new(key)` is the value of a key never written."""
 
-    def __init__(self, kv: KeyValue, msg_type: type[M], new: Callable[[str], M]) -> None:
+    def __init__(self, kv: KeyValue, msg_type: type[M], new: Callable[[str], M],
+                 reads: KeyValue | None = None) -> None:
         self.kv = kv
+        self.reads = reads or kv  # any replica of the bucket answers (Bus.direct_reads)
         self.msg_type = msg_type
         self.new = new
 
     async def get(self, key: str) -> M | None:
+        """The value as the bucket's leader has it (before a change, or a purge)."""
+        return await self._get(self.kv, key)
+
+    async def read(self, key: str) -> M | None:
+        """The value as any replica of the bucket has it: it may lag the leader by a few
+        milliseconds, and it is there while the bucket elects a leader (a node lost),
+        for reads on the turn's path that only inform."""
+        return await self._get(self.reads, key)
+
+    async def _get(self, kv: KeyValue, key: str) -> M | None:
         try:
-            entry = await self.kv.get(key)
+            entry = await kv.get(key)
         except KeyNotFoundError:
             return None
         if entry.value is None:
@@ -77,12 +89,12 @@ class ProtoStore(Generic[M]):
 class SessionStore(ProtoStore[Session]):
     """Each call's session, keyed by call id."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        super().__init__(kv, Session, lambda call_id: Session(call_id=call_id))
+    def __init__(self, kv: KeyValue, reads: KeyValue | None = None) -> None:
+        super().__init__(kv, Session, lambda call_id: Session(call_id=call_id), reads)
 
 
 class CallerStore(ProtoStore[CallerMemory]):
     """Long-term memory per caller, keyed by callers.caller_key(identity)."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        super().__init__(kv, CallerMemory, lambda key: CallerMemory())
+    def __init__(self, kv: KeyValue, reads: KeyValue | None = None) -> None:
+        super().__init__(kv, CallerMemory, lambda key: CallerMemory(), reads)
