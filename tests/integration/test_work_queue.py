@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from nats.aio.msg import Msg
+from nats.js.api import KeyValueConfig
 
 from voxbus_cli.embedded import start_nats, stop_all
 from voxbus_common.bus import Bus
@@ -50,4 +51,21 @@ async def test_a_long_work_item_is_not_redelivered(nats_url: str) -> None:
     await asyncio.gather(*workers)
     assert len(deliveries) == 1 and deliveries[0][1] == 1, deliveries
     for bus in (worker_a, worker_b):
+        await bus.close()
+
+
+async def test_a_bucket_made_without_direct_gets_is_given_them(nats_url: str) -> None:
+    """A deployment's sessions bucket from before direct gets: memory's reads for a turn
+    are answered by any replica once it starts (Bus.direct_reads updates the bucket)."""
+    settings = Settings().model_copy(update={"nats_url": nats_url})
+    bus = await Bus.connect(settings, "memory")
+    try:
+        old = await bus.js.create_key_value(KeyValueConfig(bucket="vb_before_direct", history=1))
+        await old.put("call-1", b"turn one")
+        reads = await bus.direct_reads(old)
+        assert (await bus.js.stream_info("KV_vb_before_direct")).config.allow_direct
+        assert reads._direct and (await reads.get("call-1")).value == b"turn one"
+        await old.put("call-1", b"turn two")  # (one node: a direct get does not lag)
+        assert (await reads.get("call-1")).value == b"turn two"
+    finally:
         await bus.close()

@@ -241,7 +241,11 @@ class Bus:
         info = await self.js.stream_info(stream)
         if not info.config.allow_direct and may_update_streams(self.settings.nats_user):
             info.config.allow_direct = True
-            info = await self.js.update_stream(info.config)
+            try:
+                info = await self.js.update_stream(info.config)
+            except Exception as exc:  # (an auth setup that denies it)
+                log.warning("bucket %s not updated for direct gets: %s", kv._name, exc)
+                info.config.allow_direct = False
         if not info.config.allow_direct:
             log.warning("bucket %s reads only through its leader (made without direct gets)",
                         kv._name)
