@@ -10,7 +10,13 @@ Phases, each on a fresh stack:
 2. `cluster-r1`: a 3-node cluster with 1 replica (what the cluster costs, without copies);
 3. `cluster-r3`: the cluster with 3 replicas, then kill -9 the leader of the audio stream
    (restarted 10 s later), then the meta leader (likewise);
-4. `rolling`: the cluster with 3 replicas under 50 calls, restarted node by node.
+4. `cluster-r1-again`, `cluster-r3-again`: a second pair, undisturbed (the replicas' cost);
+5. `light-r1`, `light-r3` and again: two pairs at 10 calls, where the 2 cores are not
+   saturated (the replicas' cost without the queueing of a loaded machine);
+6. `rolling`: the cluster with 3 replicas under 50 calls, restarted node by node.
+
+Node losses and the first pairs run 30 calls (`--calls`): at 50 this 2-core box, running
+three nats-servers beside the services, sits at 180 % CPU and undisturbed turns vary by ~1 s.
 
 Per phase: turn overhead (voice-to-voice minus the VAD hangover) p50/p95 while nothing
 fails, bus hop p50/p99 per message type, CPU per process; per failure: the overhead added
@@ -19,7 +25,7 @@ whose answer had not been played), lost turns and failed calls. A turn's added o
 over the quiet p50 of the same clip, as is the replicas' cost (R3 against R1, clip by clip):
 the clips' own pauses put their quiet overheads 0.2-1.7 s apart.
 
-    python -m bench.cluster [--calls 50] [--out F]
+    python -m bench.cluster [--calls 30] [--light-calls 10] [--rolling-calls 50] [--out F]
 """
 
 from __future__ import annotations
@@ -142,7 +148,7 @@ def affected(log: TurnLog, at: float, baseline: float | None,
 
 
 async def run_phase(stack: Stack, calls: int, duration_s: float,
-                    steps: list[tuple[float, Step]]) -> dict[str, Any]:
+                    steps: list[tuple[float, Step]], quiet_s: float = QUIET_S) -> dict[str, Any]:
     clips = load_clips(ROOT / "speech", limit=8)
     hangover = Settings().vad_hangover_ms
     cfg = LoadConfig(url=stack.gateway_url, calls=calls, duration_s=duration_s, clips=clips,
@@ -153,7 +159,7 @@ async def run_phase(stack: Stack, calls: int, duration_s: float,
     load = asyncio.create_task(run_traced_load(cfg, stats, log))
     await asyncio.sleep(cfg.ramp_s)  # (sampling times, not synchronisation)
     cpu_before, c0 = cpu_of(groups), time.monotonic()
-    await asyncio.sleep(QUIET_S - cfg.ramp_s)
+    await asyncio.sleep(quiet_s - cfg.ramp_s)
     cpu_after, c1 = cpu_of(groups), time.monotonic()
     hops = hop_quantiles(stack)
     quiet = [o for t, o in log.turns if t0 + cfg.ramp_s <= t <= c1]
@@ -183,14 +189,14 @@ async def run_phase(stack: Stack, calls: int, duration_s: float,
 
 
 def phase(name: str, calls: int, duration_s: float, steps: list[tuple[float, Step]],
-          cluster: int, replicas: int) -> dict[str, Any]:
+          cluster: int, replicas: int, quiet_s: float = QUIET_S) -> dict[str, Any]:
     env = {**instant_env(), "PYTHONPATH": str(ROOT), "VOXBUS_LOG_LEVEL": "WARNING",
            "VOXBUS_STT_MAX_CALLS": str(calls + 10), "VOXBUS_NATS_REPLICAS": str(replicas)}
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(workdir=Path(tmp), gateway_port=free_port(), env=env,
                       log_dir=Path(tmp) / "logs", nats_cluster=cluster)
         with stack.running():
-            result = run_fast(run_phase(stack, calls, duration_s, steps))
+            result = run_fast(run_phase(stack, calls, duration_s, steps, quiet_s))
     result.update({"phase": name, "nats_nodes": max(1, cluster), "replicas": replicas})
     q = result["quiet_overhead_ms"]
     print(f"{name}: overhead p50 {q['p50']} / p95 {q['p95']} ms (over the same clip's p50: "
@@ -210,15 +216,39 @@ def mean_hop(by: dict[str, dict[str, Any]], names: tuple[str, ...], kind: str) -
     return None if None in values else sum(values) / len(values)
 
 
+def replica_cost(by: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """What 3 replicas cost a turn against 1: paired by clip (the same words in both; the
+    p50 of all turns jumps between the clips' own modes, 0.2-1.7 s apart, with a few turns
+    more or less of one clip), over R1/R3 pairs run one after the other (a shared machine
+    drifts by ~15 ms between runs); and by bus hop."""
+    diffs: list[float] = []
+    for one, three in pairs:
+        clips1 = by[one]["quiet_overhead_ms"]["same_clip_p50"]
+        clips3 = by[three]["quiet_overhead_ms"]["same_clip_p50"]
+        diffs += [clips3[c] - clips1[c] for c in clips1 if c in clips3]
+    ones, threes = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    hops = {kind: None if (a := mean_hop(by, ones, kind)) is None
+            or (b := mean_hop(by, threes, kind)) is None else round(b - a, 2)
+            for kind in by[ones[0]]["bus_hop_ms"]}
+    all_turns = [by[three]["quiet_overhead_ms"]["p50"] - by[one]["quiet_overhead_ms"]["p50"]
+                 for one, three in pairs]
+    cpu = [by[three]["cpu_percent_total"] - by[one]["cpu_percent_total"] for one, three in pairs]
+    return {"calls": by[ones[0]]["calls"], "per_turn_p50_ms": percentile(diffs, 50),
+            "all_turns_p50_ms_per_pair": [round(d, 1) for d in all_turns],
+            "cpu_percent_added_per_pair": [round(c, 1) for c in cpu], "per_hop_p50_ms": hops}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=30,
                         help="live calls while nodes fail and for the replicas' cost")
+    parser.add_argument("--light-calls", type=int, default=10,
+                        help="live calls for the replicas' cost on an unloaded machine")
     parser.add_argument("--rolling-calls", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.time()
-    n = args.calls
+    n, light = args.calls, args.light_calls
     phases = [
         phase("single", n, 55.0, [(30.0, kill_single_node)], cluster=0, replicas=1),
         phase("cluster-r1", n, 30.0, [], cluster=3, replicas=1),
@@ -227,34 +257,22 @@ def main() -> None:
                                       (67.0, restart_dead_nodes)], cluster=3, replicas=3),
         phase("cluster-r1-again", n, 30.0, [], cluster=3, replicas=1),
         phase("cluster-r3-again", n, 30.0, [], cluster=3, replicas=3),
+        *(phase(f"light-r{r}{again}", light, 50.0, [], cluster=3, replicas=r, quiet_s=48.0)
+          for again in ("", "-again") for r in (1, 3)),
         phase("rolling", args.rolling_calls, 75.0, [(30.0, rolling_restart)], cluster=3,
               replicas=3),
     ]
     by = {p["phase"]: p for p in phases}
-    r1 = by["cluster-r1"]["quiet_overhead_ms"]["p50"]
-    r3 = by["cluster-r3"]["quiet_overhead_ms"]["p50"]
-    # paired by clip (the same words in both; the p50 of all turns jumps between the clips'
-    # own modes, 0.2-1.7 s apart, with a few turns more or less of one clip), over two
-    # R1/R3 pairs run one after the other (a shared machine drifts by ~15 ms between runs)
-    diffs = []
-    for one, three in (("cluster-r1", "cluster-r3"), ("cluster-r1-again", "cluster-r3-again")):
-        clips1 = by[one]["quiet_overhead_ms"]["same_clip_p50"]
-        clips3 = by[three]["quiet_overhead_ms"]["same_clip_p50"]
-        diffs += [clips3[c] - clips1[c] for c in clips1 if c in clips3]
-    paired = percentile(diffs, 50)
-    ones, threes = ("cluster-r1", "cluster-r1-again"), ("cluster-r3", "cluster-r3-again")
-    hops = {kind: None if (a := mean_hop(by, ones, kind)) is None
-            or (b := mean_hop(by, threes, kind)) is None else round(b - a, 2)
-            for kind in by["cluster-r1"]["bus_hop_ms"]}
+    loaded = replica_cost(by, [("cluster-r1", "cluster-r3"),
+                               ("cluster-r1-again", "cluster-r3-again")])
+    unloaded = replica_cost(by, [("light-r1", "light-r3"), ("light-r1-again", "light-r3-again")])
     report = {
         "benchmark": "cluster",
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "providers": "tests/instant.py (instant STT/LLM/TTS), WebRTC VAD; PCM WebSocket edge",
         "overhead": "voice-to-voice minus the VAD hangover; models take ~0 ms",
-        "replica_cost_p50_ms": paired,
-        "replica_cost_all_turns_p50_ms": None if r1 is None or r3 is None else round(r3 - r1, 1),
-        "replica_cost_per_hop_p50_ms": hops,
+        "replica_cost": {"loaded": loaded, "unloaded": unloaded},
         "targets": {"added_per_failure_ms": 1000, "lost_turns": 0,
                     "rolling_restart_failed_calls": 0, "replica_cost_p50_ms": 5},
         "phases": phases,
@@ -262,7 +280,8 @@ def main() -> None:
     out = args.out or ROOT / "bench" / "results" / f"cluster-{time.strftime('%Y%m%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(f"3 replicas cost {report['replica_cost_p50_ms']} ms p50 per turn; written to {out}")
+    print(f"3 replicas cost {unloaded['per_turn_p50_ms']} ms p50 per turn at {light} calls, "
+          f"{loaded['per_turn_p50_ms']} ms at {n}; written to {out}")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ RETRIED = (NoRespondersError, NatsTimeoutError, TimeoutError, NoStreamResponseEr
            ServiceUnavailableError)
 # a work item whose stream has not acknowledged it by then goes to a replica directly: an
 # election takes 4-9 s, and a stored item the queue cannot deliver waits all of it
-DIRECT_AFTER_S = 0.5
+DIRECT_AFTER_S = 0.25
 FETCH_WAIT_S = 1.0  # a fetch pending on a dead node is given up after this
 
 
@@ -238,7 +238,17 @@ class Bus:
         turn's context), never before a revision-checked change. A bucket made before
         this existed is updated when this role may; else its reads stay with the leader."""
         stream = f"KV_{kv._name}"
-        info = await self.js.stream_info(stream)
+        for attempt in range(10):  # (a bucket just made by another replica may not answer)
+            try:
+                info = await self.js.stream_info(stream)
+                break
+            except Exception as exc:
+                log.warning("reading bucket %s failed (%s): %s", kv._name, exc or
+                            type(exc).__name__, "retrying" if attempt < 9 else
+                            "its reads stay with its leader")
+                await asyncio.sleep(0.5)
+        else:
+            return kv
         if not info.config.allow_direct and may_update_streams(self.settings.nats_user):
             info.config.allow_direct = True
             try:

@@ -35,6 +35,11 @@ def vad(call_id: str) -> str:
     return _call(call_id, "out.vad")
 
 
+# header of a final transcript said a second time (voxbus_stt.session): the gateway takes
+# the first copy it gets; a repeat that is the first one says the original was lost
+REPEAT_HEADER = "Vb-Repeat"
+
+
 def transcript(call_id: str) -> str:
     """Partial and final transcripts (STT -> gateway)."""
     return _call(call_id, "out.transcript")

@@ -271,7 +271,11 @@ class Call:
                         await self._publish_watch(shown)
             elif kind == "transcript":
                 transcript = decode(Transcript, msg.data)
-                observe_hop("transcript", transcript.meta.sent_unix_ns, now)
+                if not (msg.headers or {}).get(subjects.REPEAT_HEADER):
+                    observe_hop("transcript", transcript.meta.sent_unix_ns, now)
+                elif transcript.utterance_id > conv.policy.finalized_utterance:
+                    log.warning("final transcript of utterance %d came only on its repeat "
+                                "(the first copy was lost)", transcript.utterance_id)
                 await conv.on_transcript(transcript)
             elif kind == "resend":
                 await self._resend(decode(AudioResend, msg.data))

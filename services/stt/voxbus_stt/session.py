@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 RESUBSCRIBE_TRIES = 60  # ~1 s apart: a minute for the cluster to elect its leaders
 RESUBSCRIBE_WAIT_S = 1.5  # per JetStream request (its default, 5 s, slept through elections)
+FINAL_REPEAT_S = 0.5  # a final transcript is published again after this (see _repeat)
 
 
 class CallSession:
@@ -103,6 +104,7 @@ class CallSession:
         self._drained = asyncio.Event()
         self.closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._repeats: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         call_id_var.set(self.call_id)
@@ -347,7 +349,7 @@ class CallSession:
         except TimeoutError:
             log.error("final transcription did not finish in time")
         await self._publish_vad(VadEvent.STREAM_CLOSED, 0, self.endpointer.utterance_id)
-        for task in self._tasks[1:]:
+        for task in (*self._tasks[1:], *self._repeats):
             if task is not asyncio.current_task():
                 task.cancel()
         self.bus.forget_subjects(self.call_id)
@@ -425,7 +427,7 @@ class CallSession:
                 await self._sub.unsubscribe()
         spec = self._spec[2] if self._spec else None
         for task in (*self._tasks, self._partial_task, self._stable_task, spec,
-                     *self._verdicts):
+                     *self._verdicts, *self._repeats):
             if task is not None:
                 task.cancel()
         self.bus.forget_subjects(self.call_id)
@@ -449,3 +451,16 @@ class CallSession:
                          speech_end_unix_ns=end_ns, decode_ms=decode_ms, stable=stable,
                          end_of_turn=end_of_turn, end_of_turn_probability=probability)
         await self.bus.publish(subject, msg)
+        if final:
+            repeat = asyncio.create_task(self._repeat(subject, msg))
+            self._repeats.add(repeat)
+            repeat.add_done_callback(self._repeats.discard)
+
+    async def _repeat(self, subject: str, msg: Transcript) -> None:
+        """Say a final once more: a copy published while the gateway's connection moves to
+        another node (a broker node restarted) is lost, and with it the caller's turn. The
+        gateway takes the first copy it gets (utterance ids)."""
+        await asyncio.sleep(FINAL_REPEAT_S)
+        with contextlib.suppress(Exception):  # (NATS away: the first copy is all there is)
+            await self.bus.nc.publish(subject, msg.SerializeToString(),
+                                      headers={subjects.REPEAT_HEADER: "1"})
