@@ -12,8 +12,8 @@ The replica that takes an item, from the queue or directly, tells every replica 
 (`WorkTaken` on `vb.taken.<durable>`, core NATS), and each remembers the id for as long as a
 work queue keeps an item; a second copy is then acknowledged unworked.
 
-A publisher whose item the stream has not acknowledged within half a second (no leader, or
-a leader on a node that just died) sends it on `vb.direct.<kind>.<call>`, which every
+A publisher whose item the stream has not acknowledged within a quarter second (no leader,
+or a leader on a node that just died) sends it on `vb.direct.<kind>.<call>`, which every
 replica always reads in a queue group (Bus.publish_acked), and stores it in the background.
 A replica working a slow turn is thereby never held by the stream it publishes clauses to.
 
