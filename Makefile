@@ -121,7 +121,7 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 # ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems),
 # ~12 min for the hostile-load run, ~20 min for the task suite (two embedded models) and ~22
 # min for the soak (two 10-minute phases of 200 calls, the second with a worker killed every
-# minute) and ~7 min for the NATS cluster benchmark: ~117 min in all. Results land in
+# minute) and ~12 min for the NATS cluster benchmark: ~122 min in all. Results land in
 # bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.voice_to_voice
