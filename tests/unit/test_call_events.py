@@ -24,7 +24,7 @@ class RecordingBus:
         return Meta(call_id=call_id, turn_id=turn_id)
 
     async def publish_acked(self, subject: str, msg: Message, msg_id: str = "",
-                            retry_s: float = 0.0, direct: str = "") -> None:
+                            retry_s: float = 0.0, direct: bool = False) -> None:
         self.published.append((subject, msg))
 
 

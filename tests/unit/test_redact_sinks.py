@@ -46,7 +46,7 @@ class _Bus:
         return Meta(call_id=call_id, turn_id=turn_id)
 
     async def publish_acked(self, subject: str, msg: Message, msg_id: str = "",
-                            retry_s: float = 0.0, direct: str = "") -> None:
+                            retry_s: float = 0.0, direct: bool = False) -> None:
         self.acked.append(msg)
 
 

@@ -227,9 +227,13 @@ class Bus:
             await self.js.create_key_value(
                 KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1, direct=direct,
                                replicas=self.settings.nats_replicas))
-        kv = self._kvs[bucket] = KeyValue(name=bucket, stream=f"KV_{bucket}",
-                                          pre=f"$KV.{bucket}.", js=self.js, direct=False)
+        kv = self._kvs[bucket] = self._bucket_view(bucket, direct=False)
         return kv
+
+    def _bucket_view(self, bucket: str, *, direct: bool) -> KeyValue:
+        """A handle on the bucket whose gets go to its leader, or to any replica (`direct`)."""
+        return KeyValue(name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=self.js,
+                        direct=direct)
 
     async def direct_reads(self, kv: KeyValue) -> KeyValue:
         """A view of the bucket whose reads any of its replicas answers (`allow_direct`):
@@ -260,7 +264,7 @@ class Bus:
             log.warning("bucket %s reads only through its leader (made without direct gets)",
                         kv._name)
             return kv
-        return KeyValue(name=kv._name, stream=stream, pre=kv._pre, js=self.js, direct=True)
+        return self._bucket_view(kv._name, direct=True)
 
     async def _forget_buckets(self) -> None:
         self._kvs.clear()
@@ -285,20 +289,21 @@ class Bus:
         await self.nc.publish(subject, msg.SerializeToString(), headers=headers)
 
     async def publish_acked(self, subject: str, msg: Message, *, msg_id: str | None = None,
-                            retry_s: float = ACKED_RETRY_S, direct: str = "") -> None:
+                            retry_s: float = ACKED_RETRY_S, direct: bool = False) -> None:
         """JetStream publish that waits for the stream's ack (for work that must not be lost).
 
         A clustered stream has no leader for a few seconds after its leader dies (an
         election): publishes then get no responder or no ack. They are retried for up to
         `retry_s` under one message id, so the stream stores the item once however many
-        tries reach it (its duplicate window). With a `direct` subject (a work item), an item
-        not acknowledged within DIRECT_AFTER_S goes there at once, to any replica
-        (direct_work.py), and the retries go on in the background: the replica that takes it
-        tells its pool, and the queue's copy is acknowledged unworked."""
+        tries reach it (its duplicate window). A `direct` work item not acknowledged within
+        DIRECT_AFTER_S goes at once to any replica on its direct subject (direct_work.py),
+        and the retries go on in the background: the replica that takes it tells its pool,
+        and the queue's copy is acknowledged unworked."""
         headers = inject_headers()
         headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
         await self._publish_until_stored(subject, msg.SerializeToString(), headers,
-                                         time.monotonic() + retry_s, direct)
+                                         time.monotonic() + retry_s,
+                                         direct_work(subject) if direct else "")
 
     async def _publish_until_stored(self, subject: str, data: bytes, headers: dict[str, str],
                                     deadline: float, direct: str = "") -> None:
@@ -449,7 +454,7 @@ class Bus:
                 for msg in msgs:
                     if bypass is not None and not await bypass.claim(
                             msg, redelivered=deliveries(msg) > 1):
-                        await msg.ack()  # worked when it came straight off the subject
+                        await msg.ack()  # a copy of an item another replica took
                         continue
                     with contextlib.suppress(Exception):  # metadata of a JetStream message
                         depth.set(msg.metadata.num_pending)

@@ -78,7 +78,7 @@ class DirectWork:
         self.taken_subject = taken_subject
         self.handler = handler
         self.slots = asyncio.Semaphore(max(1, concurrency))
-        self.taken: dict[str, float] = {}  # item id -> monotonic time it was taken directly
+        self.taken: dict[str, float] = {}  # item id -> monotonic time a replica took it
         self._sub: Unsubscribable | None = None
         self._taken_sub: Unsubscribable | None = None
         self._direct_sub: Unsubscribable | None = None

@@ -98,7 +98,7 @@ def _pull(stream: str, durable: str, filter_subject: str) -> list[str]:
 
 def _direct(work: str, durable: str) -> list[str]:
     """Work items straight off their subject while the queue elects a leader, and the
-    pool's notices of what was taken so (direct_work.py)."""
+    pool's notices of what each replica took (direct_work.py)."""
     return [work, subjects.direct_work(work), subjects.work_taken(durable)]
 
 

@@ -97,8 +97,9 @@ def work_tts(call_id: str) -> str:
 
 
 def direct_work(work_subject: str) -> str:
-    """Where a work item goes straight to any replica when its queue stored nothing
-    (`vb.work.llm.<id>` -> `vb.direct.llm.<id>`; core NATS, no stream: direct_work.py)."""
+    """Where a work item goes straight to any replica when its queue has not acknowledged it
+    in time (`vb.work.llm.<id>` -> `vb.direct.llm.<id>`; core NATS, no stream:
+    direct_work.py)."""
     prefix = f"{PREFIX}.work."
     if not work_subject.startswith(prefix):
         raise ValueError(f"not a work subject: {work_subject}")
@@ -106,8 +107,8 @@ def direct_work(work_subject: str) -> str:
 
 
 def work_taken(durable: str) -> str:
-    """A work item one replica of `durable`'s pool took straight off its subject (core NATS,
-    every replica of the pool listens: direct_work.py)."""
+    """A work item one replica of `durable`'s pool took, from the queue or directly (core
+    NATS, every replica of the pool listens: direct_work.py)."""
     return f"{PREFIX}.taken.{durable}"
 
 

@@ -301,8 +301,7 @@ class Call:
                 await self.bus.publish_acked(subject, TtsRequest(
                     meta=self.bus.meta(self.call_id, turn_id, subject), text=clause,
                     clause_index=index, sample_rate=self.rate, voice=self.settings.tts_voice),
-                    msg_id=f"{self.call_id}-{turn_id}-{index}",
-                    direct=subjects.direct_work(subject))
+                    msg_id=f"{self.call_id}-{turn_id}-{index}", direct=True)
             turn.agent_text = say
             turn.timings.first_token = time.time_ns()
             turn.player.set_clause_count(len(clauses))
@@ -311,7 +310,7 @@ class Call:
         await self.bus.publish_acked(subject, LlmRequest(
             meta=self.bus.meta(self.call_id, turn_id, subject), user_text=text,
             speech_end_unix_ns=speech_end_ns, sample_rate=self.rate, preemptive=turn.preemptive),
-            msg_id=f"{self.call_id}-llm-{turn_id}", direct=subjects.direct_work(subject))
+            msg_id=f"{self.call_id}-llm-{turn_id}", direct=True)
 
     async def prefill_reply(self, turn_id: int, text: str) -> None:
         """Tell any LLM replica what the caller has said so far (a hint: core NATS, not

@@ -221,7 +221,7 @@ class LlmWorker:
                          clause_index=index, sample_rate=req.sample_rate,
                          voice=self.settings.tts_voice, uninterruptible=uninterruptible)
         await self.bus.publish_acked(subject, tts, msg_id=f"{call_id}-{turn_id}-{index}",
-                                     direct=subjects.direct_work(subject))
+                                     direct=True)
 
     async def warm(self) -> None:
         """A local model server caches the prompt prefix it evaluated last: have it evaluate
