@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from tests.cluster import SplittableCluster, splittable_cluster
 from tests.instant import heard_ms, instant_env
@@ -109,6 +110,19 @@ async def test_killing_the_meta_leader_mid_sentence(clustered: Cluster) -> None:
     await node_loss(clustered, lambda cluster: cluster.nats.meta_leader())
 
 
+async def ask_memory(nc: NatsClient, call_id: str) -> ContextReply:
+    """The LLM's context request; memory has no subscription until its connection has moved
+    off the killed node (no responders), so the request is made again until it answers."""
+    ask = ContextRequest(meta=Meta(call_id=call_id, turn_id=1000), max_messages=0)
+    for _ in range(600):
+        try:
+            answer = await nc.request(RPC_MEMORY_CONTEXT, ask.SerializeToString(), timeout=30)
+            return ContextReply.FromString(answer.data)
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.05)  # (polling memory's reconnect, 30 s at most)
+    raise AssertionError("memory never answered after its node was killed")
+
+
 async def test_the_turns_context_is_read_while_its_bucket_elects_a_leader(
         clustered: Cluster) -> None:
     """Memory answers the LLM from any replica of the sessions bucket (direct gets): losing
@@ -120,20 +134,20 @@ async def test_the_turns_context_is_read_while_its_bucket_elects_a_leader(
             t.role == "user" for t in s.turns) and s.turns[-1].role == "assistant")
         victim = cluster.nats.stream_leader(f"KV_{SESSIONS_BUCKET}")
         await asyncio.to_thread(cluster.nats.kill, victim)
-        nc = await nats.connect(server_list(stack.nats_url))
         try:
-            ask = ContextRequest(meta=Meta(call_id=call.call_id, turn_id=1000), max_messages=0)
-            answer = await nc.request(RPC_MEMORY_CONTEXT, ask.SerializeToString(), timeout=30)
-            reply = ContextReply.FromString(answer.data)
-            assert not reply.error
-            assert [m.content for m in reply.messages] == [t.text for t in said.turns]
-            with pytest.raises(nats.errors.Error):  # the bucket had no leader (elections: >= 4 s)
-                await nc.jetstream().get_msg(f"KV_{SESSIONS_BUCKET}", subject=(
-                    f"$KV.{SESSIONS_BUCKET}.{call.call_id}"), direct=False)
-        finally:
-            await nc.close()
-        await asyncio.to_thread(cluster.nats.start_node, victim)
-        await asyncio.to_thread(cluster.nats.wait_healthy)
+            nc = await nats.connect(server_list(stack.nats_url))
+            try:
+                reply = await ask_memory(nc, call.call_id)
+                assert not reply.error
+                assert [m.content for m in reply.messages] == [t.text for t in said.turns]
+                with pytest.raises(nats.errors.Error):  # the bucket had no leader (>= 4 s)
+                    await nc.jetstream().get_msg(f"KV_{SESSIONS_BUCKET}", subject=(
+                        f"$KV.{SESSIONS_BUCKET}.{call.call_id}"), direct=False)
+            finally:
+                await nc.close()
+        finally:  # (the next tests need all three nodes)
+            await asyncio.to_thread(cluster.nats.start_node, victim)
+            await asyncio.to_thread(cluster.nats.wait_healthy)
     assert_services_alive(stack)
 
 
