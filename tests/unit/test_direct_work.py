@@ -170,3 +170,35 @@ def test_ids_are_forgotten_once_no_queue_keeps_the_item() -> None:
         direct.remember(f"old-{i}", now=0.0)
     direct.remember("new", now=1000.0)  # the 64th: old ones are pruned
     assert list(direct.taken) == ["new"]
+
+
+async def test_a_direct_copy_waiting_for_a_slot_loses_to_the_queue_copy_taken_elsewhere() -> None:
+    """A stored item no one took in time goes direct and may reach a busy replica; it is
+    claimed only when a slot frees, so a free replica that took the queue's copy wins."""
+    bus = FakeBus()
+    release, started = asyncio.Event(), asyncio.Event()
+    worked: list[str] = []
+
+    async def handler(msg: Msg) -> None:
+        worked.append(item_id_of(msg))
+        started.set()
+        await release.wait()
+
+    direct = DirectWork(bus, stream="VB_LLM_WORK", subject="vb.work.llm.*",
+                        durable="llm-workers", direct_subject="vb.direct.llm.*",
+                        taken_subject="vb.taken.llm-workers", handler=handler, concurrency=1)
+    await direct.start()
+    on_direct = bus.handlers["vb.direct.llm.*"]
+    await on_direct(item("busy"))
+    await started.wait()  # the first item holds the only slot
+    await on_direct(item("late"))
+    taken = WorkTaken(item_id="late").SerializeToString()  # the queue's copy, at a free replica
+    await bus.handlers["vb.taken.llm-workers"](
+        Msg(None, subject="vb.taken.llm-workers", data=taken))  # type: ignore[arg-type]
+    release.set()
+    await settle(direct)
+    assert worked == ["busy"]
+
+
+def item_id_of(msg: Msg) -> str:
+    return (msg.headers or {}).get("Nats-Msg-Id", "")

@@ -68,9 +68,12 @@ def test_core_subscriptions_follow_the_table() -> None:
     # caller audio: stt's consumer, and the subject itself while the stream stalls
     assert subscribers(s.audio_in(C)) == ["stt"]
     # work items straight off their subject while a queue elects; the pool's notices
-    assert subscribers(s.work_llm(C)) == subscribers(s.work_taken("llm-workers")) == ["llm"]
-    assert subscribers(s.work_tts(C)) == subscribers(s.work_taken("tts-workers")) == ["tts"]
-    assert publishers(s.work_taken("tts-workers")) == ["tts"]
+    assert subscribers(s.work_llm(C)) == ["llm"]
+    assert subscribers(s.work_tts(C)) == ["tts"]
+    assert publishers(s.work_taken(s.TTS_POOL)) == ["tts"]
+    # ... which the publishers hear too: a stored item nobody took goes direct (take_watch)
+    assert subscribers(s.work_taken(s.LLM_POOL)) == ["gateway", "llm"]
+    assert subscribers(s.work_taken(s.TTS_POOL)) == ["gateway", "llm", "tts"]
     # an item no stream stored goes straight to any replica of its kind
     assert subscribers(s.direct_work(s.work_llm(C))) == ["llm"]
     assert subscribers(s.direct_work(s.work_tts(C))) == ["tts"]

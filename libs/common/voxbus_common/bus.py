@@ -53,8 +53,10 @@ from voxbus_common.subjects import (
     StreamSpec,
     direct_work,
     stream_specs,
+    work_pool,
     work_taken,
 )
+from voxbus_common.take_watch import TakeWatch
 from voxbus_common.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,7 @@ class Bus:
         # leader election); dropped on reconnect, when a restarted server may have lost them
         self._kvs: dict[str, KeyValue] = {}
         self._storing: set[asyncio.Task[None]] = set()  # work items sent straight on
+        self._takes = TakeWatch(self)  # stored work items no replica took yet
         self.reconnect_hooks.append(self._forget_buckets)
 
     @classmethod
@@ -288,6 +291,9 @@ class Bus:
         headers = inject_headers() if traced else None
         await self.nc.publish(subject, msg.SerializeToString(), headers=headers)
 
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        await self.nc.publish(subject, data, headers=headers)
+
     async def publish_acked(self, subject: str, msg: Message, *, msg_id: str | None = None,
                             retry_s: float = ACKED_RETRY_S, direct: bool = False) -> None:
         """JetStream publish that waits for the stream's ack (for work that must not be lost).
@@ -298,21 +304,35 @@ class Bus:
         tries reach it (its duplicate window). A `direct` work item not acknowledged within
         DIRECT_AFTER_S goes at once to any replica on its direct subject (direct_work.py),
         and the retries go on in the background: the replica that takes it tells its pool,
-        and the queue's copy is acknowledged unworked."""
+        and the queue's copy is acknowledged unworked. A `direct` item stored but taken by
+        no replica soon goes there too (take_watch.py: its consumer may be electing)."""
         headers = inject_headers()
-        headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
-        await self._publish_until_stored(subject, msg.SerializeToString(), headers,
-                                         time.monotonic() + retry_s,
-                                         direct_work(subject) if direct else "")
+        key = headers["Nats-Msg-Id"] = msg_id or uuid.uuid4().hex
+        data = msg.SerializeToString()
+        if not direct:
+            await self._publish_until_stored(subject, data, headers, time.monotonic() + retry_s)
+            return
+        await self._takes.expect(work_taken(work_pool(subject)), key, direct_work(subject),
+                                 data, headers)
+        try:
+            stored = await self._publish_until_stored(subject, data, headers,
+                                                      time.monotonic() + retry_s,
+                                                      direct_work(subject))
+        except BaseException:
+            self._takes.cancel(key)
+            raise
+        if not stored:  # sent directly already
+            self._takes.cancel(key)
 
     async def _publish_until_stored(self, subject: str, data: bytes, headers: dict[str, str],
-                                    deadline: float, direct: str = "") -> None:
-        """The retry loop of `publish_acked`; raises what the last try got after `deadline`."""
+                                    deadline: float, direct: str = "") -> bool:
+        """The retry loop of `publish_acked`; raises what the last try got after `deadline`.
+        True once stored, False when sent on `direct` (and stored in the background)."""
         while True:
             try:
                 await self.js.publish(subject, data, headers=headers,
                                       timeout=DIRECT_AFTER_S if direct else 2.0)
-                return
+                return True
             except RETRIED as exc:
                 if time.monotonic() >= deadline:
                     raise
@@ -324,7 +344,7 @@ class Bus:
                                                                  deadline))
                     self._storing.add(task)
                     task.add_done_callback(self._storing.discard)
-                    return
+                    return False
                 await asyncio.sleep(0.25)
 
     async def _store_later(self, subject: str, data: bytes, headers: dict[str, str],
@@ -489,6 +509,7 @@ class Bus:
             await sub.unsubscribe()
 
     async def close(self) -> None:
+        self._takes.close()
         if not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.drain(), timeout=5.0)

@@ -16,6 +16,9 @@ A publisher whose item the stream has not acknowledged within a quarter second (
 or a leader on a node that just died) sends it on `vb.direct.<kind>.<call>`, which every
 replica always reads in a queue group (Bus.publish_acked), and stores it in the background.
 A replica working a slow turn is thereby never held by the stream it publishes clauses to.
+An item the stream stored but no replica took within half a second goes there too (its
+consumer may be electing: take_watch.py). A replica claims a direct item when a slot is
+free, so a copy that reached a busy replica loses to the queue's copy at a free one.
 
 A direct item has no redelivery: a replica that dies while working one loses it (two
 failures at once, a node and a replica). While the queue delivers, this costs one small
@@ -155,14 +158,16 @@ class DirectWork:
                 self.remember(notice.item_id)
 
     async def _on_item(self, msg: Msg) -> None:
-        if not await self.claim(msg):
+        if self.already_taken(msg):
             return  # a copy of an item already taken
         task = asyncio.create_task(self._work(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _work(self, msg: Msg) -> None:
-        async with self.slots:
+        async with self.slots:  # claimed once a slot is free: a busy replica's copy of an
+            if not await self.claim(msg):  # item loses to a free one's (take_watch.py)
+                return
             token = otel_context.attach(extract_context(msg.headers))
             in_flight = WORK_IN_FLIGHT.labels(self.stream)
             in_flight.inc()

@@ -150,7 +150,8 @@ def _contract() -> dict[str, Permissions]:
                      *_kv_watch(s.STT_BUCKET), *_kv_write(s.CALLS_BUCKET),
                      *_kv_watch(s.CALLS_BUCKET),
                      f"{API}.INFO"],  # the quorum probe (voxbus_gateway/quorum.py)
-            subscribe=[OUT_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS, s.WATCH_ALL]),
+            subscribe=[OUT_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS, s.WATCH_ALL,
+                       s.work_taken(s.LLM_POOL), s.work_taken(s.TTS_POOL)]),  # (take_watch.py)
         "stt": _service(
             "stt",
             publish=[OUT_VAD, OUT_TRANSCRIPT, OUT_RESEND, s.WORK_CALLS, f"{API}.STREAM.NAMES",
@@ -160,15 +161,15 @@ def _contract() -> dict[str, Permissions]:
         "llm": _service(
             "llm",
             publish=[OUT_LLM, WORK_TTS, s.direct_work(WORK_TTS), s.RPC_MEMORY_CONTEXT,
-                     *_pull("VB_LLM_WORK", "llm-workers", WORK_LLM),
-                     s.work_taken("llm-workers")],
+                     *_pull("VB_LLM_WORK", s.LLM_POOL, WORK_LLM),
+                     s.work_taken(s.LLM_POOL)],
             subscribe=[s.CONTROL_ALL, s.RPC_LLM_SUMMARIZE, s.PREFILL_LLM_ALL,
-                       *_direct(WORK_LLM, "llm-workers")]),
+                       *_direct(WORK_LLM, s.LLM_POOL), s.work_taken(s.TTS_POOL)]),
         "tts": _service(
             "tts",
-            publish=[OUT_AUDIO, *_pull("VB_TTS_WORK", "tts-workers", WORK_TTS),
-                     s.work_taken("tts-workers")],
-            subscribe=[s.CONTROL_ALL, *_direct(WORK_TTS, "tts-workers")]),
+            publish=[OUT_AUDIO, *_pull("VB_TTS_WORK", s.TTS_POOL, WORK_TTS),
+                     s.work_taken(s.TTS_POOL)],
+            subscribe=[s.CONTROL_ALL, *_direct(WORK_TTS, s.TTS_POOL)]),
         "memory": _service(
             "memory",
             publish=[s.RPC_LLM_SUMMARIZE, *_pull("VB_EVENTS", "memory-recorder", s.CONTROL_ALL),

@@ -106,6 +106,20 @@ def direct_work(work_subject: str) -> str:
     return f"{PREFIX}.direct.{work_subject.removeprefix(prefix)}"
 
 
+LLM_POOL = "llm-workers"  # the durable consumer LLM replicas share (VB_LLM_WORK)
+TTS_POOL = "tts-workers"  # the durable consumer TTS replicas share (VB_TTS_WORK)
+_POOLS = {"llm": LLM_POOL, "tts": TTS_POOL}
+
+
+def work_pool(work_subject: str) -> str:
+    """The pool (durable consumer) whose replicas serve a work subject that may go direct
+    (`vb.work.llm.<id>` -> `llm-workers`)."""
+    kind = work_subject.removeprefix(f"{PREFIX}.work.").split(".", 1)[0]
+    if not work_subject.startswith(f"{PREFIX}.work.") or kind not in _POOLS:
+        raise ValueError(f"no replica pool serves {work_subject} directly")
+    return _POOLS[kind]
+
+
 def work_taken(durable: str) -> str:
     """A work item one replica of `durable`'s pool took, from the queue or directly (core
     NATS, every replica of the pool listens: direct_work.py)."""

@@ -245,7 +245,7 @@ class LlmWorker:
         await self.stale.follow(self.bus)
         await self.bus.subscribe(subjects.PREFILL_LLM_ALL, self.on_prefill, queue="llm-prefill")
         await self.bus.run_pull_worker(
-            stream="VB_LLM_WORK", durable="llm-workers", subject="vb.work.llm.*",
+            stream="VB_LLM_WORK", durable=subjects.LLM_POOL, subject="vb.work.llm.*",
             handler=self.on_request, concurrency=self.settings.llm_concurrency, stop=stop,
             ack_wait_s=self.settings.work_ack_wait_s,  # (claimed while it runs: bus.py)
             direct=True,  # a turn does not wait out a clustered queue's election

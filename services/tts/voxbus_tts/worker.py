@@ -89,7 +89,7 @@ class TtsWorker:
     async def run(self, stop: asyncio.Event) -> None:
         await self.stale.follow(self.bus)
         await self.bus.run_pull_worker(
-            stream="VB_TTS_WORK", durable="tts-workers", subject="vb.work.tts.*",
+            stream="VB_TTS_WORK", durable=subjects.TTS_POOL, subject="vb.work.tts.*",
             handler=self.on_request, concurrency=self.settings.tts_concurrency, stop=stop,
             ack_wait_s=self.settings.tts_ack_wait_s,  # (claimed while it runs: bus.py)
             direct=True,  # a clause does not wait out a clustered queue's election
