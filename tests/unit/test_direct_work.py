@@ -56,7 +56,7 @@ async def make(worked: list[bytes]) -> tuple[DirectWork, FakeBus]:
     direct = DirectWork(bus, stream="VB_LLM_WORK", subject="vb.work.llm.*",
                         durable="llm-workers", direct_subject="vb.direct.llm.*",
                         taken_subject="vb.taken.llm-workers",
-                        handler=handler, concurrency=2)
+                        handler=handler, slots=asyncio.Semaphore(2))
     await direct.start()
     return direct, bus
 
@@ -151,7 +151,7 @@ async def test_a_failing_item_is_reported_and_the_replica_goes_on() -> None:
     direct = DirectWork(bus, stream="VB_LLM_WORK", subject="vb.work.llm.*",
                         durable="llm-workers", direct_subject="vb.direct.llm.*",
                         taken_subject="vb.taken.llm-workers",
-                        handler=handler, concurrency=1)
+                        handler=handler, slots=asyncio.Semaphore(1))
     await direct.start()
     await direct.unavailable()
     await bus.handlers["vb.work.llm.*"](item("a"))
@@ -165,7 +165,7 @@ async def test_a_failing_item_is_reported_and_the_replica_goes_on() -> None:
 def test_ids_are_forgotten_once_no_queue_keeps_the_item() -> None:
     direct = DirectWork(FakeBus(), stream="S", subject="x", durable="d", direct_subject="y",
                         taken_subject="t",
-                        handler=lambda msg: asyncio.sleep(0), concurrency=1)
+                        handler=lambda msg: asyncio.sleep(0), slots=asyncio.Semaphore(1))
     for i in range(63):
         direct.remember(f"old-{i}", now=0.0)
     direct.remember("new", now=1000.0)  # the 64th: old ones are pruned
@@ -186,7 +186,8 @@ async def test_a_direct_copy_waiting_for_a_slot_loses_to_the_queue_copy_taken_el
 
     direct = DirectWork(bus, stream="VB_LLM_WORK", subject="vb.work.llm.*",
                         durable="llm-workers", direct_subject="vb.direct.llm.*",
-                        taken_subject="vb.taken.llm-workers", handler=handler, concurrency=1)
+                        taken_subject="vb.taken.llm-workers", handler=handler,
+                        slots=asyncio.Semaphore(1))
     await direct.start()
     on_direct = bus.handlers["vb.direct.llm.*"]
     await on_direct(item("busy"))

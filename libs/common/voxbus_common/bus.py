@@ -10,16 +10,14 @@ for low-rate work items where losing one would lose a turn.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import nats
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -36,15 +34,14 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
-from opentelemetry import context as otel_context
 
 from voxbus.v1.meta_pb2 import Meta
+from voxbus_common.codec import BadMessage as BadMessage  # (re-exported: services' import)
+from voxbus_common.codec import decode as decode
 from voxbus_common.config import Settings
-from voxbus_common.direct_work import DirectWork
-from voxbus_common.ids import InvalidCallId
-from voxbus_common.metrics import ERRORS, QUEUE_DEPTH, WORK_IN_FLIGHT
 from voxbus_common.nats_connect import connect_options, server_list
 from voxbus_common.nats_permissions import may_update_streams
+from voxbus_common.pull_worker import serve_work_queue
 from voxbus_common.subjects import (
     CALLERS_BUCKET,
     CALLS_BUCKET,
@@ -57,11 +54,10 @@ from voxbus_common.subjects import (
     work_taken,
 )
 from voxbus_common.take_watch import TakeWatch
-from voxbus_common.telemetry import extract_context, inject_headers
+from voxbus_common.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=Message)
 ORDERED_HEARTBEAT_S = 0.5
 ACKED_RETRY_S = 12.0  # longer than a stream leader election after losing a node (4-9 s)
 # what a stream without a leader (an election, no quorum) answers an acknowledged publish
@@ -70,21 +66,6 @@ RETRIED = (NoRespondersError, NatsTimeoutError, TimeoutError, NoStreamResponseEr
 # a work item whose stream has not acknowledged it by then goes to a replica directly: an
 # election takes 4-9 s, and a stored item the queue cannot deliver waits all of it
 DIRECT_AFTER_S = 0.25
-FETCH_WAIT_S = 1.0  # a fetch pending on a dead node is given up after this
-
-
-class BadMessage(ValueError):
-    """A payload on the bus that does not decode as the subject's message type."""
-
-
-def decode(msg_type: type[M], data: bytes) -> M:
-    """Parse a protobuf payload or raise BadMessage with the type name in the error."""
-    out = msg_type()
-    try:
-        out.ParseFromString(data)
-    except (DecodeError, ValueError) as exc:
-        raise BadMessage(f"cannot decode {msg_type.__name__}: {exc}") from exc
-    return out
 
 
 def now_ns() -> int:
@@ -96,24 +77,6 @@ async def _holds(kv: KeyValue, key: str, value: bytes) -> bool:
         return (await kv.get(key)).value == value
     except (KeyNotFoundError, KeyDeletedError):
         return False
-
-
-async def _keep_claimed(msg: Msg, ack_wait_s: float) -> None:
-    """Tell JetStream the work item is still being worked on, every third of the ack wait,
-    for as long as the handler runs (handlers bound their own time)."""
-    while True:
-        await asyncio.sleep(ack_wait_s / 3)
-        with contextlib.suppress(Exception):
-            await msg.in_progress()
-
-
-def deliveries(msg: Msg) -> int:
-    """How many times this work item has been delivered (this delivery included; 1 for an
-    item taken straight off its subject)."""
-    try:
-        return int(msg.metadata.num_delivered)
-    except Exception:
-        return 1
 
 
 class Bus:
@@ -410,103 +373,7 @@ class Bus:
         return await self.js.subscribe(subject, cb=handler, ordered_consumer=True, config=config,
                                        idle_heartbeat=ORDERED_HEARTBEAT_S)
 
-    async def run_pull_worker(
-        self,
-        *,
-        stream: str,
-        durable: str,
-        subject: str,
-        handler: Callable[[Msg], Awaitable[None]],
-        concurrency: int,
-        stop: asyncio.Event,
-        ack_wait_s: float = 30.0,
-        max_deliver: int = 4,
-        failure_retries: int = 1,
-        direct: bool = False,
-    ) -> None:
-        """Serve a work-queue stream: each message goes to exactly one replica.
-
-        A handler that raises naks the message, so it is redelivered to any replica, up to
-        `failure_retries` times (then it is terminated); a handler that returns acks it.
-        Deliveries that reach no handler are why `max_deliver` is larger: a replica cut off
-        from the network (not dead: its connection looks open) has pull requests queued for
-        up to 2 s, and a redelivery handed to one is lost. While a handler works the
-        message is kept claimed (`in_progress`), so a long turn (tool rounds) is not
-        redelivered to a second replica, and the ack wait can be short: a replica that dies
-        stops claiming, and its item moves to another replica within one ack wait.
-        With `direct`, items are also taken straight off the subject while fetches fail (a
-        clustered queue electing a leader: direct_work.py).
-        """
-        sub = await self.js.pull_subscribe(
-            subject,
-            durable=durable,
-            stream=stream,
-            config=ConsumerConfig(ack_wait=ack_wait_s, max_deliver=max_deliver),
-        )
-
-        in_flight = WORK_IN_FLIGHT.labels(stream)
-        depth = QUEUE_DEPTH.labels(stream)
-        bypass: DirectWork | None = None
-        if direct:
-            bypass = DirectWork(self, stream=stream, subject=subject, durable=durable,
-                                direct_subject=direct_work(subject),
-                                taken_subject=work_taken(durable), handler=handler,
-                                concurrency=concurrency)
-            await bypass.start()
-
-        async def loop() -> None:
-            while not stop.is_set():
-                try:
-                    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
-                except nats.errors.TimeoutError:  # (idle, or a leaderless consumer: no
-                    depth.set(0)                   # sign that the queue delivers again)
-                    continue
-                except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
-                    return
-                except Exception as exc:
-                    log.warning("fetch failed: %s", exc, extra={"stream": stream})
-                    if bypass is not None:
-                        await bypass.unavailable()
-                    await asyncio.sleep(0.5)
-                    continue
-                if bypass is not None:
-                    await bypass.available()
-                for msg in msgs:
-                    if bypass is not None and not await bypass.claim(
-                            msg, redelivered=deliveries(msg) > 1):
-                        await msg.ack()  # a copy of an item another replica took
-                        continue
-                    with contextlib.suppress(Exception):  # metadata of a JetStream message
-                        depth.set(msg.metadata.num_pending)
-                    token = otel_context.attach(extract_context(msg.headers))
-                    in_flight.inc()
-                    keeper = asyncio.create_task(_keep_claimed(msg, ack_wait_s))
-                    try:
-                        await handler(msg)
-                    except (BadMessage, InvalidCallId) as exc:
-                        log.warning("dropping bad work item: %s", exc, extra={"stream": stream})
-                        ERRORS.labels(self.service, "bad_work_item").inc()
-                        await msg.term()
-                        continue
-                    except Exception:
-                        log.exception("work item failed", extra={"stream": stream})
-                        ERRORS.labels(self.service, "work_item_failed").inc()
-                        if deliveries(msg) > failure_retries:  # no retry left: drop it
-                            await msg.term()
-                        else:
-                            await msg.nak(delay=0.2)
-                        continue
-                    finally:
-                        keeper.cancel()
-                        in_flight.dec()
-                        otel_context.detach(token)
-                    await msg.ack()
-
-        await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
-        if bypass is not None:
-            await bypass.close()
-        with contextlib.suppress(Exception):  # lets drain() finish instead of waiting on it
-            await sub.unsubscribe()
+    run_pull_worker = serve_work_queue  # each item to exactly one replica (pull_worker.py)
 
     async def close(self) -> None:
         self._takes.close()

@@ -72,7 +72,7 @@ def item_id(msg: Msg) -> str:
 class DirectWork:
     def __init__(self, bus: DirectBus, *, stream: str, subject: str, durable: str,
                  direct_subject: str, taken_subject: str,
-                 handler: Callable[[Msg], Awaitable[None]], concurrency: int) -> None:
+                 handler: Callable[[Msg], Awaitable[None]], slots: asyncio.Semaphore) -> None:
         self.bus = bus
         self.stream = stream
         self.subject = subject
@@ -80,7 +80,7 @@ class DirectWork:
         self.durable = durable
         self.taken_subject = taken_subject
         self.handler = handler
-        self.slots = asyncio.Semaphore(max(1, concurrency))
+        self.slots = slots  # the replica's, shared with items from the queue
         self.taken: dict[str, float] = {}  # item id -> monotonic time a replica took it
         self._sub: Unsubscribable | None = None
         self._taken_sub: Unsubscribable | None = None

@@ -26,11 +26,12 @@ from voxbus.v1.llm_pb2 import (
 )
 from voxbus_common import subjects
 from voxbus_common.agent import Agent, Filler
-from voxbus_common.bus import Bus, decode, deliveries
+from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, STALE_DROPPED, observe_hop
 from voxbus_common.providers import ChatModel, ChatTurn, PromptCaching
+from voxbus_common.pull_worker import deliveries
 from voxbus_common.telemetry import inject_headers, tracer
 from voxbus_common.turns import StaleTurns
 from voxbus_llm.context import context_preamble
