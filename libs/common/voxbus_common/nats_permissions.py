@@ -1,5 +1,5 @@
 """The NATS permission contract: what each service may publish and subscribe, derived from the
-subject table (subjects.py), and a nats-server configuration that enforces it.
+subject registry (registry.py), and a nats-server configuration that enforces it.
 
 One NATS user per role (gateway, stt, llm, tts, memory, and `admin` for the CLI and operators);
 the user name is the role. Besides its data subjects, a role gets exactly the JetStream API
@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from voxbus_common import subjects
-from voxbus_common.subjects import stream_specs
+from voxbus_common.registry import ROWS, stream_specs, subscribes
+from voxbus_common.registry import subject_matches as subject_matches  # (re-exported)
 
 SERVICES = ("gateway", "stt", "llm", "tts", "memory")
 ADMIN = "admin"
@@ -44,16 +45,7 @@ def any_call(subject_of: Callable[[str], str]) -> str:
     return ".".join("*" if t == _ANY else t for t in subject_of(_ANY).split("."))
 
 
-IN_AUDIO = any_call(subjects.audio_in)
-OUT_AUDIO = any_call(subjects.audio_out)
-OUT_VAD = any_call(subjects.vad)
-OUT_TRANSCRIPT = any_call(subjects.transcript)
-OUT_LLM = any_call(subjects.llm_out)
-OUT_RESEND = any_call(subjects.audio_resend)
 OUT_ALL = any_call(subjects.call_out_all)
-WORK_LLM = any_call(subjects.work_llm)
-WORK_TTS = any_call(subjects.work_tts)
-RPC_CALL = any_call(subjects.rpc_call)
 
 
 @dataclass(frozen=True)
@@ -96,12 +88,6 @@ def _pull(stream: str, durable: str, filter_subject: str) -> list[str]:
             f"$JS.ACK.{stream}.{durable}.>"]
 
 
-def _direct(work: str, durable: str) -> list[str]:
-    """Work items straight off their subject while the queue elects a leader, and the
-    pool's notices of what each replica took (direct_work.py)."""
-    return [work, subjects.direct_work(work), subjects.work_taken(durable)]
-
-
 def _ordered(stream: str) -> list[str]:
     """Ordered (ephemeral push) consumers on one stream: created by stream name, so the
     filter subject travels in the request body and is not restricted here."""
@@ -138,51 +124,57 @@ def _service(role: str, publish: Iterable[str], subscribe: Iterable[str]) -> Per
     return Permissions(tuple(dict.fromkeys(pub)), tuple(dict.fromkeys(sub)), True)
 
 
+def _data(role: str) -> tuple[list[str], list[str]]:
+    """A role's publish and subscribe grants on data subjects: its rows of the registry.
+    A role that subscribes to every row under `vb.call.*.out.>` gets that one wildcard
+    instead (the gateway subscribes once per call)."""
+    publish = [row.wildcard for row in ROWS if role in row.publishers]
+    subscribe = [row.wildcard for row in ROWS if subscribes(row, role)]
+    under = [w for w in subscribe if subject_matches(OUT_ALL, w)]
+    if under and len(under) == sum(subject_matches(OUT_ALL, row.wildcard) for row in ROWS):
+        subscribe = [OUT_ALL, *(w for w in subscribe if w not in under)]
+    return publish, subscribe
+
+
+def _consumers(role: str) -> list[str]:
+    """The JetStream API of a role's consumers, from the registry: its durable pull
+    consumers and the streams it reads with ordered consumers."""
+    out: list[str] = []
+    for row in ROWS:
+        if row.pull is not None and row.pull[0] == role:
+            out += _pull(row.stream, row.pull[1], row.wildcard)
+        if role in row.ordered:
+            out += _ordered(row.stream)
+    return out
+
+
+# what the registry's rows do not say: buckets and the odd API call, per service
+_EXTRA_PUBLISH: dict[str, list[str]] = {
+    "gateway": [*_kv_read(subjects.SESSIONS_BUCKET), *_kv_read(subjects.STT_BUCKET),
+                *_kv_watch(subjects.STT_BUCKET), *_kv_write(subjects.CALLS_BUCKET),
+                *_kv_watch(subjects.CALLS_BUCKET),
+                f"{API}.INFO"],  # the quorum probe (voxbus_gateway/quorum.py)
+    "stt": [f"{API}.STREAM.NAMES", *_kv_write(subjects.STT_BUCKET)],
+    "llm": [],
+    "tts": [],
+    "memory": [*_kv_write(subjects.SESSIONS_BUCKET), *_kv_write(subjects.CALLERS_BUCKET)],
+}
+
+
 def _contract() -> dict[str, Permissions]:
-    s = subjects
-    return {
-        "gateway": _service(
-            "gateway",
-            publish=[IN_AUDIO, s.CONTROL_ALL, s.WORK_CALLS, WORK_LLM, WORK_TTS,
-                     s.direct_work(WORK_LLM), s.direct_work(WORK_TTS),
-                     s.PREFILL_LLM_ALL, s.WATCH_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS,
-                     *_kv_read(s.SESSIONS_BUCKET), *_kv_read(s.STT_BUCKET),
-                     *_kv_watch(s.STT_BUCKET), *_kv_write(s.CALLS_BUCKET),
-                     *_kv_watch(s.CALLS_BUCKET),
-                     f"{API}.INFO"],  # the quorum probe (voxbus_gateway/quorum.py)
-            subscribe=[OUT_ALL, RPC_CALL, s.RPC_GATEWAY_CALLS, s.WATCH_ALL,
-                       s.work_taken(s.LLM_POOL), s.work_taken(s.TTS_POOL)]),  # (take_watch.py)
-        "stt": _service(
-            "stt",
-            publish=[OUT_VAD, OUT_TRANSCRIPT, OUT_RESEND, s.WORK_CALLS, f"{API}.STREAM.NAMES",
-                     *_pull("VB_CALLS", "stt-workers", s.WORK_CALLS), *_ordered("VB_AUDIO"),
-                     *_kv_write(s.STT_BUCKET)],
-            subscribe=[s.CONTROL_ALL, IN_AUDIO]),  # (directly while the stream stalls)
-        "llm": _service(
-            "llm",
-            publish=[OUT_LLM, WORK_TTS, s.direct_work(WORK_TTS), s.RPC_MEMORY_CONTEXT,
-                     *_pull("VB_LLM_WORK", s.LLM_POOL, WORK_LLM),
-                     s.work_taken(s.LLM_POOL)],
-            subscribe=[s.CONTROL_ALL, s.RPC_LLM_SUMMARIZE, s.PREFILL_LLM_ALL,
-                       *_direct(WORK_LLM, s.LLM_POOL), s.work_taken(s.TTS_POOL)]),
-        "tts": _service(
-            "tts",
-            publish=[OUT_AUDIO, *_pull("VB_TTS_WORK", s.TTS_POOL, WORK_TTS),
-                     s.work_taken(s.TTS_POOL)],
-            subscribe=[s.CONTROL_ALL, *_direct(WORK_TTS, s.TTS_POOL)]),
-        "memory": _service(
-            "memory",
-            publish=[s.RPC_LLM_SUMMARIZE, *_pull("VB_EVENTS", "memory-recorder", s.CONTROL_ALL),
-                     *_kv_write(s.SESSIONS_BUCKET), *_kv_write(s.CALLERS_BUCKET)],
-            subscribe=[s.RPC_MEMORY_CONTEXT, s.RPC_MEMORY_FORGET]),
-        # operators and the CLI (forget-caller, pings, stream and consumer inspection): the
-        # whole JetStream API, requests to the services, live call events; no data subjects
-        ADMIN: Permissions(
-            publish=(s.RPC_PING, s.RPC_MEMORY_FORGET, RPC_CALL, s.RPC_GATEWAY_CALLS,
-                     f"{API}.>", "$JS.ACK.>", "$JS.FC.>"),
-            subscribe=(s.WATCH_ALL, f"{inbox_prefix(ADMIN)}.>"),
-            allow_responses=False),
-    }
+    contract = {}
+    for role in SERVICES:
+        publish, subscribe = _data(role)
+        contract[role] = _service(role, [*publish, *_consumers(role), *_EXTRA_PUBLISH[role]],
+                                  subscribe)
+    # operators and the CLI (forget-caller, pings, stream and consumer inspection): the
+    # whole JetStream API, requests to the services, live call events; no other data subject
+    publish, subscribe = _data(ADMIN)
+    contract[ADMIN] = Permissions(
+        publish=(*publish, f"{API}.>", "$JS.ACK.>", "$JS.FC.>"),
+        subscribe=(*subscribe, f"{inbox_prefix(ADMIN)}.>"),
+        allow_responses=False)
+    return contract
 
 
 CONTRACT: dict[str, Permissions] = _contract()
@@ -196,17 +188,6 @@ def permissions(role: str) -> Permissions:
 
 
 # -- matching (NATS wildcard rules) ----------------------------------------------------------
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """Whether `pattern` (with `*` and `>` wildcards) covers the literal `subject`."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
-
 
 def may_publish(role: str, subject: str) -> bool:
     return any(subject_matches(p, subject) for p in permissions(role).publish)
