@@ -96,8 +96,11 @@ run: install
 	$(PY) -m voxbus_cli.models install $(MODEL) >/dev/null
 	VOXBUS_EMBEDDED_MODEL=$(MODEL) $(VENV)/bin/voxbus run --agent $(AGENT)
 
-# pytest exits 5 when it collected no test: say so (a suite that runs nothing is a defect).
+# Lint first (ruff + strict mypy, ~30 s): CI runs `make test`, and code that fails the
+# house rules fails CI. pytest exits 5 when it collected no test: say so (a suite that runs
+# nothing is a defect).
 test: install tools $(CHROMIUM) $(PROMETHEUS) $(SIPP)
+	@$(MAKE) --no-print-directory lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

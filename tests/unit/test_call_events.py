@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Any, cast
 
 from google.protobuf.message import Message
+from nats.aio.msg import Msg
 
 from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.meta_pb2 import Meta
+from voxbus_common import registry, subjects
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
+from voxbus_common.metrics import ERRORS
+from voxbus_common.registry import subject_matches
 from voxbus_gateway.call import Call
 
 
@@ -110,3 +114,24 @@ async def test_an_acknowledgement_while_the_agent_talks_is_never_a_turn() -> Non
                                                      utterance_id=2))
     assert call.conversation.turn is not greeting  # a real question takes the turn
     await call.conversation.stop()
+
+
+async def test_the_call_handles_every_row_addressed_to_its_gateway() -> None:
+    """The call's one subscription (`vb.call.ID.out.>`) is decoded by registry row: a row
+    added under it without a handler fails here, not in a live call."""
+    call, _, _ = make_call()
+    under = [row.name for row in registry.ROWS
+             if subject_matches(registry.CALL_OUT_ALL.replace(registry.CALL, "*"), row.wildcard)]
+    assert sorted(row.name for row in call._inbox.rows) == sorted(under)
+    assert all("gateway" in row.consumers for row in call._inbox.rows)
+
+
+async def test_a_bad_or_unknown_message_on_the_call_is_counted_not_raised() -> None:
+    call, _, _ = make_call()
+    bad = ERRORS.labels("gateway", "bad_bus_message")
+    before = bad._value.get()
+    await call.on_bus(Msg(None, subject=subjects.transcript("c1"),  # type: ignore[arg-type]
+                          data=b"\xff\xff not protobuf"))
+    await call.on_bus(Msg(None, subject="vb.call.c1.out.unheard-of",  # type: ignore[arg-type]
+                          data=b""))
+    assert bad._value.get() == before + 2

@@ -276,12 +276,14 @@ class Dispatch:
     Per message: one split of the subject and a token compare per row (audio's path)."""
 
     def __init__(self) -> None:
+        self.rows: list[Row[Any]] = []
         self._routes: list[tuple[list[str], type[Message],
                                  Callable[[Any, Msg], Awaitable[None]]]] = []
 
     def on(self, row: Row[M], handler: Handler[M]) -> Dispatch:
         if row.payload is None:
             raise ValueError(f"{row.name} carries JSON: subscribe to it directly")
+        self.rows.append(row)
         self._routes.append((row.wildcard.split("."), row.payload, handler))
         return self
 
