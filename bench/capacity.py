@@ -1,5 +1,5 @@
 """Bus overhead and capacity: the five real services and a real nats-server with instant
-test providers (tests/instant.py), N concurrent synthetic callers streaming real speech in
+test providers (voxbus_testkit.instant), N concurrent synthetic callers streaming real speech in
 real time through `voxbus load`'s generator. With no model time left, what a turn costs
 beyond the VAD hangover is the platform's own overhead.
 
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.hist import histogram_quantiles, parse_histogram
-from tests.instant import instant_env
 from voxbus_cli.embedded import free_port
 from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_fast, run_load
 from voxbus_cli.load_report import percentile, stage_values, summarize
 from voxbus_cli.stack import Stack
 from voxbus_common.config import Settings
+from voxbus_testkit.instant import instant_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -145,7 +145,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
-        "providers": "tests/instant.py (instant STT/LLM/TTS), WebRTC VAD",
+        "providers": "voxbus_testkit.instant (instant STT/LLM/TTS), WebRTC VAD",
         "overhead": "voice-to-voice minus the VAD hangover "
                     f"({Settings().vad_hangover_ms} ms); models take ~0 ms",
         "targets_ms": {"p50": TARGET_P50_MS, "p99": TARGET_P99_MS, "at_calls": 200},

@@ -1,6 +1,6 @@
 """NATS cluster benchmark: what 3 replicas cost, and what losing a node adds to a turn.
 
-The five real services with instant models (tests/instant.py), so what is measured is the
+The five real services with instant models (voxbus_testkit.instant), so what is measured is the
 platform and the bus, not model time; `voxbus load`'s synthetic callers speak real speech
 in real time over the gateway's PCM WebSocket edge and timestamp what it tells them.
 
@@ -43,12 +43,12 @@ from typing import Any
 
 from bench.capacity import cpu_seconds, hop_quantiles
 from bench.soak_calls import TurnLog, run_traced_load
-from tests.instant import instant_env
 from voxbus_cli.embedded import free_port, start_nats, stop_all
 from voxbus_cli.load import LoadConfig, LoadStats, load_clips, run_fast
 from voxbus_cli.load_report import percentile
 from voxbus_cli.stack import Stack
 from voxbus_common.config import Settings
+from voxbus_testkit.instant import instant_env
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_S = 25.0  # load before the first failure: the undisturbed figures
@@ -270,7 +270,7 @@ def main() -> None:
         "benchmark": "cluster",
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "providers": "tests/instant.py (instant STT/LLM/TTS), WebRTC VAD; PCM WebSocket edge",
+        "providers": "voxbus_testkit.instant (instant STT/LLM/TTS), WebRTC VAD; PCM WebSocket edge",
         "overhead": "voice-to-voice minus the VAD hangover; models take ~0 ms",
         "replica_cost": {"loaded": loaded, "unloaded": unloaded},
         "targets": {"added_per_failure_ms": 1000, "lost_turns": 0,

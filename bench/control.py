@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.voice_to_voice import ROOT
-from tests.instant import instant_env
-from tests.live_call import LiveCall
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
 from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.stack import Stack, ping_services
+from voxbus_testkit.instant import instant_env
+from voxbus_testkit.live_call import LiveCall
 
 
 async def timed(rounds: int, call: Any) -> list[float]:

@@ -35,17 +35,17 @@ from typing import Any
 
 import aiohttp
 
-from tests.floods import (
+from voxbus_cli.caller import load_wav
+from voxbus_cli.embedded import free_port
+from voxbus_cli.stack import Stack
+from voxbus_cli.twilio_phone import TwilioPhone
+from voxbus_testkit.floods import (
     FloodResult,
     audiosocket_flood,
     garbage_ws_flood,
     good_twilio_turn,
     sip_invite_flood,
 )
-from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port
-from voxbus_cli.stack import Stack
-from voxbus_cli.twilio_phone import TwilioPhone
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agents" / "restaurant" / "agent.yaml"

@@ -22,15 +22,6 @@ from typing import Any
 import nats
 
 from bench.wer import word_errors
-from tests.sip_peer import (
-    RELAY_IP,
-    Impairment,
-    MediaRelay,
-    free_port_range,
-    scenario,
-    start_sipp,
-    write_clip,
-)
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
 from voxbus.v1.memory_pb2 import Session
@@ -40,6 +31,15 @@ from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.speech_end import last_speech_frame
 from voxbus_cli.stack import Stack
 from voxbus_common.subjects import SESSIONS_BUCKET
+from voxbus_testkit.sip_peer import (
+    RELAY_IP,
+    Impairment,
+    MediaRelay,
+    free_port_range,
+    scenario,
+    start_sipp,
+    write_clip,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "speech"

@@ -1,4 +1,4 @@
-"""Soak: the five real services and nats-server with instant test providers (tests/instant.py),
+"""Soak: the five real services and nats-server with instant providers (voxbus_testkit.instant),
 extra replicas (2 STT, 2 LLM, 2 TTS, 2 memory, 1 gateway) and N synthetic callers streaming
 real speech in real time through `voxbus load`'s generator for many minutes.
 
@@ -48,13 +48,13 @@ from bench.soak_report import (
     scan_logs,
     service_of,
 )
-from tests.instant import instant_env
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.load import LoadConfig, LoadStats, run_fast
 from voxbus_cli.load_report import percentile, summarize
 from voxbus_cli.stack import Stack, ping_services
 from voxbus_common.config import Settings
+from voxbus_testkit.instant import instant_env
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLICAS = {"memory": 2, "llm": 2, "tts": 2, "stt": 2, "gateway": 1}
@@ -330,7 +330,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
-        "providers": "tests/instant.py (instant STT/LLM/TTS), WebRTC VAD",
+        "providers": "voxbus_testkit.instant (instant STT/LLM/TTS), WebRTC VAD",
         "parameters": {"calls": args.calls, "minutes": args.minutes,
                        "kill_every_s": args.kill_every, "sample_every_s": args.sample_every,
                        "kill_window_s": args.window, "replicas": REPLICAS,

@@ -1,6 +1,7 @@
 """What a tool round costs: voice-to-voice of turns that call a webhook tool vs turns that do
 not, on the real services (NATS, gateway, STT, LLM, TTS, memory) with instant STT/TTS
-(tests/instant.py) and the scripted OpenAI-compatible model server (tests/scripted_llm.py)
+(voxbus_testkit.instant) and the scripted OpenAI-compatible model server
+(voxbus_testkit.scripted_llm)
 whose webhook answers at once. The model and the business API take ~0 ms, so the difference
 is the platform's tool path: the tool-call stream assembled, the HTTP webhook, the second
 model request, and (for a webhook with side effects) the wait for the final transcript.
@@ -31,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.voice_to_voice import ROOT, SPEECH
-from tests.instant import HEARD, instant_env
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import EmbeddedError, free_port, stop_all
 from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.stack import Stack
+from voxbus_testkit.instant import HEARD, instant_env
 
 STAGES = ("voice_to_voice", "final_transcript_to_first_token")
 RULES = [{"when": "order", "tool": "status", "arguments": {"order": "A-1"}}]
@@ -61,9 +62,10 @@ PLAIN_REPLY = "I can help with that."
 
 @contextmanager
 def scripted_server(hook_delay_s: float = 0.0) -> Iterator[str]:
-    """tests/scripted_llm.py as its own process; yields its base URL."""
+    """voxbus_testkit.scripted_llm as its own process; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripted_llm", "--port", "0", "--rules", json.dumps(RULES),
+        [sys.executable, "-m", "voxbus_testkit.scripted_llm", "--port", "0",
+         "--rules", json.dumps(RULES),
          "--hook-delay", str(hook_delay_s)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -187,8 +189,8 @@ def main() -> None:
                     "note": "one machine: nats-server, the five services, the scripted model "
                             "server and the caller share its cores"},
         "setup": {"clip": clip["id"], "clip_seconds": float(clip["seconds"]),
-                  "providers": "instant STT/TTS (tests/instant.py), WebRTC VAD, scripted "
-                               "OpenAI-compatible model (tests/scripted_llm.py)",
+                  "providers": "instant STT/TTS (voxbus_testkit.instant), WebRTC VAD, scripted "
+                               "OpenAI-compatible model (voxbus_testkit.scripted_llm)",
                   "hook_delay_s": 0.0,
                   "webhook": f"status (POST, read_only: {str(args.read_only).lower()})",
                   "measured": "each call's first answered turn; a warm-up call per stack"},

@@ -147,9 +147,9 @@ def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
 
 @contextmanager
 def running_instant_stack(workdir: Path, **env: str) -> Iterator[Stack]:
-    """The real services and nats-server with instant test models (tests/instant.py):
+    """The real services and nats-server with instant test models (voxbus_testkit.instant):
     the platform under test, not the models. `env`: extra VOXBUS_* settings."""
-    from tests.instant import instant_env
+    from voxbus_testkit.instant import instant_env
 
     root = Path(__file__).resolve().parents[2]
     full = {**instant_env(), "PYTHONPATH": str(root), **env}

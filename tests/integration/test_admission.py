@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import running_instant_stack
-from tests.live_call import LiveCall
 from voxbus_cli.stack import Stack
+from voxbus_testkit.live_call import LiveCall
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from tests.integration.conftest import SPEECH, assert_services_alive, gateway_process, words
 from tests.integration.test_first_call import stored_session
-from tests.live_call import LiveCall
 from voxbus.v1.llm_pb2 import ContextReply
 from voxbus_cli.caller import load_wav, place_call
 from voxbus_cli.embedded import free_port
@@ -28,6 +27,7 @@ from voxbus_cli.stack import Stack
 from voxbus_common.log_limit import DEFAULT_LIMIT as WARNINGS_PER_CONNECTION
 from voxbus_gateway.http_guard import HttpGuard
 from voxbus_gateway.http_guard import log as guard_log
+from voxbus_testkit.live_call import LiveCall
 
 LOGGER = guard_log.name
 

@@ -1,7 +1,7 @@
 """The page `make run` opens, as a newcomer sees it, in headless Chromium with a fake
 microphone: the greeting, the caller's words, a tool call while it runs, a routed answer,
 the agent's text, a microphone level and a waterfall with plain labels. The language model
-is the scripted server (tests/scripted_llm.py), so the tool call is certain."""
+is the scripted server (voxbus_testkit.scripted_llm), so the tool call is certain."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ routes:
 def page_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rules = [{"when": "ring", "tool": "stock", "arguments": {"item": "gold ring"}}]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripted_llm", "--port", "0", "--rules",
+        [sys.executable, "-m", "voxbus_testkit.scripted_llm", "--port", "0", "--rules",
          json.dumps(rules), "--hook-delay", "1.0"], cwd=ROOT, stdout=subprocess.PIPE,
         text=True)
     assert proc.stdout is not None
@@ -60,7 +60,7 @@ def page_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     agent.write_text(AGENT.format(base=base, greeting=GREETING))
     env = {"PYTHONPATH": str(ROOT), "VOXBUS_AGENT_FILE": str(agent),
            "VOXBUS_LLM_BASE_URL": f"{base}/v1", "VOXBUS_LLM_MODEL": "scripted",
-           "VOXBUS_TTS_PROVIDER": "tests.instant:tts", "VOXBUS_AUDIOSOCKET_PORT": "0",
+           "VOXBUS_TTS_PROVIDER": "voxbus_testkit.instant:tts", "VOXBUS_AUDIOSOCKET_PORT": "0",
            "VOXBUS_SIP_PORT": "0"}
     try:
         with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",

@@ -22,9 +22,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from tests.cluster import SplittableCluster, splittable_cluster
-from tests.instant import heard_ms, instant_env
 from tests.integration.conftest import assert_services_alive, wait_for_session
-from tests.live_call import LiveCall
 from voxbus.v1.llm_pb2 import ContextReply, ContextRequest
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_cli.caller import load_wav
@@ -32,6 +30,8 @@ from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 from voxbus_common.nats_connect import server_list
 from voxbus_common.subjects import RPC_MEMORY_CONTEXT, SESSIONS_BUCKET, stream_specs
+from voxbus_testkit.instant import heard_ms, instant_env
+from voxbus_testkit.live_call import LiveCall
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = load_wav(ROOT / "speech" / "arctic_aew_a0001.wav")
@@ -45,7 +45,7 @@ Cluster = tuple[Stack, SplittableCluster]
 def clustered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("cluster")
     env = {**instant_env(), "PYTHONPATH": str(ROOT),
-           "VOXBUS_STT_PROVIDER": "tests.instant:timed_stt", "VOXBUS_NATS_REPLICAS": "3",
+           "VOXBUS_STT_PROVIDER": "voxbus_testkit.instant:timed_stt", "VOXBUS_NATS_REPLICAS": "3",
            "VOXBUS_NATS_QUORUM_GRACE_S": "12"}
     with splittable_cluster(workdir / "nats", workdir / "logs") as cluster, \
             Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",

@@ -23,13 +23,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from tests.integration.conftest import SPEECH, extra_gateway, wait_for_session, words
-from tests.live_call import LiveCall
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 from voxbus_common.tokens import MediaTokens
+from voxbus_testkit.live_call import LiveCall
 
 if TYPE_CHECKING:  # (the async stub exists in the typing stubs only)
     from voxbus.v1.control_pb2_grpc import ControlAsyncStub

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import SPEECH, gateway_process, words
-from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
+from voxbus_testkit.live_call import LiveCall
 
 
 async def status(http: aiohttp.ClientSession, url: str) -> int:

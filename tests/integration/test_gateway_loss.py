@@ -6,9 +6,9 @@ from __future__ import annotations
 import signal
 
 from tests.integration.conftest import SPEECH, gateway_process, wait_for_session, words
-from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
+from voxbus_testkit.live_call import LiveCall
 
 
 async def test_calls_of_a_killed_gateway_end_with_their_transcripts(stack: Stack) -> None:

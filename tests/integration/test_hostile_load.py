@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.floods import (
+from tests.integration.conftest import SPEECH, assert_services_alive, running_instant_stack
+from voxbus_cli.caller import load_wav
+from voxbus_cli.embedded import free_port
+from voxbus_cli.stack import Stack
+from voxbus_testkit.floods import (
     FloodResult,
     audiosocket_flood,
     garbage_ws_flood,
     good_twilio_turn,
     sip_invite_flood,
 )
-from tests.integration.conftest import SPEECH, assert_services_alive, running_instant_stack
-from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port
-from voxbus_cli.stack import Stack
 
 FLOOD_SIZE = 100  # the flood: 100 unconfirmed INVITEs or garbage calls
 Flood = Callable[[Stack, asyncio.Event], Coroutine[Any, Any, FloodResult]]

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 
 from tests.hosts import HostNetwork, bridged_hosts
-from tests.instant import HEARD, REPLY, instant_env
 from tests.integration.conftest import log_with
-from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
 from voxbus_cli.nats_cluster import NatsCluster
 from voxbus_cli.stack import ping_services
 from voxbus_common.tokens import MediaTokens, new_key_spec
+from voxbus_testkit.instant import HEARD, REPLY, instant_env
+from voxbus_testkit.live_call import LiveCall
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = load_wav(ROOT / "speech" / "arctic_aew_a0001.wav")
@@ -79,7 +79,7 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
             keys = new_key_spec("hosts")
             env = {**instant_env(), "PYTHONPATH": str(ROOT), "VOXBUS_NATS_URL": cluster.url,
                    "VOXBUS_NATS_REPLICAS": "3", "VOXBUS_METRICS_PORT": "0",
-                   "VOXBUS_LLM_PROVIDER": "tests.instant:slow_llm"}  # (cut mid-turn)
+                   "VOXBUS_LLM_PROVIDER": "voxbus_testkit.instant:slow_llm"}  # (cut mid-turn)
             gateway = net.hosts["gateway"].address
             extra = {"gateway": {"VOXBUS_GATEWAY_HOST": gateway,
                                  "VOXBUS_GATEWAY_PORT": str(GATEWAY_PORT),

@@ -9,9 +9,9 @@ import json
 import aiohttp
 
 from tests.integration.conftest import SPEECH, extra_gateway, words
-from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
+from voxbus_testkit.live_call import LiveCall
 
 
 async def test_a_live_call_id_cannot_be_joined_from_any_gateway(stack: Stack) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.instant import instant_env
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
+from voxbus_testkit.instant import instant_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.instant import HEARD
 from tests.integration.conftest import running_instant_stack
-from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import start_nats, stop_all
 from voxbus_cli.stack import Stack, ping_services
+from voxbus_testkit.instant import HEARD
+from voxbus_testkit.live_call import LiveCall
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "speech"

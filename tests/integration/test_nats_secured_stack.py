@@ -15,9 +15,7 @@ import grpc
 import nats
 import pytest
 
-from tests.instant import HEARD, instant_env
 from tests.integration.conftest import watch_kv
-from tests.live_call import LiveCall
 from tests.nats_auth import probe
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
@@ -27,6 +25,8 @@ from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 from voxbus_common.config import Settings
 from voxbus_common.subjects import SESSIONS_BUCKET
+from voxbus_testkit.instant import HEARD, instant_env
+from voxbus_testkit.live_call import LiveCall
 
 if TYPE_CHECKING:  # (the async stub exists in the typing stubs only)
     from voxbus.v1.control_pb2_grpc import ControlAsyncStub

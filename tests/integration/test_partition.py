@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.instant import HEARD
 from tests.integration.conftest import (
     add_replica,
     gateway_process,
@@ -21,10 +20,11 @@ from tests.integration.conftest import (
     running_instant_stack,
     wait_for_replicas,
 )
-from tests.live_call import LiveCall
 from tests.netsplit import netsplit
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
+from voxbus_testkit.instant import HEARD
+from voxbus_testkit.live_call import LiveCall
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "speech" / "arctic_aew_a0001.wav"

@@ -21,7 +21,14 @@ from tests.integration.conftest import (
     wait_for_session,
     words,
 )
-from tests.sip_peer import (
+from voxbus.v1 import control_pb2 as pb
+from voxbus.v1.control_pb2_grpc import ControlStub
+from voxbus.v1.memory_pb2 import Session
+from voxbus_cli.caller import load_wav
+from voxbus_cli.embedded import free_port
+from voxbus_cli.stack import Stack
+from voxbus_common.audio import rms_dbfs
+from voxbus_testkit.sip_peer import (
     RELAY_IP,
     Impairment,
     MediaRelay,
@@ -32,13 +39,6 @@ from tests.sip_peer import (
     start_sipp,
     write_clip,
 )
-from voxbus.v1 import control_pb2 as pb
-from voxbus.v1.control_pb2_grpc import ControlStub
-from voxbus.v1.memory_pb2 import Session
-from voxbus_cli.caller import load_wav
-from voxbus_cli.embedded import free_port
-from voxbus_cli.stack import Stack
-from voxbus_common.audio import rms_dbfs
 
 REFERENCE = "A severe storm tore down the barn."
 PORTS = 8  # four RTP/RTCP pairs

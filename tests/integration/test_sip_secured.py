@@ -28,7 +28,6 @@ from tests.integration.conftest import (
     wait_for_session,
     words,
 )
-from tests.sip_peer import SCENARIOS, exchange, free_port_range, sip_request
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
 from voxbus.v1.memory_pb2 import Session as CallSession
@@ -39,6 +38,7 @@ from voxbus_common.audio import resample_pcm16, rms_dbfs
 from voxbus_common.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from voxbus_gateway.sip.message import SipMessage, parse, split_head
 from voxbus_gateway.sip.sdp import parse_offer
+from voxbus_testkit.sip_peer import SCENARIOS, exchange, free_port_range, sip_request
 
 USER, PASSWORD = "trunk", "s3cret-pass"
 LONG_ANSWER = ("Thank you for calling. Our opening hours are from nine in the morning until "

@@ -1,6 +1,6 @@
 """Tools end to end: real NATS, the real services (Whisper STT, the LLM worker with its OpenAI
 adapter, memory, gateway) and an agent file; the language model is the scripted
-OpenAI-compatible server (tests/scripted_llm.py), because the embedded 135M model cannot call
+OpenAI-compatible server (voxbus_testkit.scripted_llm), because the embedded 135M model cannot call
 functions. A multi-turn call: a slow webhook (filler first, then its result is spoken), a
 knowledge lookup, then end_call; and a transfer_call that hands the caller over."""
 
@@ -52,7 +52,8 @@ KNOWLEDGE = "# Journeys\n\nThe shuttle home takes forty minutes and leaves every
 def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The scripted model server; its webhook answers after 2.5 s (a slow business API)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripted_llm", "--port", "0", "--rules", json.dumps(RULES),
+        [sys.executable, "-m", "voxbus_testkit.scripted_llm", "--port", "0",
+         "--rules", json.dumps(RULES),
          "--hook-delay", "2.5"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until it listens (or exits: empty line)
@@ -72,7 +73,7 @@ def tool_stack(scripted: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     agent.write_text(AGENT.format(base=scripted))
     env = {"PYTHONPATH": str(ROOT), "VOXBUS_AGENT_FILE": str(agent),
            "VOXBUS_LLM_BASE_URL": f"{scripted}/v1", "VOXBUS_LLM_MODEL": "scripted",
-           "VOXBUS_TTS_PROVIDER": "tests.instant:tts", "VOXBUS_AUDIOSOCKET_PORT": "0"}
+           "VOXBUS_TTS_PROVIDER": "voxbus_testkit.instant:tts", "VOXBUS_AUDIOSOCKET_PORT": "0"}
     with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
                env=env).running(timeout_s=240) as s:
         yield s

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.instant import HEARD, REPLY
 from tests.integration.conftest import (
     add_replica,
     log_with,
@@ -21,9 +20,10 @@ from tests.integration.conftest import (
     wait_for_replicas,
     wait_for_session,
 )
-from tests.live_call import LiveCall
 from voxbus_cli.caller import load_wav
 from voxbus_cli.stack import Stack
+from voxbus_testkit.instant import HEARD, REPLY
+from voxbus_testkit.live_call import LiveCall
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "speech"
@@ -32,8 +32,8 @@ SPEECH = ROOT / "speech"
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("failover")
-    with running_instant_stack(workdir, VOXBUS_LLM_PROVIDER="tests.instant:slow_llm",
-                               VOXBUS_TTS_PROVIDER="tests.instant:slow_tts") as stack:
+    with running_instant_stack(workdir, VOXBUS_LLM_PROVIDER="voxbus_testkit.instant:slow_llm",
+                               VOXBUS_TTS_PROVIDER="voxbus_testkit.instant:slow_tts") as stack:
         yield stack
 
 

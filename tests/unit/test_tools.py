@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.scripted_llm import HOOKS, REQUESTS, make_app
 from voxbus.v1.call_pb2 import CallEvent
 from voxbus_common.agent import Agent, Filler, parse_agent
 from voxbus_common.config import Settings
@@ -23,6 +22,7 @@ from voxbus_llm.generation import TurnCancelled, TurnGeneration
 from voxbus_llm.knowledge import KnowledgeBase
 from voxbus_llm.openai_chat import OpenAIChat, wire_message
 from voxbus_llm.tools import ToolBox, ToolOutcome
+from voxbus_testkit.scripted_llm import HOOKS, REQUESTS, make_app
 
 Server = Callable[..., Awaitable[tuple[str, web.Application]]]
 

@@ -6,7 +6,7 @@ server instead. Rules say which word in the caller's last message makes it call 
 after a tool result it answers "Here is what I found: <result>". It also serves a slow
 webhook (`/hooks/<name>`) and reports every request it saw (`GET /requests`).
 
-    python -m tests.scripted_llm --port 0 --rules '[{"when": "ring", "tool": "stock",
+    python -m voxbus_testkit.scripted_llm --port 0 --rules '[{"when": "ring", "tool": "stock",
         "arguments": {"item": "ring"}}]' --hook-delay 2.5   # prints "listening on PORT"
 """
 

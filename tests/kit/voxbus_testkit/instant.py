@@ -1,7 +1,7 @@
 """Instant providers: test doubles that answer in microseconds, so a run of the real services
 measures the platform (bus, gateway, endpointing, playout) and not the models.
 
-Loaded by the services as plugins, e.g. `VOXBUS_STT_PROVIDER=tests.instant:stt` with the
+Loaded by the services as plugins, e.g. `VOXBUS_STT_PROVIDER=voxbus_testkit.instant:stt` with the
 repository root on PYTHONPATH (the capacity benchmark and `tests/integration/test_load.py`).
 """
 
@@ -130,7 +130,9 @@ def slow_tts(settings: Settings) -> SlowTextToSpeech:
 
 def instant_env() -> dict[str, str]:
     """Service environment for a stack with instant models and the cheap WebRTC VAD."""
-    return {"VOXBUS_STT_PROVIDER": "tests.instant:stt", "VOXBUS_VAD_PROVIDER": "webrtc",
-            "VOXBUS_LLM_PROVIDER": "tests.instant:llm", "VOXBUS_TTS_PROVIDER": "tests.instant:tts",
+    return {"VOXBUS_STT_PROVIDER": "voxbus_testkit.instant:stt",
+            "VOXBUS_VAD_PROVIDER": "webrtc",
+            "VOXBUS_LLM_PROVIDER": "voxbus_testkit.instant:llm",
+            "VOXBUS_TTS_PROVIDER": "voxbus_testkit.instant:tts",
             # no llama.cpp server: the instant chat model never calls it
             "VOXBUS_LLM_BASE_URL": "http://127.0.0.1:9/v1"}

@@ -1,4 +1,4 @@
-"""A real SIP caller for tests: sipp (Debian `sip-tester`) runs a scenario from tests/sip/,
+"""A real SIP caller for tests: sipp (Debian `sip-tester`) runs a scenario from sip/ beside it,
 and a small RTP relay sits between it and the gateway's media ports, where it can record
 the agent's audio and drop, reorder and delay the caller's packets.
 
