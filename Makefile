@@ -135,6 +135,7 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.routing
 	$(PY) -m bench.tools
 	$(PY) -m bench.control
+	$(PY) -m bench.rpc_cost
 	$(PY) -m bench.sip
 	$(PY) -m bench.hostile
 	$(PY) -m voxbus_cli.models install qwen2.5-coder-0.5b >/dev/null

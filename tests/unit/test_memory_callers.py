@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from tests.memory_fakes import FakeBus, FakeKV, FakeNc, Msg
+from tests.memory_fakes import FakeBus, FakeKV, FakeNc
 from voxbus.v1.call_pb2 import CallEvent
 from voxbus.v1.llm_pb2 import SummarizeReply
 from voxbus.v1.memory_pb2 import (
@@ -173,10 +173,9 @@ async def test_forget_deletes_the_record_and_the_remembered_sessions() -> None:
     await memory.sessions.mutate("other", lambda s: True)
     await asyncio.gather(*memory.tasks)
     assert await memory.context_text(Session(call_id="call-3", caller="+15550100199"))
-    msg = Msg(ForgetCallerRequest(caller="+1 555 010 0199").SerializeToString())
-    await memory.on_forget(cast(Any, msg))
     reply = ForgetCallerReply()
-    reply.ParseFromString(cast(FakeNc, memory.bus.nc).published[-1][1])
+    reply.ParseFromString(await memory.answer_forget(
+        ForgetCallerRequest(caller="+1 555 010 0199").SerializeToString()))
     assert (reply.calls_deleted, reply.memory_deleted, reply.error) == (2, True, "")
     assert not callers_kv.data and set(sessions_kv.data) == {"other"}
     again = await memory.forget("+15550100199")
@@ -186,7 +185,6 @@ async def test_forget_deletes_the_record_and_the_remembered_sessions() -> None:
 async def test_forget_answers_bad_input_with_an_error() -> None:
     memory, _, _ = make_memory(None)
     for data in (b"\xff\xff", ForgetCallerRequest(caller="  ").SerializeToString()):
-        await memory.on_forget(cast(Any, Msg(data)))
         reply = ForgetCallerReply()
-        reply.ParseFromString(cast(FakeNc, memory.bus.nc).published[-1][1])
+        reply.ParseFromString(await memory.answer_forget(data))
         assert reply.error

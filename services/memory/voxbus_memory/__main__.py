@@ -9,6 +9,7 @@ from voxbus_common import subjects
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.redact import Redactor
+from voxbus_common.rpc_broker import rpc_broker
 from voxbus_common.service import serve
 
 log = logging.getLogger("voxbus_memory")
@@ -19,6 +20,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from voxbus_memory.compaction import Compactor
     from voxbus_memory.longterm import LongTermMemory
     from voxbus_memory.recorder import Recorder
+    from voxbus_memory.rpc import serve_rpc
     from voxbus_memory.store import CallerStore, SessionStore
 
     redact = Redactor.from_setting(settings.redact_pii)
@@ -28,8 +30,9 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     callers = CallerStore(callers_kv, await bus.direct_reads(callers_kv))
     longterm = LongTermMemory(bus, sessions, callers, settings, redact)
     recorder = Recorder(bus, sessions, redact, compactor, longterm)
-    await bus.subscribe(subjects.RPC_MEMORY_CONTEXT, recorder.on_context, queue="memory")
-    await bus.subscribe(subjects.RPC_MEMORY_FORGET, longterm.on_forget, queue="memory")
+    broker = rpc_broker(settings, f"{bus.name}-rpc")
+    serve_rpc(broker, recorder, longterm)
+    await broker.start()
     ready.set()
     log.info("ready", extra={"redact": ",".join(redact.kinds) or "off",
                              "summarize_tokens": settings.memory_summarize_tokens,
@@ -42,6 +45,7 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
             failure_retries=4,
         )
     finally:
+        await broker.stop()
         await compactor.close()
         await longterm.close()
 

@@ -14,8 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from nats.aio.msg import Msg
-
 from voxbus.v1.memory_pb2 import (
     CallerMemory,
     CallerNote,
@@ -113,19 +111,19 @@ class LongTermMemory:
         memory = await self.callers.read(caller_key(session.caller))
         return caller_memory_text(memory, current_call=session.call_id)
 
-    async def on_forget(self, msg: Msg) -> None:
-        """RPC: delete a caller's long-term record and the sessions of the calls it lists."""
+    async def answer_forget(self, data: bytes) -> bytes:
+        """RPC (rpc.py): delete a caller's long-term record and the sessions of the calls it
+        lists; a bad request gets a reply with the error."""
         reply = ForgetCallerReply()
         try:
-            req = decode(ForgetCallerRequest, msg.data)
+            req = decode(ForgetCallerRequest, data)
             reply.CopyFrom(await self.forget(req.caller))
         except (BadMessage, BadCallerIdentity) as exc:
             reply.error = str(exc)
         except Exception as exc:
             log.exception("forget request failed")
             reply.error = f"{type(exc).__name__}: {exc}"
-        if msg.reply:
-            await self.bus.nc.publish(msg.reply, reply.SerializeToString())
+        return reply.SerializeToString()
 
     async def forget(self, identity: str) -> ForgetCallerReply:
         key = caller_key(identity)

@@ -103,15 +103,15 @@ class Recorder:
         elif kind == "ended" and self.longterm is not None:
             await self.longterm.on_call_ended(session)  # also on redelivery: idempotent
 
-    async def on_context(self, msg: Msg) -> None:
-        with tracer().start_as_current_span("memory.context",
-                                            context=extract_context(msg.headers)):
-            await self._answer_context(msg)
+    async def answer_context(self, data: bytes, headers: dict[str, str] | None) -> bytes:
+        """RPC (rpc.py): the conversation so far for a turn, or a reply with the error."""
+        with tracer().start_as_current_span("memory.context", context=extract_context(headers)):
+            return (await self._context(data)).SerializeToString()
 
-    async def _answer_context(self, msg: Msg) -> None:
+    async def _context(self, data: bytes) -> ContextReply:
         reply = ContextReply()
         try:
-            req = decode(ContextRequest, msg.data)
+            req = decode(ContextRequest, data)
             reply.meta.CopyFrom(req.meta)
             validate_call_id(req.meta.call_id)
             session = await self.store.read(req.meta.call_id)
@@ -125,8 +125,7 @@ class Recorder:
         except Exception as exc:
             log.exception("context request failed")
             reply.error = f"{type(exc).__name__}: {exc}"
-        if msg.reply:
-            await self.bus.nc.publish(msg.reply, reply.SerializeToString())
+        return reply
 
     async def _caller_memory(self, session: Session) -> str:
         """Long-term memory is a bonus: when it cannot be read the turn still gets its history."""
