@@ -47,7 +47,8 @@ async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
 
     tts = await asyncio.get_running_loop().run_in_executor(None, make_tts, settings)
     worker = TtsWorker(bus, settings, tts)
-    await asyncio.get_running_loop().run_in_executor(None, worker._synthesize, "Ready.")  # warm-up
+    await asyncio.get_running_loop().run_in_executor(  # warm-up: the first synthesis is slow
+        None, lambda: b"".join(tts.synthesize("Ready.")))
     ready.set()
     log.info("ready", extra={"tts": tts.name})
     await worker.run(stop)

@@ -1,8 +1,10 @@
 """Stateless TTS worker: any replica synthesizes any clause of any call.
 
-Audio is resampled to the call's bus rate and cut into chunks of `tts_chunk_ms` so the
-gateway can start playout as soon as the first chunk lands. A clause always ends with a
-`last` chunk, even when synthesis fails, so the gateway's playout never waits forever.
+Audio is resampled to the call's bus rate and cut into chunks of `tts_chunk_ms`, published
+as the provider yields audio (streaming.py), so the gateway can start playout as soon as
+the first chunk lands, before a streaming provider has finished the clause. A clause always
+ends with a `last` chunk, even when synthesis fails, so the gateway's playout never waits
+forever.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from nats.aio.msg import Msg
 from voxbus.v1.audio_pb2 import AudioChunk
 from voxbus.v1.llm_pb2 import TtsRequest
 from voxbus_common import subjects
-from voxbus_common.audio import frame_bytes, resample_pcm16
+from voxbus_common.audio import StreamResampler, frame_bytes
 from voxbus_common.bus import Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var, turn_id_var
@@ -25,6 +27,7 @@ from voxbus_common.metrics import ERRORS, STALE_DROPPED, TTS_FIRST_BYTE
 from voxbus_common.providers import TextToSpeech
 from voxbus_common.telemetry import tracer
 from voxbus_common.turns import StaleTurns
+from voxbus_tts.streaming import stream_pieces
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,6 @@ class TtsWorker:
         self.stale = StaleTurns()
         self.pool = ThreadPoolExecutor(max_workers=settings.tts_concurrency,
                                        thread_name_prefix="tts")
-
-    def _synthesize(self, text: str) -> bytes:
-        return b"".join(self.tts.synthesize(text))
 
     async def on_request(self, msg: Msg) -> None:
         req = decode(TtsRequest, msg.data)
@@ -58,33 +58,47 @@ class TtsWorker:
             return
         rate = req.sample_rate or self.settings.bus_sample_rate
         started = time.perf_counter()
-        try:
-            raw = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self._synthesize, req.text)
-            pcm = resample_pcm16(raw, self.tts.sample_rate, rate)
+        step = frame_bytes(rate, self.settings.tts_chunk_ms)
+        resampler = StreamResampler(self.tts.sample_rate, rate)
+        pending, sent, audio = bytearray(), 0, 0
+
+        async def send(pcm: bytes, last: bool) -> None:
+            nonlocal sent
+            chunk = AudioChunk(
+                meta=self.bus.meta(call_id, turn_id, subject), sample_rate=rate, pcm=pcm,
+                clause_index=req.clause_index, chunk_index=sent, last=last,
+                text=req.text if sent == 0 else "", request_unix_ns=req.meta.sent_unix_ns,
+                uninterruptible=req.uninterruptible and sent == 0)
+            await self.bus.publish(subject, chunk, traced=False)
+            if sent == 0 and req.meta.sent_unix_ns:
+                TTS_FIRST_BYTE.observe(max(0, chunk.meta.sent_unix_ns - req.meta.sent_unix_ns)
+                                       / 1e9)
+            sent += 1
+
+        try:  # chunks go out as the provider yields audio (streaming providers)
+            async for piece in stream_pieces(self.pool, lambda: self.tts.synthesize(req.text)):
+                if self.stale.is_stale(call_id, turn_id):
+                    return
+                pending += resampler.process(piece)
+                while len(pending) > step:  # (one held back: the clause's end is `last`)
+                    audio += step
+                    await send(bytes(pending[:step]), last=False)
+                    del pending[:step]
+            pending += resampler.process(b"", last=True)
         except Exception:
             log.exception("synthesis failed", extra={"clause": req.clause_index})
             ERRORS.labels("tts", "synthesis_failed").inc()
-            pcm = b""
         if self.stale.is_stale(call_id, turn_id):
             return
-        step = frame_bytes(rate, self.settings.tts_chunk_ms)
-        pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)] or [b""]
-        for index, piece in enumerate(pieces):
-            chunk = AudioChunk(
-                meta=self.bus.meta(call_id, turn_id, subject), sample_rate=rate, pcm=piece,
-                clause_index=req.clause_index, chunk_index=index,
-                last=index == len(pieces) - 1, text=req.text if index == 0 else "",
-                request_unix_ns=req.meta.sent_unix_ns,
-                uninterruptible=req.uninterruptible and index == 0,
-            )
-            await self.bus.publish(subject, chunk, traced=False)
-            if index == 0 and req.meta.sent_unix_ns:
-                TTS_FIRST_BYTE.observe(max(0, chunk.meta.sent_unix_ns - req.meta.sent_unix_ns)
-                                       / 1e9)
+        while len(pending) > step:
+            audio += step
+            await send(bytes(pending[:step]), last=False)
+            del pending[:step]
+        audio += len(pending)
+        await send(bytes(pending), last=True)  # (empty if synthesis failed or said nothing)
         log.info("clause synthesized", extra={
             "clause": req.clause_index, "ms": round((time.perf_counter() - started) * 1000),
-            "audio_ms": len(pcm) * 500 // rate})
+            "audio_ms": audio * 500 // rate, "chunks": sent})
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.stale.follow(self.bus)
