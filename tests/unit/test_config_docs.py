@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from voxbus_common.config import Settings
+import pytest
+
+from voxbus_common.config import SECTIONS, CoreSettings, Settings, TtsSettings
 from voxbus_common.config_docs import BEGIN, END, env_names, reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -30,3 +32,21 @@ def test_no_variable_in_the_page_is_unknown_to_the_code() -> None:
     named = set(re.findall(r"\bVOXBUS_[A-Z0-9_]+", DOC.read_text()))
     # (VOXBUS_EMBEDDED_MODEL is read by `make run` and `voxbus run`, not by Settings)
     assert named - known <= {"VOXBUS_EMBEDDED_MODEL"}
+
+
+def test_the_sections_split_the_settings_and_keep_the_variable_names() -> None:
+    """Each field lives in exactly one section class; `Settings` is their union and reads
+    the same variables (VOXBUS_<FIELD>, or the listed aliases) as each section alone."""
+    owners: dict[str, list[str]] = {}
+    for section in SECTIONS:
+        for name in section.model_fields:
+            owners.setdefault(name, []).append(section.__name__)
+    assert all(len(found) == 1 for found in owners.values()), owners
+    assert set(owners) == set(Settings.model_fields)
+
+
+def test_a_section_reads_its_variables_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXBUS_TTS_CHUNK_MS", "120")
+    monkeypatch.setenv("NATS_URL", "nats://elsewhere:4222")
+    assert TtsSettings().tts_chunk_ms == Settings().tts_chunk_ms == 120
+    assert CoreSettings().nats_url == Settings().nats_url == "nats://elsewhere:4222"

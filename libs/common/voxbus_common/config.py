@@ -1,7 +1,10 @@
 """Configuration from the environment (VOXBUS_* variables; NATS_URL and OPENAI_* as well).
 
-One flat settings object keeps every knob discoverable with `voxbus config`; each service
-reads only the fields it needs. Choosing a provider is configuration, not code.
+One class per section: a small shared core, one per service and one for the cloud speech
+providers; `Settings` is all of them together (one environment configures every service,
+and `voxbus config` shows every knob). The variable names are VOXBUS_<FIELD>, whatever the
+section. Choosing a provider is configuration, not code. docs/configuration.md lists every
+field by section (config_docs.py).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    """All voxbus settings; env var = VOXBUS_<FIELD> unless an alias is listed."""
+class _VoxbusEnv(BaseSettings):
+    """Read from VOXBUS_<FIELD> unless a field lists its own variables."""
 
     model_config = SettingsConfigDict(env_prefix="VOXBUS_", extra="ignore")
 
-    # bus
+
+class CoreSettings(_VoxbusEnv):
+    """The shared core: the bus, logs, metrics, work-queue timing, the agent file."""
+
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
         validation_alias=AliasChoices("VOXBUS_NATS_URL", "NATS_URL"),
@@ -60,7 +66,10 @@ class Settings(BaseSettings):
     agent_file: str = ""
     agent_language: str = "en"
 
-    # gateway
+
+class GatewaySettings(_VoxbusEnv):
+    """The gateway: edges, admission, playout, barge-in, idle, the control API."""
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8765
     bus_sample_rate: int = 16000
@@ -129,7 +138,10 @@ class Settings(BaseSettings):
     # served without a token (operator scope only), for local development
     control_allow_loopback: bool = False
 
-    # stt
+
+class SttSettings(_VoxbusEnv):
+    """STT: VAD, end of turn, Whisper, capacity and liveness."""
+
     stt_provider: str = "whisper"
     vad_provider: str = "silero"
     vad_threshold: float = 0.5
@@ -164,7 +176,10 @@ class Settings(BaseSettings):
     # a gateway re-announces a silent STT replica's calls after this
     stt_lease_s: float = 0.6
 
-    # llm
+
+class LlmSettings(_VoxbusEnv):
+    """The LLM service: model endpoint, local server, tools, fallback, the prompt."""
+
     llm_provider: str = "openai"
     llm_base_url: str = Field(
         default="",
@@ -216,7 +231,10 @@ class Settings(BaseSettings):
         "Answer in one or two short spoken sentences. No lists, no markdown."
     )
 
-    # tts
+
+class TtsSettings(_VoxbusEnv):
+    """TTS: voice, concurrency, chunking."""
+
     tts_provider: str = "piper"
     tts_voice: str = "joe"
     piper_model_path: str = ""
@@ -224,7 +242,10 @@ class Settings(BaseSettings):
     tts_threads: int = 1  # per synthesis (Piper): the cores are shared with the LLM
     tts_chunk_ms: int = 200
 
-    # cloud speech providers (docs/providers.md)
+
+class CloudSpeechSettings(_VoxbusEnv):
+    """Cloud speech providers (Azure, OpenAI audio) for STT and TTS (docs/providers.md)."""
+
     azure_speech_key: str = Field(
         default="", validation_alias=AliasChoices("VOXBUS_AZURE_SPEECH_KEY", "AZURE_SPEECH_KEY"))
     azure_speech_region: str = Field(
@@ -240,7 +261,10 @@ class Settings(BaseSettings):
     openai_tts_model: str = "gpt-4o-mini-tts"
     openai_tts_voice: str = "alloy"
 
-    # memory and privacy
+
+class MemorySettings(_VoxbusEnv):
+    """Memory and privacy: sessions, redaction, summaries, caller memory."""
+
     session_ttl_s: float = 7 * 24 * 3600.0
     redact_pii: str = "card,ssn,email,phone"  # kinds replaced before storing; "none" = off
     memory_rpc_timeout_s: float = 0.5
@@ -253,6 +277,20 @@ class Settings(BaseSettings):
     caller_memory: bool = True  # long-term memory per caller identity (docs/memory.md)
     caller_ttl_s: float = 90 * 24 * 3600.0  # kept this long after the caller's last call
     caller_notes_max: int = 5  # earlier calls remembered per caller (oldest dropped)
+
+
+class Settings(CoreSettings, GatewaySettings, SttSettings, LlmSettings, TtsSettings,
+               CloudSpeechSettings, MemorySettings):
+    """All voxbus settings: the sections together (a process started by `voxbus run` or the
+    Helm chart gets one environment for every service); env var = VOXBUS_<FIELD> unless an
+    alias is listed."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXBUS_", extra="ignore")
+
+
+SECTIONS: tuple[type[BaseSettings], ...] = (CoreSettings, GatewaySettings, SttSettings,
+                                             LlmSettings, TtsSettings, CloudSpeechSettings,
+                                             MemorySettings)
 
 
 @lru_cache(maxsize=1)

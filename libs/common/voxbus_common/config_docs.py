@@ -1,8 +1,8 @@
 """The settings reference of docs/configuration.md, generated from config.py.
 
-Every field of `Settings` is listed under its section (the `# gateway`, `# stt`, ... lines
-of config.py) with its environment variable(s), its default and the comments written next
-to it, so the reference cannot miss a setting or keep a removed one:
+Every field is listed under its section class (CoreSettings, GatewaySettings, ...) with its
+environment variable(s), its default and the comments written next to it, so the
+reference cannot miss a setting or keep a removed one:
 tests/unit/test_config_docs.py fails on drift. Regenerate with
 `python -m voxbus_common.config_docs`.
 """
@@ -14,14 +14,13 @@ import re
 from pathlib import Path
 
 from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
 
-from voxbus_common import config
-from voxbus_common.config import Settings
+from voxbus_common.config import SECTIONS, Settings
 
 BEGIN = "<!-- settings: generated from libs/common/voxbus_common/config.py -->"
 END = "<!-- /settings -->"
 _FIELD = re.compile(r"^    (\w+): [^=]+=")
-_SECTION = re.compile(r"^    # ([a-z][a-z ]+)$")
 
 
 def env_names(name: str) -> list[str]:
@@ -31,28 +30,21 @@ def env_names(name: str) -> list[str]:
     return [f"VOXBUS_{name.upper()}"]
 
 
-def _notes() -> dict[str, tuple[str, str]]:
-    """field -> (section, its comments), read from the class body of config.py."""
-    out: dict[str, tuple[str, str]] = {}
-    section, previous_blank = "bus", False
+def _notes(section: type[BaseSettings]) -> dict[str, str]:
+    """field -> the comments written above it and after it in its section's class."""
+    out: dict[str, str] = {}
     pending: list[str] = []
-    lines = inspect.getsource(config.Settings).splitlines()
-    for line in lines:
+    for line in inspect.getsource(section).splitlines():
         stripped = line.strip()
-        header = _SECTION.match(line)
-        if header and previous_blank:
-            section, pending = header.group(1), []
-        elif stripped.startswith("# "):
+        if stripped.startswith("# "):
             pending.append(stripped[2:])
         field = _FIELD.match(line)
-        if field and field.group(1) in Settings.model_fields:
-            trailing = line.split("  # ", 1)[1] if "  # " in line else ""
-            out[field.group(1)] = (section, "; ".join(filter(None, [" ".join(pending),
-                                                                   trailing.strip()])))
+        if field and field.group(1) in section.model_fields:
+            trailing = line.split("  # ", 1)[1].strip() if "  # " in line else ""
+            out[field.group(1)] = "; ".join(filter(None, [" ".join(pending), trailing]))
             pending = []
         elif not stripped:
             pending = []
-        previous_blank = not stripped
     return out
 
 
@@ -67,17 +59,17 @@ def _default(name: str) -> str:
 
 
 def reference() -> str:
-    notes = _notes()
-    sections: dict[str, list[str]] = {}
-    for name in Settings.model_fields:
-        section, note = notes.get(name, ("bus", ""))
-        names = " or ".join(f"`{env}`" for env in env_names(name))
-        note = note.replace("|", "\\|")
-        sections.setdefault(section, []).append(f"| {names} | {_default(name)} | {note} |")
     out = [BEGIN, ""]
-    for section, rows in sections.items():
-        out += [f"### {section}", "", "| variable | default | meaning |", "|---|---|---|",
-                *rows, ""]
+    for section in SECTIONS:
+        notes = _notes(section)
+        summary = (section.__doc__ or "").strip().rstrip(".")
+        out += [f"### {summary} (`{section.__name__}`)", "",
+                "| variable | default | meaning |", "|---|---|---|"]
+        for name in section.model_fields:
+            names = " or ".join(f"`{env}`" for env in env_names(name))
+            note = notes.get(name, "").replace("|", "\\|")
+            out.append(f"| {names} | {_default(name)} | {note} |")
+        out.append("")
     out.append(END)
     return "\n".join(out)
 
