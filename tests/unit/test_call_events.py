@@ -122,8 +122,8 @@ async def test_the_call_handles_every_row_addressed_to_its_gateway() -> None:
     call, _, _ = make_call()
     under = [row.name for row in registry.ROWS
              if subject_matches(registry.CALL_OUT_ALL.replace(registry.CALL, "*"), row.wildcard)]
-    assert sorted(row.name for row in call._inbox.rows) == sorted(under)
-    assert all("gateway" in row.consumers for row in call._inbox.rows)
+    assert sorted(row.name for row in call.inbox.rows) == sorted(under)
+    assert all("gateway" in row.consumers for row in call.inbox.rows)
 
 
 async def test_a_bad_or_unknown_message_on_the_call_is_counted_not_raised() -> None:

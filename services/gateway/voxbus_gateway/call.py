@@ -19,25 +19,23 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry import trace
 
-from voxbus.v1.audio_pb2 import AudioChunk, AudioFrame, AudioResend
+from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
 from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
-from voxbus.v1.llm_pb2 import LlmPrefill, LlmRequest, TokenDelta, TtsRequest
-from voxbus.v1.speech_pb2 import Transcript, VadEvent
-from voxbus_common import registry, subjects
+from voxbus.v1.llm_pb2 import LlmPrefill, LlmRequest, TtsRequest
+from voxbus_common import subjects
 from voxbus_common.audio import Framer, frame_bytes
-from voxbus_common.bus import ACKED_RETRY_S, BadMessage, Bus
+from voxbus_common.bus import ACKED_RETRY_S, Bus
 from voxbus_common.clauses import split_text
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
-from voxbus_common.metrics import ERRORS, observe_hop
 from voxbus_common.redact import Redactor, StreamRedactor
-from voxbus_common.registry import Dispatch
 from voxbus_common.telemetry import tracer
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.commands import CallCommands, turn_record
 from voxbus_gateway.conversation import Conversation
 from voxbus_gateway.edge import EdgeSink
 from voxbus_gateway.event_outbox import EventOutbox
+from voxbus_gateway.inbox import CallInbox
 from voxbus_gateway.keypad import DTMF_DIGITS, KeypadCollector
 from voxbus_gateway.turn import Turn
 
@@ -76,7 +74,7 @@ class Call:
         self.keypad = KeypadCollector(settings.dtmf_timeout_s, self._keypad_entry)
         self.ending = False
         self.stream_closed = asyncio.Event()
-        self._inbox = self._dispatch()  # the call's out.> subscription, by registry row
+        self.inbox = CallInbox(self)  # the call's vb.call.ID.out.> subscription
         self.ended = asyncio.Event()
         self.hangup_requested: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_audio_seq = 0
@@ -213,7 +211,7 @@ class Call:
         self._sent.append(msg)
         await self.bus.publish(self._audio_subject, msg, traced=False)
 
-    async def _resend(self, ask: AudioResend) -> None:
+    async def resend_audio(self, ask: AudioResend) -> None:
         """Publish frames again that the audio stream missed (same Meta, so STT places them)."""
         frames = [f for f in self._sent if ask.from_seq <= f.meta.seq <= ask.to_seq]
         for frame in frames:
@@ -256,52 +254,12 @@ class Call:
     # -- messages from the services ---------------------------------------------------------
 
     async def on_bus(self, msg: Msg) -> None:
-        try:
-            await self._inbox(msg)
-        except BadMessage as exc:
-            ERRORS.labels("gateway", "bad_bus_message").inc()
-            log.warning("bad message from the bus: %s", exc, extra={"subject": msg.subject})
-        except LookupError:  # (a subject under the call's out.> that no row has)
-            ERRORS.labels("gateway", "bad_bus_message").inc()
-            log.warning("unexpected subject on the call's bus", extra={"subject": msg.subject})
+        await self.inbox(msg)
 
-    def _dispatch(self) -> Dispatch:
-        """What comes in on `vb.call.ID.out.>`, by registry row."""
-        return (Dispatch()
-                .on(registry.AUDIO_OUT, self._on_audio)
-                .on(registry.LLM_OUT, self._on_tokens)
-                .on(registry.TRANSCRIPT, self._on_transcript)
-                .on(registry.AUDIO_RESEND, self._on_resend)
-                .on(registry.VAD, self._on_vad))
-
-    async def _on_audio(self, chunk: AudioChunk, msg: Msg) -> None:
-        observe_hop("audio_chunk", chunk.meta.sent_unix_ns, time.time_ns())
-        self.conversation.on_audio(chunk)
-
-    async def _on_tokens(self, delta: TokenDelta, msg: Msg) -> None:
-        observe_hop("token_delta", delta.meta.sent_unix_ns, time.time_ns())
-        await self.conversation.on_tokens(delta)
-        if delta.done:  # the reply is complete: watchers get what was held back
-            for shown in self._flush_agent_text(delta.meta.turn_id):
-                await self._publish_watch(shown)
-
-    async def _on_transcript(self, transcript: Transcript, msg: Msg) -> None:
-        conv = self.conversation
-        if not (msg.headers or {}).get(subjects.REPEAT_HEADER):
-            observe_hop("transcript", transcript.meta.sent_unix_ns, time.time_ns())
-        elif transcript.utterance_id > conv.policy.finalized_utterance:
-            log.warning("final transcript of utterance %d came only on its repeat "
-                        "(the first copy was lost)", transcript.utterance_id)
-        await conv.on_transcript(transcript)
-
-    async def _on_resend(self, ask: AudioResend, msg: Msg) -> None:
-        await self._resend(ask)
-
-    async def _on_vad(self, event: VadEvent, msg: Msg) -> None:
-        if event.kind == VadEvent.STREAM_CLOSED:
-            self.stream_closed.set()
-        else:
-            await self.conversation.on_vad(event)
+    async def reply_done(self, turn_id: int) -> None:
+        """The agent's reply is complete: watchers get what was held back."""
+        for shown in self._flush_agent_text(turn_id):
+            await self._publish_watch(shown)
 
     # -- helpers for the conversation ---------------------------------------------------------
 
