@@ -10,13 +10,13 @@ import pytest
 
 from voxbus_common.config import SECTIONS, CoreSettings, Settings, TtsSettings
 from voxbus_common.config_docs import BEGIN, END, env_names, reference
+from voxbus_common.doc_blocks import block
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_the_settings_reference_is_the_code() -> None:
-    text = DOC.read_text()
-    generated = text[text.index(BEGIN):text.index(END) + len(END)]
+    generated = block(DOC.read_text(), BEGIN, END)
     assert generated == reference(), "stale: python -m voxbus_common.config_docs"
 
 

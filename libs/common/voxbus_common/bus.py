@@ -275,12 +275,12 @@ class Bus:
         if not direct:
             await self._publish_until_stored(subject, data, headers, time.monotonic() + retry_s)
             return
-        await self._takes.expect(work_taken(work_pool(subject)), key, direct_work(subject),
-                                 data, headers)
+        direct_subject = direct_work(subject)
+        await self._takes.expect(work_taken(work_pool(subject)), key, direct_subject, data,
+                                 headers)
         try:
             stored = await self._publish_until_stored(subject, data, headers,
-                                                      time.monotonic() + retry_s,
-                                                      direct_work(subject))
+                                                      time.monotonic() + retry_s, direct_subject)
         except BaseException:
             self._takes.cancel(key)
             raise

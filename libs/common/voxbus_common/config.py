@@ -285,12 +285,8 @@ class Settings(CoreSettings, GatewaySettings, SttSettings, LlmSettings, TtsSetti
     Helm chart gets one environment for every service); env var = VOXBUS_<FIELD> unless an
     alias is listed."""
 
-    model_config = SettingsConfigDict(env_prefix="VOXBUS_", extra="ignore")
 
-
-SECTIONS: tuple[type[BaseSettings], ...] = (CoreSettings, GatewaySettings, SttSettings,
-                                             LlmSettings, TtsSettings, CloudSpeechSettings,
-                                             MemorySettings)
+SECTIONS: tuple[type[BaseSettings], ...] = Settings.__bases__  # (the section classes)
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from voxbus_common.config import SECTIONS, Settings
+from voxbus_common.doc_blocks import write_block
 
 BEGIN = "<!-- settings: generated from libs/common/voxbus_common/config.py -->"
 END = "<!-- /settings -->"
@@ -75,11 +76,7 @@ def reference() -> str:
 
 
 def write(path: Path) -> bool:
-    text = path.read_text()
-    begin, end = text.index(BEGIN), text.index(END) + len(END)
-    updated = text[:begin] + reference() + text[end:]
-    path.write_text(updated)
-    return updated != text
+    return write_block(path, BEGIN, END, reference())
 
 
 if __name__ == "__main__":

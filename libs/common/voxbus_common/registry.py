@@ -37,6 +37,7 @@ from voxbus.v1.memory_pb2 import ForgetCallerReply, ForgetCallerRequest
 from voxbus.v1.meta_pb2 import WorkTaken
 from voxbus.v1.speech_pb2 import Transcript, VadEvent
 from voxbus_common.codec import decode
+from voxbus_common.doc_blocks import write_block
 from voxbus_common.ids import validate_call_id
 
 PREFIX = "vb"
@@ -330,11 +331,7 @@ def markdown_table() -> str:
 
 def write_docs(path: Path) -> bool:
     """Put the generated table between its markers in `path`; True if it changed."""
-    text = path.read_text()
-    begin, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
-    updated = text[:begin] + markdown_table() + text[end:]
-    path.write_text(updated)
-    return updated != text
+    return write_block(path, TABLE_BEGIN, TABLE_END, markdown_table())
 
 
 if __name__ == "__main__":  # python -m voxbus_common.registry docs/architecture.md

@@ -102,7 +102,6 @@ def work_tts(call_id: str) -> str:
 
 
 _DIRECT: dict[str, r.Row[Any]] = {r.WORK_LLM.name: r.DIRECT_LLM, r.WORK_TTS.name: r.DIRECT_TTS}
-_POOLS = {r.WORK_LLM.name: LLM_POOL, r.WORK_TTS.name: TTS_POOL}
 
 
 def _work_row(work_subject: str) -> r.Row[Any]:
@@ -123,7 +122,9 @@ def direct_work(work_subject: str) -> str:
 def work_pool(work_subject: str) -> str:
     """The pool (durable consumer) whose replicas serve a work subject that may go direct
     (`vb.work.llm.<id>` -> `llm-workers`)."""
-    return _POOLS[_work_row(work_subject).name]
+    pull = _work_row(work_subject).pull
+    assert pull is not None  # (both work rows name their pool)
+    return pull[1]
 
 
 _TAKEN: dict[str, r.Row[Any]] = {LLM_POOL: r.TAKEN_LLM, TTS_POOL: r.TAKEN_TTS}
