@@ -3,6 +3,7 @@ like the SDK's (no network, no recognizer or synthesizer objects), plus configur
 
 from __future__ import annotations
 
+import json
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ import pytest
 
 from voxbus_common.cloud_speech import AzureSpeechError
 from voxbus_common.config import Settings
+from voxbus_common.providers import SttCapabilities, Word
 from voxbus_stt.azure_stt import (
     AzureSpeechToText,
     UtteranceCollector,
     cancellation_error,
     result_text,
+    result_words,
 )
 from voxbus_tts.azure_tts import AudioChunks, AzureTextToSpeech, build_ssml, synthesis_error
 
@@ -76,6 +79,27 @@ def test_collector_joins_phrases_and_reports_partials() -> None:
     assert c.done.is_set()
     assert partials == ["I would", "I would like to. check my"]
     assert c.text() == "I would like to. Check my order."
+
+
+def detailed(text: str, words: list[tuple[str, int, int]]) -> Any:
+    """A recognized event in the detailed output format (offsets in 100 ns ticks)."""
+    best = {"Display": text, "Words": [{"Word": w, "Offset": o, "Duration": d}
+                                       for w, o, d in words]}
+    res = result(Reason.RecognizedSpeech, text)
+    res.json = json.dumps({"DisplayText": text, "NBest": [best]})
+    return event(res)
+
+
+def test_collector_keeps_word_timings_and_the_text_so_far() -> None:
+    c = UtteranceCollector()
+    c.on_recognized(detailed("Hello there.", [("hello", 2_000_000, 3_000_000),
+                                              ("there", 5_200_000, 2_500_000)]))
+    c.on_recognizing(event(result(Reason.RecognizingSpeech, "how are")))
+    assert c.so_far() == "Hello there. how are"
+    c.on_recognized(event(result(Reason.RecognizedSpeech, "How are you?")))  # no JSON
+    assert c.so_far() == "Hello there. How are you?"
+    assert c.words == [Word("hello", 200, 500), Word("there", 520, 770)]
+    assert result_words(SimpleNamespace(json="not json")) == []
 
 
 def test_collector_silence_is_empty_text() -> None:
@@ -188,7 +212,8 @@ def test_providers_built_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     tts = make_tts(Settings(tts_provider="azure"))
     assert isinstance(stt, AzureSpeechToText) and isinstance(tts, AzureTextToSpeech)
     assert tts.sample_rate == 24000 and tts.name == "azure-en-GB-SoniaNeural"
-    assert stt.transcribe(b"", 16000) == ""  # nothing to send: no session opened
+    assert stt.capabilities == SttCapabilities(streaming=True, interim_results=True,
+                                               word_timings=True)
     assert list(tts.synthesize("  ")) == []
 
 
@@ -200,7 +225,7 @@ def refused_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def test_real_sdk_wiring_reports_a_refused_connection(refused_port: int) -> None:
+async def test_real_sdk_wiring_reports_a_refused_connection(refused_port: int) -> None:
     """The real SDK over loopback (no public network): the events reach the translation and
     a failed connection becomes AzureSpeechError in the caller's thread, not a hang."""
     base = f"ws://127.0.0.1:{refused_port}"
@@ -210,5 +235,7 @@ def test_real_sdk_wiring_reports_a_refused_connection(refused_port: int) -> None
     stt = AzureSpeechToText(
         "key", "region",
         endpoint=f"{base}/speech/recognition/conversation/cognitiveservices/v1")
+    stream = stt.open_stream(16000, lambda text: None)
+    stream.push(b"\x00\x00" * 1600 + b"\x00", True)  # (an odd byte waits for its pair)
     with pytest.raises(AzureSpeechError, match="ConnectionFailure"):
-        stt.transcribe(b"\x00\x00" * 1600, 16000)
+        await stream.finish()

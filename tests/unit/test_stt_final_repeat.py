@@ -41,7 +41,7 @@ class FakeBus:
 def session(bus: FakeBus) -> CallSession:
     endpointer = SimpleNamespace(vad=SimpleNamespace(sample_rate=16000))
     return CallSession(cast(Any, bus), "c1", cast(Any, endpointer), cast(Any, None),
-                       cast(Any, None), partial_interval_ms=300)
+                       cast(Any, None))
 
 
 async def test_a_final_is_published_again_marked_as_a_repeat(

@@ -14,6 +14,7 @@ from voxbus.v1.call_pb2 import CallAnnounce
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_stt.worker import SttWorker
+from voxbus_testkit.instant import InstantSpeechToText
 
 
 class FakeSession:
@@ -54,7 +55,7 @@ def test_a_redelivered_announcement_starts_no_second_session(
     FakeSession.started = []
 
     async def run() -> None:
-        worker = SttWorker(cast(Bus, FakeBus()), Settings(), cast(Any, None),
+        worker = SttWorker(cast(Bus, FakeBus()), Settings(), InstantSpeechToText(),
                            lambda: cast(Any, None))
         worker.kv = kv = cast(Any, SlowKv())
         announce = CallAnnounce(sample_rate=Settings().bus_sample_rate)

@@ -142,7 +142,7 @@ class GatewaySettings(_VoxbusEnv):
 class SttSettings(_VoxbusEnv):
     """STT: VAD, end of turn, Whisper, capacity and liveness."""
 
-    stt_provider: str = "whisper"
+    stt_provider: str = "whisper"  # whisper | azure | openai | openai-realtime | module:factory
     vad_provider: str = "silero"
     vad_threshold: float = 0.5
     vad_onset_ms: int = 64

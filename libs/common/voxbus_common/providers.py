@@ -6,7 +6,7 @@ tests live under tests/. All audio is PCM16 LE mono.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,6 +24,33 @@ class VoiceActivityDetector(Protocol):
     def reset(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SttCapabilities:
+    """What a speech-to-text provider does by itself (LiveKit's STTCapabilities, plus word
+    timings). A batch provider is driven through an adapter that re-decodes for interims."""
+
+    streaming: bool = False  # recognizes while the audio arrives
+    interim_results: bool = False  # reports hypotheses before the final text
+    word_timings: bool = False  # the final text carries per-word times
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognized word; times in ms from the start of the audio pushed to its stream."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """Text recognized in one utterance; `words` only from providers with word timings."""
+
+    text: str
+    words: tuple[Word, ...] = ()
+
+
 class SpeechToText(Protocol):
     """Batch transcription of one utterance (called for partials and for the final)."""
 
@@ -31,6 +58,42 @@ class SpeechToText(Protocol):
 
     def transcribe(self, pcm: bytes, sample_rate: int) -> str:
         """Blocking; services run it in a worker thread."""
+        ...
+
+
+class RecognitionStream(Protocol):
+    """Recognition of one utterance while it is spoken. The session pushes the utterance's
+    audio in order (`speaking`: the caller is voicing it, not pausing) and reads hypotheses
+    through the `on_interim` callback it opened the stream with."""
+
+    def push(self, pcm: bytes, speaking: bool) -> None:
+        """Never blocks: the audio is queued or handed to the provider."""
+        ...
+
+    async def pause(self) -> str:
+        """The caller paused (it may be the end of the turn): the text so far, as final as
+        the provider can make it now. Read for the turn cues and as a stable partial."""
+        ...
+
+    async def finish(self) -> Recognition:
+        """The utterance is over (all its audio pushed): its final text."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop the stream without a result (the session hands the call over)."""
+        ...
+
+
+@runtime_checkable
+class StreamingSpeechToText(Protocol):
+    """A provider that recognizes while audio arrives: one stream per utterance."""
+
+    name: str
+    capabilities: SttCapabilities
+
+    def open_stream(self, sample_rate: int,
+                    on_interim: Callable[[str], None]) -> RecognitionStream:
+        """Start recognizing an utterance; `on_interim` is called on the event loop."""
         ...
 
 

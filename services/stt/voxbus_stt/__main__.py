@@ -8,7 +8,12 @@ import logging
 from voxbus_common.bus import Bus
 from voxbus_common.config import Settings
 from voxbus_common.plugins import make_provider
-from voxbus_common.providers import EndOfTurnDetector, SpeechToText, VoiceActivityDetector
+from voxbus_common.providers import (
+    EndOfTurnDetector,
+    SpeechToText,
+    StreamingSpeechToText,
+    VoiceActivityDetector,
+)
 from voxbus_common.service import serve
 
 log = logging.getLogger("voxbus_stt")
@@ -22,7 +27,7 @@ def _whisper(settings: Settings) -> SpeechToText:
                                short_window=settings.whisper_short_window)
 
 
-def _azure(settings: Settings) -> SpeechToText:
+def _azure(settings: Settings) -> StreamingSpeechToText:
     from voxbus_stt.azure_stt import AzureSpeechToText
 
     return AzureSpeechToText(settings.azure_speech_key, settings.azure_speech_region,
@@ -34,6 +39,14 @@ def _openai(settings: Settings) -> SpeechToText:
 
     return OpenAISpeechToText(settings.openai_audio_base_url, settings.openai_audio_api_key,
                               settings.openai_stt_model)
+
+
+def _openai_realtime(settings: Settings) -> StreamingSpeechToText:
+    from voxbus_stt.openai_realtime_stt import OpenAIRealtimeSpeechToText
+
+    return OpenAIRealtimeSpeechToText(settings.openai_audio_base_url,
+                                      settings.openai_audio_api_key, settings.openai_stt_model,
+                                      settings.agent_language.split("-")[0])
 
 
 def _silero(settings: Settings) -> VoiceActivityDetector:
@@ -69,10 +82,12 @@ def make_end_of_turn(settings: Settings) -> EndOfTurnDetector | None:
     return detector
 
 
-def make_stt(settings: Settings) -> SpeechToText:
-    stt: SpeechToText = make_provider("stt_provider", settings.stt_provider,
-                                      {"whisper": _whisper, "azure": _azure, "openai": _openai},
-                                      settings)
+def make_stt(settings: Settings) -> SpeechToText | StreamingSpeechToText:
+    """A batch provider (the worker drives it through batch_stream.py) or a streaming one."""
+    stt: SpeechToText | StreamingSpeechToText = make_provider(
+        "stt_provider", settings.stt_provider,
+        {"whisper": _whisper, "azure": _azure, "openai": _openai,
+         "openai-realtime": _openai_realtime}, settings)
     return stt
 
 

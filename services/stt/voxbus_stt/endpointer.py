@@ -100,6 +100,7 @@ class Endpointer:
         self._candidate: list[bytes] = []
         self._speech: bytearray | None = None
         self._speech_start_ms = 0
+        self._speech_origin_ms = 0
         self._silence_ms = 0
         self._utterance_id = 0
         self._last_voiced_end_ms = 0
@@ -130,6 +131,16 @@ class Endpointer:
     def current_audio(self) -> bytes:
         """Audio of the utterance in progress (for partial transcripts)."""
         return bytes(self._speech) if self._speech is not None else b""
+
+    def audio_since(self, n_bytes: int) -> bytes:
+        """The utterance's audio after its first `n_bytes` (what a recognition stream has
+        not been given yet)."""
+        return bytes(self._speech[n_bytes:]) if self._speech is not None else b""
+
+    @property
+    def speech_origin_ms(self) -> int:
+        """Audio time of the utterance's first byte (its pre-roll included)."""
+        return self._speech_origin_ms
 
     def resume(self, offset_ms: int, after_utterance: int) -> None:
         """Carry on a stream that started elsewhere: audio time and utterance ids continue."""
@@ -211,6 +222,8 @@ class Endpointer:
                         - len(self._candidate) * self._win_ms
                     )
                     self._speech = bytearray(pre + b"".join(self._candidate))
+                    pre_ms = len(pre) * 500 // self.vad.sample_rate
+                    self._speech_origin_ms = self._speech_start_ms - pre_ms
                     self._candidate.clear()
                     self._pre_roll.clear()
                     self._silence_ms = 0

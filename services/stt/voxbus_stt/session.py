@@ -2,8 +2,9 @@
 
 Frames arrive through an ordered JetStream consumer, so a session (or a replacement worker)
 reads the call's audio from the stream in order (and directly while the stream stalls:
-direct_audio.py). Decoding runs in worker threads; finals are published strictly in
-utterance order, and a partial is dropped once its utterance is final.
+direct_audio.py). Each utterance gets a recognition stream from the provider (a batch
+provider through batch_stream.py) that is fed while the caller speaks; finals are published
+strictly in utterance order, and a partial is dropped once its utterance is final.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
-from voxbus.v1.speech_pb2 import Transcript, VadEvent
+from voxbus.v1.speech_pb2 import Transcript, TranscriptWord, VadEvent
 from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
-from voxbus_common.providers import EndOfTurnDetector, SpeechToText
+from voxbus_common.providers import (
+    EndOfTurnDetector,
+    Recognition,
+    RecognitionStream,
+    StreamingSpeechToText,
+)
 from voxbus_common.telemetry import tracer
 from voxbus_stt.direct_audio import DirectAudio
 from voxbus_stt.endpointer import (
@@ -47,6 +54,16 @@ RESUBSCRIBE_WAIT_S = 1.5  # per JetStream request (its default, 5 s, slept throu
 FINAL_REPEAT_S = 0.5  # a final transcript is published again after this (see _repeat)
 
 
+@dataclass(frozen=True)
+class _Final:
+    """An ended utterance waiting for its final text, published in utterance order."""
+
+    end: SpeechEnded
+    text: asyncio.Task[Recognition]
+    started: float  # perf_counter at the endpoint: the final's decode_ms counts from here
+    origin_ms: int  # call-audio time of the stream's first byte (word timings)
+
+
 class CallSession:
     """Owns recognition for one call on this worker."""
 
@@ -55,9 +72,8 @@ class CallSession:
         bus: Bus,
         call_id: str,
         endpointer: Endpointer,
-        stt: SpeechToText,
+        stt: StreamingSpeechToText,
         pool: Executor,
-        partial_interval_ms: int,
         idle_timeout_s: float = 30.0,
         speculate_after_ms: int = 96,
         resume_seq: int = 0,
@@ -71,7 +87,6 @@ class CallSession:
         self.endpointer = endpointer
         self.stt = stt
         self.pool = pool
-        self.partial_interval_ms = partial_interval_ms
         self.idle_timeout_s = idle_timeout_s
         self.speculate_after_ms = speculate_after_ms
         self.sample_rate = endpointer.vad.sample_rate
@@ -80,10 +95,12 @@ class CallSession:
         self.text_cues = text_cues  # read the words at a pause (English)
         self._verdicts: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
-        self._finals: asyncio.Queue[tuple[SpeechEnded, asyncio.Task[str] | None] | None] = (
-            asyncio.Queue())
-        # Speculative final: decoded when silence begins; reused if the silence becomes the
-        # endpoint (the hangover adds only silence), which hides the decode behind it.
+        self._finals: asyncio.Queue[_Final | None] = asyncio.Queue()
+        # The utterance being spoken: its recognition stream, the bytes of its audio pushed,
+        # and the call-audio time of its first byte (for word timings).
+        self._utt: tuple[int, RecognitionStream, int, int] | None = None
+        # The text at a pause (`stream.pause()`), keyed by (utterance, end of voicing): the
+        # turn cues read it and it goes out as a stable partial while the silence lasts.
         self._spec: tuple[int, int, asyncio.Task[str]] | None = None
         self._stable_task: asyncio.Task[None] | None = None
         self._finalized_uid = resume_after_utterance
@@ -91,8 +108,6 @@ class CallSession:
         self._aligned = False
         self._frames: deque[tuple[int, int]] = deque(maxlen=1600)  # (offset ms, stream seq)
         self._unfinished: dict[int, int] = {}  # utterance -> start ms, until its final is out
-        self._partial_task: asyncio.Task[None] | None = None
-        self._last_partial_ms = 0
         self._last_frame = time.monotonic()
         self._closing = False
         self._seq_seen = 0
@@ -105,6 +120,7 @@ class CallSession:
         self.closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._repeats: set[asyncio.Task[None]] = set()
+        self._interims: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         call_id_var.set(self.call_id)
@@ -166,16 +182,16 @@ class CallSession:
             self._drained.set()
         for event in self.endpointer.push(frame.pcm):
             await self._handle(event)
+        self._feed()
         self._maybe_speculate()
-        self._maybe_partial(frame.stream_offset_ms)
 
     async def _handle(self, event: EndpointEvent) -> None:
         if isinstance(event, SpeechOnset):
             await self._publish_vad(VadEvent.SPEECH_ONSET, event.onset_ms, event.utterance_id)
         elif isinstance(event, SpeechStarted):
             await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
-            self._last_partial_ms = event.start_ms
             self._unfinished[event.utterance_id] = event.start_ms
+            self._open_stream(event.utterance_id)
         elif isinstance(event, TurnCheck):
             task = asyncio.create_task(self._judge(event))
             self._verdicts.add(task)
@@ -184,7 +200,7 @@ class CallSession:
             await self._publish_vad(VadEvent.SPEECH_RESUMED, event.offset_ms, event.utterance_id)
         else:
             await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
-            self._finals.put_nowait((event, self._take_spec(event)))
+            self._finals.put_nowait(self._finish(event))
 
     async def _judge(self, check: TurnCheck) -> None:
         """Ask the end-of-turn model about this pause, and read the words decoded at it
@@ -219,24 +235,73 @@ class CallSession:
         except Exception:  # (cancelled when speech came back; a failed decode: no cue)
             return None
 
+    def _open_stream(self, utterance_id: int) -> None:
+        """A recognition stream for the utterance that just started (fed by `_feed`)."""
+        def interim(text: str) -> None:
+            if utterance_id > self._finalized_uid and text and not self._closing:
+                task = asyncio.create_task(
+                    self._publish_transcript(utterance_id, False, text, 0, 0, 0, 0.0))
+                self._interims.add(task)
+                task.add_done_callback(self._interims.discard)
+
+        self._drop_stream()
+        try:
+            stream = self.stt.open_stream(self.sample_rate, interim)
+        except Exception:  # (the final tries once more on the whole utterance)
+            log.exception("recognition stream could not be opened")
+            return
+        self._utt = (utterance_id, stream, 0, self.endpointer.speech_origin_ms)
+
+    def _feed(self) -> None:
+        """Hand the utterance's new audio to its stream; `speaking` unless it is a pause."""
+        ep = self.endpointer
+        if self._utt is None or not ep.in_speech or self._utt[0] != ep.utterance_id:
+            return
+        uid, stream, pushed, origin = self._utt
+        audio = ep.audio_since(pushed)
+        if audio:
+            stream.push(audio, ep.silence_ms == 0)
+            self._utt = (uid, stream, pushed + len(audio), origin)
+
+    def _finish(self, end: SpeechEnded) -> _Final:
+        """The utterance ended: its last audio to the stream, and its final text asked for
+        now (a streaming provider has nearly all of it already)."""
+        started = time.perf_counter()
+        spec, self._spec = self._spec, None
+        if spec is not None and spec[:2] != (end.utterance_id, end.end_ms):
+            spec[2].cancel()  # speech came back after that pause: its text is out of date
+        utt, self._utt = self._utt, None
+        if utt is None or utt[0] != end.utterance_id:  # (a stream that failed to open)
+            if utt is not None:
+                utt[1].cancel()
+            origin = end.start_ms - self.endpointer.cfg.pre_roll_ms
+            return _Final(end, asyncio.create_task(self._recognize_alone(end.pcm)), started,
+                          max(0, origin))
+        _, stream, pushed, origin = utt
+        if len(end.pcm) > pushed:
+            stream.push(end.pcm[pushed:], False)
+        return _Final(end, asyncio.create_task(stream.finish()), started, origin)
+
+    async def _recognize_alone(self, pcm: bytes) -> Recognition:
+        stream = self.stt.open_stream(self.sample_rate, lambda _text: None)
+        stream.push(pcm, True)
+        return await stream.finish()
+
+    def _drop_stream(self) -> None:
+        if self._utt is not None:
+            self._utt[1].cancel()
+            self._utt = None
+
     def _maybe_speculate(self) -> None:
         ep = self.endpointer
-        if not ep.in_speech or ep.silence_ms < self.speculate_after_ms:
+        if not ep.in_speech or ep.silence_ms < self.speculate_after_ms or self._utt is None:
             return
         key = (ep.utterance_id, ep.last_voiced_end_ms)
         if self._spec is not None and self._spec[:2] == key:
             return
-        task = asyncio.create_task(self._decode(ep.current_audio()))
+        task = asyncio.create_task(self._utt[1].pause())
         self._spec = (*key, task)
         task.add_done_callback(lambda t: self._publish_stable(key, t))
-
-    def _take_spec(self, end: SpeechEnded) -> asyncio.Task[str] | None:
-        spec, self._spec = self._spec, None
-        if spec is not None and spec[:2] == (end.utterance_id, end.end_ms):
-            return spec[2]
-        if spec is not None:
-            spec[2].cancel()
-        return None
 
     def _publish_stable(self, key: tuple[int, int], task: asyncio.Task[str]) -> None:
         """Announce the speculative text as a stable partial while the silence lasts."""
@@ -254,55 +319,27 @@ class CallSession:
         if key[0] > self._finalized_uid:  # the final may have overtaken us meanwhile
             await self._publish_transcript(key[0], False, text, 0, key[1], 0, 0.0, stable=True)
 
-    async def _decode(self, pcm: bytes) -> str:
-        with STT_DECODE.labels("utterance").time():
-            return await asyncio.get_running_loop().run_in_executor(
-                self.pool, self.stt.transcribe, pcm, self.sample_rate)
-
-    def _maybe_partial(self, offset_ms: int) -> None:
-        ep = self.endpointer
-        if not ep.in_speech or ep.silence_ms > 0:
-            return  # a pause may be the endpoint: leave the CPU to the final
-        if offset_ms - self._last_partial_ms < self.partial_interval_ms:
-            return
-        if self._partial_task is not None and not self._partial_task.done():
-            return
-        self._last_partial_ms = offset_ms
-        self._partial_task = asyncio.create_task(
-            self._partial(ep.utterance_id, ep.current_audio())
-        )
-
-    async def _partial(self, utterance_id: int, pcm: bytes) -> None:
-        try:
-            text = await self._decode(pcm)
-        except Exception:
-            log.exception("partial transcription failed")
-            return
-        if utterance_id <= self._finalized_uid or not text:
-            return
-        await self._publish_transcript(utterance_id, False, text, 0, 0, 0, 0.0)
-
     async def _final_loop(self) -> None:
         while True:
             item = await self._finals.get()
             if item is None:
                 break
-            event, spec = item
-            started = time.perf_counter()
+            event = item.end
             with tracer().start_as_current_span("stt.final", attributes={
-                    "voxbus.utterance": event.utterance_id, "voxbus.stt": self.stt.name,
-                    "voxbus.speculative": spec is not None}):
+                    "voxbus.utterance": event.utterance_id, "voxbus.stt": self.stt.name}):
                 try:
-                    text = await spec if spec is not None else await self._decode(event.pcm)
+                    recognized = await item.text
                 except Exception:
                     log.exception("final transcription failed")
-                    text = ""
-            decode_ms = (time.perf_counter() - started) * 1000.0
+                    recognized = Recognition("")
+            decode_ms = (time.perf_counter() - item.started) * 1000.0
             self._finalized_uid = event.utterance_id
+            words = [TranscriptWord(text=w.text, start_ms=item.origin_ms + w.start_ms,
+                                    end_ms=item.origin_ms + w.end_ms) for w in recognized.words]
             await asyncio.shield(self._publish_transcript(  # a handover never cuts it off
-                event.utterance_id, True, text, event.start_ms, event.end_ms,
+                event.utterance_id, True, recognized.text, event.start_ms, event.end_ms,
                 time.time_ns(), decode_ms, end_of_turn=event.reason,
-                probability=event.probability,
+                probability=event.probability, words=words,
             ))
             log.info("final transcript", extra={"utterance": event.utterance_id,
                                                 "decode_ms": round(decode_ms),
@@ -341,7 +378,8 @@ class CallSession:
         last = self.endpointer.flush()
         if last is not None:
             await self._publish_vad(VadEvent.SPEECH_END, last.end_ms, last.utterance_id)
-            self._finals.put_nowait((last, self._take_spec(last)))
+            self._finals.put_nowait(self._finish(last))
+        self._drop_stream()
         self._finals.put_nowait(None)
         final_task = self._tasks[0]
         try:
@@ -426,8 +464,9 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         spec = self._spec[2] if self._spec else None
-        for task in (*self._tasks, self._partial_task, self._stable_task, spec,
-                     *self._verdicts, *self._repeats):
+        self._drop_stream()
+        for task in (*self._tasks, self._stable_task, spec, *self._verdicts, *self._repeats,
+                     *self._interims):
             if task is not None:
                 task.cancel()
         self.bus.forget_subjects(self.call_id)
@@ -444,12 +483,14 @@ class CallSession:
     async def _publish_transcript(self, uid: int, final: bool, text: str, start_ms: int,
                                   end_ms: int, end_ns: int, decode_ms: float,
                                   stable: bool = False, end_of_turn: str = "",
-                                  probability: float = -1.0) -> None:
+                                  probability: float = -1.0,
+                                  words: list[TranscriptWord] | None = None) -> None:
         subject = subjects.transcript(self.call_id)
         msg = Transcript(meta=self.bus.meta(self.call_id, 0, subject), utterance_id=uid,
                          final=final, text=text, speech_start_ms=start_ms, speech_end_ms=end_ms,
                          speech_end_unix_ns=end_ns, decode_ms=decode_ms, stable=stable,
-                         end_of_turn=end_of_turn, end_of_turn_probability=probability)
+                         end_of_turn=end_of_turn, end_of_turn_probability=probability,
+                         words=words or ())
         await self.bus.publish(subject, msg)
         if final:
             repeat = asyncio.create_task(self._repeat(subject, msg))

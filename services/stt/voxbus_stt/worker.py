@@ -22,8 +22,14 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import Settings
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_SESSIONS
-from voxbus_common.providers import EndOfTurnDetector, SpeechToText, VoiceActivityDetector
+from voxbus_common.providers import (
+    EndOfTurnDetector,
+    SpeechToText,
+    StreamingSpeechToText,
+    VoiceActivityDetector,
+)
 from voxbus_common.subjects import STT_BUCKET
+from voxbus_stt.batch_stream import as_streaming
 from voxbus_stt.endpointer import Endpointer, EndpointerConfig
 from voxbus_stt.lease import CallLease, replica_key
 from voxbus_stt.session import CallSession
@@ -44,16 +50,16 @@ class AtCapacity(RuntimeError):
 
 
 class SttWorker:
-    def __init__(self, bus: Bus, settings: Settings, stt: SpeechToText,
+    def __init__(self, bus: Bus, settings: Settings, stt: SpeechToText | StreamingSpeechToText,
                  vad_factory: Callable[[], VoiceActivityDetector],
                  detector: EndOfTurnDetector | None = None) -> None:
         self.bus = bus
         self.settings = settings
-        self.stt = stt
         self.vad_factory = vad_factory
         self.detector = detector  # None: VAD-only endpointing
         self.sessions: dict[str, CallSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stt")
+        self.stt = as_streaming(stt, self.pool, settings.stt_partial_interval_ms)
         # end-of-turn verdicts never queue behind transcription (a pause is judged at once)
         self.detector_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eot")
         self._ended: set[str] = set()
@@ -104,7 +110,6 @@ class SttWorker:
 
     async def _take(self, announce: CallAnnounce, call_id: str) -> None:
         session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
-                              self.settings.stt_partial_interval_ms,
                               speculate_after_ms=self.settings.stt_speculate_after_ms,
                               resume_seq=announce.resume_stream_seq,
                               resume_after_utterance=announce.resume_after_utterance,
