@@ -146,15 +146,17 @@ def extra_gateway(stack: Stack, name: str, env_extra: dict[str, str],
 
 
 @contextmanager
-def running_instant_stack(workdir: Path, **env: str) -> Iterator[Stack]:
+def running_instant_stack(workdir: Path, nats_monitor_port: int = 0,
+                          **env: str) -> Iterator[Stack]:
     """The real services and nats-server with instant test models (voxbus_testkit.instant):
-    the platform under test, not the models. `env`: extra VOXBUS_* settings."""
+    the platform under test, not the models. `env`: extra VOXBUS_* settings;
+    `nats_monitor_port`: the nats-server's monitoring endpoints."""
     from voxbus_testkit.instant import instant_env
 
     root = Path(__file__).resolve().parents[2]
     full = {**instant_env(), "PYTHONPATH": str(root), **env}
     with Stack(workdir=workdir, gateway_port=free_port(), log_dir=workdir / "logs",
-               env=full).running() as stack:
+               env=full, nats_monitor_port=nats_monitor_port).running() as stack:
         yield stack
 
 

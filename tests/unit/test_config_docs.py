@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from voxbus_common.config import SECTIONS, CoreSettings, Settings, TtsSettings
+from voxbus_common.config import SECTIONS, SERVICES, CoreSettings, Settings, TtsSettings
 from voxbus_common.config_docs import BEGIN, END, env_names, reference
 from voxbus_common.doc_blocks import block
 
@@ -50,3 +50,17 @@ def test_a_section_reads_its_variables_alone(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("NATS_URL", "nats://elsewhere:4222")
     assert TtsSettings().tts_chunk_ms == Settings().tts_chunk_ms == 120
     assert CoreSettings().nats_url == Settings().nats_url == "nats://elsewhere:4222"
+
+
+def test_each_service_is_typed_to_its_own_settings() -> None:
+    """Each service's main takes its own class (so mypy rejects reading another service's
+    knob), and together the service classes read every setting."""
+    import importlib
+    import inspect
+
+    for service, cls in SERVICES.items():
+        main = importlib.import_module(f"voxbus_{service}.__main__").main
+        assert inspect.signature(main).parameters["settings"].annotation in (
+            cls.__name__, cls), service
+    read = set().union(*(cls.model_fields for cls in SERVICES.values()))
+    assert read == set(Settings.model_fields)

@@ -70,14 +70,18 @@ def nats_server_binary() -> str:
 
 
 def start_nats(data_dir: Path, port: int = 0, log: IO[bytes] | None = None,
-               users: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+               users: dict[str, str] | None = None,
+               monitor_port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
     """Start nats-server with JetStream on loopback; returns (process, url). With `users`
     (role -> password) it serves only those users, each with its role's permissions
-    (`voxbus nats-config`): the configuration is written owner-only into `data_dir`."""
+    (`voxbus nats-config`): the configuration is written owner-only into `data_dir`.
+    `monitor_port`: serve the monitoring endpoints (connz, jsz...) on loopback there."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [nats_server_binary(), "-js", "-sd", str(data_dir), "-a", "127.0.0.1",
             "-p", str(port)]
+    if monitor_port:
+        args += ["-m", str(monitor_port)]
     if users:
         conf = data_dir / "nats.conf"
         write_secret(conf, render_nats_config(users))  # (-sd sets the store)

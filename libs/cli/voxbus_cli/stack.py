@@ -98,6 +98,7 @@ class Stack:
     # environment is in credentials["admin"] for the operator's tools.
     secure: bool = False
     credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    nats_monitor_port: int = 0  # the single nats-server's monitoring endpoints (0 = off)
     # The control API wants a token also on loopback: unless the env brings its own, the
     # stack makes an admin token for its gateway (control_channel() presents it).
     control_token: str = ""
@@ -200,7 +201,7 @@ class Stack:
                 self.env.setdefault("VOXBUS_NATS_REPLICAS", str(min(3, self.nats_cluster)))
             return
         proc, self.nats_url = start_nats(self.workdir / "nats", log=self._log("nats"),
-                                         users=users)
+                                         users=users, monitor_port=self.nats_monitor_port)
         self.procs.append(proc)
 
     def start_sidecars(self) -> None:

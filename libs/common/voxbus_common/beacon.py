@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Beacon:
     """Puts `key` = {"t": unix time, **state()} into `bucket` every `every_s` seconds."""
 
-    def __init__(self, settings: Settings, name: str, bucket: str, key: str, every_s: float,
+    def __init__(self, settings: CoreSettings, name: str, bucket: str, key: str, every_s: float,
                  state: Callable[[], dict[str, Any]], stall_s: float = 10.0) -> None:
         self.settings = settings
         self.name = name

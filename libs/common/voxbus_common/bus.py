@@ -38,7 +38,7 @@ from nats.js.kv import KeyValue
 from voxbus.v1.meta_pb2 import Meta
 from voxbus_common.codec import BadMessage as BadMessage  # (re-exported: services' import)
 from voxbus_common.codec import decode as decode
-from voxbus_common.config import Settings
+from voxbus_common.config import CoreSettings
 from voxbus_common.nats_connect import connect_options, server_list
 from voxbus_common.nats_permissions import may_update_streams
 from voxbus_common.pull_worker import serve_work_queue
@@ -82,7 +82,7 @@ async def _holds(kv: KeyValue, key: str, value: bytes) -> bool:
 class Bus:
     """One NATS connection with JetStream, KV and a per-subject sequence counter."""
 
-    def __init__(self, nc: Client, settings: Settings, name: str,
+    def __init__(self, nc: Client, settings: CoreSettings, name: str,
                  reconnect_hooks: list[Callable[[], Awaitable[None]]] | None = None) -> None:
         self.nc = nc
         self.reconnect_hooks = reconnect_hooks if reconnect_hooks is not None else []
@@ -99,7 +99,7 @@ class Bus:
         self.reconnect_hooks.append(self._forget_buckets)
 
     @classmethod
-    async def connect(cls, settings: Settings, name: str) -> Bus:
+    async def connect(cls, settings: CoreSettings, name: str) -> Bus:
         """Connect with unbounded reconnects (a NATS restart must not kill a service)."""
 
         async def on_error(exc: Exception) -> None:

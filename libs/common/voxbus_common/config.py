@@ -1,8 +1,10 @@
 """Configuration from the environment (VOXBUS_* variables; NATS_URL and OPENAI_* as well).
 
-One class per section: a small shared core, one per service and one for the cloud speech
-providers; `Settings` is all of them together (one environment configures every service,
-and `voxbus config` shows every knob). The variable names are VOXBUS_<FIELD>, whatever the
+One class per section: a small shared core, one per service and one per provider that has
+knobs of its own. Each service reads its own combination (`SttService`: core, STT, Whisper,
+smart-turn, Azure, OpenAI audio), typed so that mypy rejects a read of another service's
+section; `Settings` is all of them together (one environment configures every service, and
+`voxbus config` shows every knob). The variable names are VOXBUS_<FIELD>, whatever the
 section. Choosing a provider is configuration, not code. docs/configuration.md lists every
 field by section (config_docs.py).
 """
@@ -23,7 +25,8 @@ class _VoxbusEnv(BaseSettings):
 
 
 class CoreSettings(_VoxbusEnv):
-    """The shared core: the bus, logs, metrics, work-queue timing, the agent file."""
+    """The shared core: the bus, logs, metrics, work-queue timing, the agent file, and the
+    knobs two services must agree on."""
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
@@ -65,6 +68,20 @@ class CoreSettings(_VoxbusEnv):
     # the matching settings below in every service; "" = the settings alone
     agent_file: str = ""
     agent_language: str = "en"
+    # -- read by two or more services (named in brackets) ---------------------------------
+    bus_sample_rate: int = 16000  # [gateway frames, STT expects, TTS produces]
+    # kinds replaced before storing and in logs; "none" = off [all: logs; gateway, memory]
+    redact_pii: str = "card,ssn,email,phone"
+    session_ttl_s: float = 7 * 24 * 3600.0  # [the sessions bucket, whoever creates it]
+    caller_ttl_s: float = 90 * 24 * 3600.0  # kept this long after the caller's last call [ditto]
+    max_call_seconds: float = 3600.0  # [gateway; the calls bucket's TTL]
+    tts_voice: str = "joe"  # the voice turn requests name [gateway, LLM]
+    # while the caller speaks, the gateway sends the partial transcript and an LLM replica has
+    # a local server evaluate the conversation up to it in the call's slot (needs pinned
+    # slots): the turn's request then evaluates only the last words [gateway, LLM]
+    llm_prefill: bool = True
+    memory_summary_max_words: int = 60  # [memory asks, the LLM clamps]
+    llm_summarize_timeout_s: float = 20.0  # [the LLM's limit; memory waits 2 s longer]
 
 
 class GatewaySettings(_VoxbusEnv):
@@ -72,7 +89,6 @@ class GatewaySettings(_VoxbusEnv):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8765
-    bus_sample_rate: int = 16000
     public_url: str = ""  # https://voice.example.com as carriers reach the gateway
     twilio_auth_token: str = Field(
         default="", validation_alias=AliasChoices("VOXBUS_TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"))
@@ -105,7 +121,6 @@ class GatewaySettings(_VoxbusEnv):
     tls_cert_file: str = ""  # with tls_key_file: the gateway serves https/wss itself
     tls_key_file: str = ""
     carrier_allow_loopback_only: bool = True  # carriers without signatures: see docs/edges.md
-    max_call_seconds: float = 3600.0
     gateway_max_calls: int = 0  # admission: calls one gateway takes (0 = no limit)
     # floods (admission.py): new calls per source address (token bucket; 0 = no limit) and
     # calls per edge still being set up (no greeting, no STT session until confirmed)
@@ -114,6 +129,8 @@ class GatewaySettings(_VoxbusEnv):
     gateway_max_unconfirmed: int = 64  # per edge
     gateway_max_unconfirmed_per_source: int = 16  # per source address, all edges together
     gateway_lease_s: float = 3.0  # a gateway silent this long: its calls are ended by the others
+    # a gateway re-announces a silent STT replica's calls after this
+    stt_lease_s: float = 0.6
     # on SIGTERM: no new calls, live ones may finish for this long, then they are hung up
     # (the Helm chart sets it just under terminationGracePeriodSeconds)
     drain_timeout_s: float = 0.0
@@ -140,7 +157,7 @@ class GatewaySettings(_VoxbusEnv):
 
 
 class SttSettings(_VoxbusEnv):
-    """STT: VAD, end of turn, Whisper, capacity and liveness."""
+    """STT: provider, VAD, end of turn, partials, capacity and liveness."""
 
     stt_provider: str = "whisper"  # whisper | azure | openai | openai-realtime | module:factory
     vad_provider: str = "silero"
@@ -153,8 +170,6 @@ class SttSettings(_VoxbusEnv):
     # holds an incomplete turn up to eot_max_hold_ms; "vad" ends a turn after the hangover
     end_of_turn: str = "model"
     eot_provider: str = "smart-turn"
-    eot_model_path: str = ""  # "" = the model `make install` extracted next to voxbus_stt
-    eot_threads: int = 1
     eot_ask_after_ms: int = 160
     eot_max_hold_ms: int = 2000  # the words cannot end a turn ("a table for, um")
     eot_hold_ms: int = 1200  # the audio model says "not yet", or a dictation is under way
@@ -164,17 +179,10 @@ class SttSettings(_VoxbusEnv):
     eot_min_silence_ms: int = 300
     stt_partial_interval_ms: int = 700
     stt_speculate_after_ms: int = 96
-    whisper_model_path: str = ""
-    whisper_threads: int = 1  # per decode; two decodes run at once (partials, finals)
-    # encode only the utterance (+1 s), not a 30 s window: ~70 ms instead of ~310 ms for a
-    # short utterance at the same WER (voxbus_stt/whisper.py)
-    whisper_short_window: bool = True
     stt_max_calls: int = 64
     stt_handover: bool = True  # on SIGTERM, another STT replica carries on each live call
     # STT liveness beat (vb_stt KV), from its own thread (beacon.py): load does not delay it
     stt_heartbeat_s: float = 0.1
-    # a gateway re-announces a silent STT replica's calls after this
-    stt_lease_s: float = 0.6
 
 
 class LlmSettings(_VoxbusEnv):
@@ -206,10 +214,6 @@ class LlmSettings(_VoxbusEnv):
     # {"say": ...} or {"tool": ..., "arguments": ...}, which small local models follow far
     # better (docs/providers.md). `voxbus run` uses "json" for its embedded model.
     llm_tool_format: Literal["native", "json"] = "native"
-    # while the caller speaks, the gateway sends the partial transcript and an LLM replica has
-    # a local server evaluate the conversation up to it in the call's slot (needs pinned
-    # slots): the turn's request then evaluates only the last words (docs/decisions.md)
-    llm_prefill: bool = True
     llm_date_in_prompt: bool = True  # "Today is Friday, 4 December 2026." after the instructions
     # background work (call summaries, caller notes) goes here when set: on a one-slot local
     # server it would evict the live turns' cached system prompt (~0.5-1.8 s on the next
@@ -220,6 +224,7 @@ class LlmSettings(_VoxbusEnv):
     llm_timeout_s: float = 30.0
     llm_concurrency: int = 4
     llm_context_messages: int = 12
+    memory_rpc_timeout_s: float = 0.5
     # fallback chain: a second OpenAI-compatible endpoint tried when the first fails or has not
     # produced a token within llm_first_token_timeout_s (docs/configuration.md)
     llm_fallback_base_url: str = ""
@@ -233,18 +238,39 @@ class LlmSettings(_VoxbusEnv):
 
 
 class TtsSettings(_VoxbusEnv):
-    """TTS: voice, concurrency, chunking."""
+    """TTS: provider, concurrency, chunking."""
 
-    tts_provider: str = "piper"
-    tts_voice: str = "joe"
-    piper_model_path: str = ""
+    tts_provider: str = "piper"  # piper | azure | openai | module:factory
     tts_concurrency: int = 2
-    tts_threads: int = 1  # per synthesis (Piper): the cores are shared with the LLM
     tts_chunk_ms: int = 200
 
 
-class CloudSpeechSettings(_VoxbusEnv):
-    """Cloud speech providers (Azure, OpenAI audio) for STT and TTS (docs/providers.md)."""
+class WhisperSettings(_VoxbusEnv):
+    """The `whisper` STT provider (faster-whisper tiny.en, bundled)."""
+
+    whisper_model_path: str = ""
+    whisper_threads: int = 1  # per decode; two decodes run at once (partials, finals)
+    # encode only the utterance (+1 s), not a 30 s window: ~70 ms instead of ~310 ms for a
+    # short utterance at the same WER (voxbus_stt/whisper.py)
+    whisper_short_window: bool = True
+
+
+class SmartTurnSettings(_VoxbusEnv):
+    """The `smart-turn` end-of-turn provider."""
+
+    eot_model_path: str = ""  # "" = the model `make install` extracted next to voxbus_stt
+    eot_threads: int = 1
+
+
+class PiperSettings(_VoxbusEnv):
+    """The `piper` TTS provider."""
+
+    piper_model_path: str = ""
+    tts_threads: int = 1  # per synthesis: the cores are shared with the LLM
+
+
+class AzureSpeechSettings(_VoxbusEnv):
+    """The `azure` STT and TTS providers (docs/providers.md)."""
 
     azure_speech_key: str = Field(
         default="", validation_alias=AliasChoices("VOXBUS_AZURE_SPEECH_KEY", "AZURE_SPEECH_KEY"))
@@ -253,6 +279,11 @@ class CloudSpeechSettings(_VoxbusEnv):
         validation_alias=AliasChoices("VOXBUS_AZURE_SPEECH_REGION", "AZURE_SPEECH_REGION"))
     azure_speech_language: str = "en-US"
     azure_tts_voice: str = "en-US-JennyNeural"
+
+
+class OpenAIAudioSettings(_VoxbusEnv):
+    """The `openai` and `openai-realtime` STT and `openai` TTS providers."""
+
     openai_audio_base_url: str = ""  # "" = api.openai.com (OPENAI_BASE_URL is the LLM's)
     openai_audio_api_key: str = Field(
         default="",
@@ -263,30 +294,52 @@ class CloudSpeechSettings(_VoxbusEnv):
 
 
 class MemorySettings(_VoxbusEnv):
-    """Memory and privacy: sessions, redaction, summaries, caller memory."""
+    """Memory: summaries and caller memory."""
 
-    session_ttl_s: float = 7 * 24 * 3600.0
-    redact_pii: str = "card,ssn,email,phone"  # kinds replaced before storing; "none" = off
-    memory_rpc_timeout_s: float = 0.5
     # summarize a call once its unsummarized turns exceed this many tokens (~chars/4 or
     # words*1.3, the larger); 0 = never. The newest memory_keep_recent messages stay verbatim.
     memory_summarize_tokens: int = 600
     memory_keep_recent: int = 6
-    memory_summary_max_words: int = 60
-    llm_summarize_timeout_s: float = 20.0
     caller_memory: bool = True  # long-term memory per caller identity (docs/memory.md)
-    caller_ttl_s: float = 90 * 24 * 3600.0  # kept this long after the caller's last call
     caller_notes_max: int = 5  # earlier calls remembered per caller (oldest dropped)
 
 
-class Settings(CoreSettings, GatewaySettings, SttSettings, LlmSettings, TtsSettings,
-               CloudSpeechSettings, MemorySettings):
+# What each service reads: the core, its own section, its providers' sections.
+class GatewayService(CoreSettings, GatewaySettings):
+    """The gateway's settings."""
+
+
+class SttService(CoreSettings, SttSettings, WhisperSettings, SmartTurnSettings,
+                 AzureSpeechSettings, OpenAIAudioSettings):
+    """The STT service's settings."""
+
+
+class LlmService(CoreSettings, LlmSettings):
+    """The LLM service's settings."""
+
+
+class TtsService(CoreSettings, TtsSettings, PiperSettings, AzureSpeechSettings,
+                 OpenAIAudioSettings):
+    """The TTS service's settings."""
+
+
+class MemoryService(CoreSettings, MemorySettings):
+    """The memory service's settings."""
+
+
+class Settings(GatewayService, SttService, LlmService, TtsService, MemoryService):
     """All voxbus settings: the sections together (a process started by `voxbus run` or the
     Helm chart gets one environment for every service); env var = VOXBUS_<FIELD> unless an
     alias is listed."""
 
 
-SECTIONS: tuple[type[BaseSettings], ...] = Settings.__bases__  # (the section classes)
+SERVICES: dict[str, type[CoreSettings]] = {
+    "gateway": GatewayService, "stt": SttService, "llm": LlmService, "tts": TtsService,
+    "memory": MemoryService}
+SECTIONS: tuple[type[BaseSettings], ...] = (  # every field in exactly one (a test checks)
+    CoreSettings, GatewaySettings, SttSettings, LlmSettings, TtsSettings, MemorySettings,
+    WhisperSettings, SmartTurnSettings, PiperSettings, AzureSpeechSettings,
+    OpenAIAudioSettings)
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from voxbus_common.config import SECTIONS, Settings
+from voxbus_common.config import SECTIONS, SERVICES, Settings
 from voxbus_common.doc_blocks import write_block
 
 BEGIN = "<!-- settings: generated from libs/common/voxbus_common/config.py -->"
@@ -60,10 +60,15 @@ def _default(name: str) -> str:
 
 
 def reference() -> str:
-    out = [BEGIN, ""]
+    out = [BEGIN, "", "Each service reads its own sections (`config.SERVICES`; mypy rejects a "
+           "read of any other):", "", "| service | class | sections |", "|---|---|---|"]
+    for service, cls in SERVICES.items():
+        parts = ", ".join(f"`{base.__name__}`" for base in cls.__bases__)
+        out.append(f"| {service} | `{cls.__name__}` | {parts} |")
+    out.append("")
     for section in SECTIONS:
         notes = _notes(section)
-        summary = (section.__doc__ or "").strip().rstrip(".")
+        summary = " ".join((section.__doc__ or "").split()).rstrip(".")
         out += [f"### {summary} (`{section.__name__}`)", "",
                 "| variable | default | meaning |", "|---|---|---|"]
         for name in section.model_fields:

@@ -8,11 +8,11 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from voxbus_common.config import Settings
+from voxbus_common.config import CoreSettings
 from voxbus_common.nats_permissions import inbox_prefix
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(settings: CoreSettings) -> ssl.SSLContext | None:
     """A client TLS context when a CA, a client certificate or a tls:// URL is configured:
     the server is verified against the CA (else the system's), the certificate and key
     authenticate this client to a server that asks for one."""
@@ -36,7 +36,7 @@ def server_list(url: str) -> list[str]:
     return servers
 
 
-def connect_options(settings: Settings) -> dict[str, Any]:
+def connect_options(settings: CoreSettings) -> dict[str, Any]:
     """Keyword arguments for nats.connect: credentials, TLS and the role's inbox prefix
     (the permission contract lets each role subscribe to its own inboxes only)."""
     options: dict[str, Any] = {"inbox_prefix": inbox_prefix(settings.nats_user)}

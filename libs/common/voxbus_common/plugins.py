@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from voxbus_common.config import Settings
+S = TypeVar("S")  # the settings of the service making the provider (config.SERVICES)
 
 
 class PluginError(ValueError):
@@ -19,7 +19,7 @@ def is_plugin(spec: str) -> bool:
     return ":" in spec
 
 
-def load_plugin(spec: str, settings: Settings) -> Any:
+def load_plugin(spec: str, settings: Any) -> Any:
     """Import `module:factory` and call `factory(settings)`; errors name the spec."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -34,8 +34,8 @@ def load_plugin(spec: str, settings: Settings) -> Any:
     return factory(settings)
 
 
-def make_provider(setting: str, spec: str, builtins: Mapping[str, Callable[[Settings], Any]],
-                  settings: Settings) -> Any:
+def make_provider(setting: str, spec: str, builtins: Mapping[str, Callable[[S], Any]],
+                  settings: S) -> Any:
     """A built-in provider by name or a plugin by import path; unknown names list the known."""
     if is_plugin(spec):
         return load_plugin(spec, settings)

@@ -17,12 +17,12 @@ from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials, NatsSecurity, NatsToken, NatsUserPassword
 from faststream.security import BaseSecurity
 
-from voxbus_common.config import Settings
+from voxbus_common.config import CoreSettings
 from voxbus_common.nats_connect import server_list, tls_context
 from voxbus_common.nats_permissions import inbox_prefix
 
 
-def _security(settings: Settings) -> BaseSecurity | None:
+def _security(settings: CoreSettings) -> BaseSecurity | None:
     tls = tls_context(settings)
     if settings.nats_creds:
         return NatsCredentials(settings.nats_creds, ssl_context=tls)
@@ -33,7 +33,7 @@ def _security(settings: Settings) -> BaseSecurity | None:
     return NatsSecurity(ssl_context=tls) if tls is not None else None
 
 
-def rpc_broker(settings: Settings, name: str) -> NatsBroker:
+def rpc_broker(settings: CoreSettings, name: str) -> NatsBroker:
     """A broker for a service's request/reply handlers (not yet connected: `start()`)."""
     return NatsBroker(
         server_list(settings.nats_url), name=name, security=_security(settings),

@@ -20,7 +20,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings, get_settings
+from voxbus_common.config import CoreSettings, Settings, get_settings
 from voxbus_common.logs import setup_logging
 from voxbus_common.metrics import serve_metrics
 from voxbus_common.nats_connect import redact_url
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 ServiceMain = Callable[[Bus, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def instance_name(service: str, settings: Settings) -> str:
+def instance_name(service: str, settings: CoreSettings) -> str:
     return settings.instance_id or f"{service}-{socket.gethostname()}-{os.getpid()}"
 
 

@@ -9,14 +9,14 @@ import ssl
 from aiohttp import web
 
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_common.service import serve
 
 log = logging.getLogger("voxbus_gateway")
 ready = asyncio.Event()
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(settings: GatewayService) -> ssl.SSLContext | None:
     """https/wss when a certificate is configured (else terminate TLS at the ingress)."""
     if not (settings.tls_cert_file and settings.tls_key_file):
         return None
@@ -26,7 +26,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+async def main(bus: Bus, settings: GatewayService, stop: asyncio.Event) -> None:
     from voxbus_common.routes import load_router
     from voxbus_gateway.app import Gateway
     from voxbus_gateway.gateway_watch import GatewayWatch

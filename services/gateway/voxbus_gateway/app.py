@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from voxbus.v1.control_pb2 import GatewayCalls
 from voxbus_common import subjects
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_common.ids import InvalidCallId, new_call_id, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ACTIVE_CALLS, CALLS, CALLS_REFUSED
@@ -63,7 +63,7 @@ def is_loopback(request: web.Request) -> bool:
 
 
 class Gateway:
-    def __init__(self, bus: Bus, settings: Settings, gateway_id: str) -> None:
+    def __init__(self, bus: Bus, settings: GatewayService, gateway_id: str) -> None:
         self.bus = bus
         self.settings = settings
         self.gateway_id = gateway_id

@@ -26,7 +26,7 @@ from voxbus_common import subjects
 from voxbus_common.audio import Framer, frame_bytes
 from voxbus_common.bus import ACKED_RETRY_S, Bus
 from voxbus_common.clauses import split_text
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_common.logs import call_id_var
 from voxbus_common.redact import Redactor, StreamRedactor
 from voxbus_common.telemetry import tracer
@@ -56,7 +56,7 @@ _FLUSHES = frozenset({"turn", "error", "tools", "call_ended"})  # the agent's te
 
 
 class Call:
-    def __init__(self, bus: Bus, settings: Settings, call_id: str, edge: EdgeSink,
+    def __init__(self, bus: Bus, settings: GatewayService, call_id: str, edge: EdgeSink,
                  gateway_id: str) -> None:
         self.bus = bus
         self.settings = settings

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_common.log_limit import WarningBudget
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class HttpGuard:
         self.refused = _budget()  # 4xx from our handlers
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HttpGuard:
+    def from_settings(cls, settings: GatewayService) -> HttpGuard:
         return cls(settings.http_header_timeout_s, settings.http_body_timeout_s)
 
     def install(self, app: web.Application) -> web.Application:
@@ -196,6 +196,6 @@ class HttpGuard:
             raise web.HTTPBadRequest(text="request body incomplete or malformed") from None
 
 
-def runner_options(settings: Settings) -> dict[str, Any]:
+def runner_options(settings: GatewayService) -> dict[str, Any]:
     """web.AppRunner keyword arguments (aiohttp's RequestHandler options)."""
     return {"keepalive_timeout": settings.http_keepalive_timeout_s}

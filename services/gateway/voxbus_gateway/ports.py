@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_gateway.clock import AudioClock
 from voxbus_gateway.edge import EdgeSink
 from voxbus_gateway.turn import Turn
@@ -17,7 +17,7 @@ from voxbus_gateway.turn import Turn
 class CallPort(Protocol):
     """What the conversation (turn-taking) needs of its call: the edge, the bus, the clock."""
 
-    settings: Settings
+    settings: GatewayService
     rate: int
     edge: EdgeSink
     clock: AudioClock
@@ -62,7 +62,7 @@ class CommandedCall(Protocol):
     """A live call as the control commands (commands.py) see it."""
 
     bus: Bus
-    settings: Settings
+    settings: GatewayService
     call_id: str
     edge: EdgeSink
     gateway_id: str

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from voxbus_common.agent import Agent, load_agent
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import LlmService
 from voxbus_common.plugins import make_provider
 from voxbus_common.providers import ChatModel
 from voxbus_common.service import serve
@@ -20,7 +20,7 @@ log = logging.getLogger("voxbus_llm")
 ready = asyncio.Event()
 
 
-def _openai(settings: Settings) -> ChatModel:
+def _openai(settings: LlmService) -> ChatModel:
     from voxbus_llm.openai_chat import OpenAIChat
 
     primary = OpenAIChat(settings)
@@ -35,13 +35,13 @@ def _openai(settings: Settings) -> ChatModel:
     return FallbackChat([primary, secondary], settings.llm_first_token_timeout_s)
 
 
-def make_model(settings: Settings) -> ChatModel:
+def make_model(settings: LlmService) -> ChatModel:
     model: ChatModel = make_provider("llm_provider", settings.llm_provider,
                                      {"openai": _openai}, settings)
     return model
 
 
-async def make_tools(settings: Settings) -> tuple[Agent | None, ToolBox]:
+async def make_tools(settings: LlmService) -> tuple[Agent | None, ToolBox]:
     """The agent's tools; its knowledge folder is indexed once, at start."""
     from voxbus_llm.tools import ToolBox
 
@@ -61,7 +61,7 @@ async def make_tools(settings: Settings) -> tuple[Agent | None, ToolBox]:
     return agent, box
 
 
-async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+async def main(bus: Bus, settings: LlmService, stop: asyncio.Event) -> None:
     from voxbus_llm.worker import LlmWorker
 
     model = make_model(settings)

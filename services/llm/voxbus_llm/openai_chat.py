@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from openai import AsyncOpenAI, AsyncStream
 
-from voxbus_common.config import Settings
+from voxbus_common.config import LlmService
 from voxbus_common.logs import call_id_var
 from voxbus_common.providers import ChatTurn, ToolCall
 from voxbus_llm import json_actions
@@ -57,7 +57,7 @@ class OpenAIChat:
     With `llm_tool_format = "json"` tools reach the model as grammar-forced JSON actions
     (voxbus_llm.json_actions) instead of the API's tools field."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LlmService) -> None:
         self.name = settings.llm_model
         self._max_tokens = settings.llm_max_tokens
         self._temperature = settings.llm_temperature

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 from voxbus.v1.llm_pb2 import SummarizeReply, SummarizeRequest
 from voxbus_common.bus import BadMessage, Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import LlmService
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import ERRORS
@@ -92,7 +92,7 @@ def limit_words(text: str, max_words: int) -> str:
 
 
 class Summarizer:
-    def __init__(self, bus: Bus, settings: Settings, model: ChatModel) -> None:
+    def __init__(self, bus: Bus, settings: LlmService, model: ChatModel) -> None:
         self.bus = bus
         self.settings = settings
         self.model = model

@@ -27,7 +27,7 @@ from voxbus.v1.llm_pb2 import (
 from voxbus_common import subjects
 from voxbus_common.agent import Agent, Filler
 from voxbus_common.bus import Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import LlmService
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, STALE_DROPPED, observe_hop
 from voxbus_common.providers import ChatModel, ChatTurn, PromptCaching
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class LlmWorker:
-    def __init__(self, bus: Bus, settings: Settings, model: ChatModel,
+    def __init__(self, bus: Bus, settings: LlmService, model: ChatModel,
                  tools: ToolBox | None = None, agent: Agent | None = None) -> None:
         self.bus = bus
         self.settings = settings

@@ -7,7 +7,7 @@ import logging
 
 from voxbus_common import subjects
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import MemoryService
 from voxbus_common.redact import Redactor
 from voxbus_common.rpc_broker import rpc_broker
 from voxbus_common.service import serve
@@ -16,7 +16,7 @@ log = logging.getLogger("voxbus_memory")
 ready = asyncio.Event()
 
 
-async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+async def main(bus: Bus, settings: MemoryService, stop: asyncio.Event) -> None:
     from voxbus_memory.compaction import Compactor
     from voxbus_memory.longterm import LongTermMemory
     from voxbus_memory.recorder import Recorder

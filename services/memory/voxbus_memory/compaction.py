@@ -14,7 +14,7 @@ from voxbus.v1.llm_pb2 import ChatMessage, SummarizeReply, SummarizeRequest
 from voxbus.v1.memory_pb2 import Session
 from voxbus_common import subjects
 from voxbus_common.bus import Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import MemoryService
 from voxbus_common.metrics import ERRORS
 from voxbus_common.telemetry import inject_headers
 from voxbus_memory.store import SessionStore
@@ -29,7 +29,7 @@ class SummaryFailed(RuntimeError):
     """The LLM could not summarize (no replica, timeout, error reply, empty text)."""
 
 
-async def ask_summary(bus: Bus, settings: Settings, call_id: str, previous_summary: str,
+async def ask_summary(bus: Bus, settings: MemoryService, call_id: str, previous_summary: str,
                       messages: Sequence[ChatMessage]) -> str:
     """One summary from any LLM replica (queue group "llm")."""
     req = SummarizeRequest(meta=bus.meta(call_id, 0, subjects.RPC_LLM_SUMMARIZE),
@@ -52,7 +52,7 @@ async def ask_summary(bus: Bus, settings: Settings, call_id: str, previous_summa
 class Compactor:
     """At most one summarization in flight per call in this replica."""
 
-    def __init__(self, bus: Bus, store: SessionStore, settings: Settings,
+    def __init__(self, bus: Bus, store: SessionStore, settings: MemoryService,
                  redact: Callable[[str], str]) -> None:
         self.bus = bus
         self.store = store

@@ -22,7 +22,7 @@ from voxbus.v1.memory_pb2 import (
     Session,
 )
 from voxbus_common.bus import BadMessage, Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import MemoryService
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.metrics import ERRORS
 from voxbus_memory.callers import (
@@ -46,7 +46,7 @@ NOTE_INPUT_TOKENS = 1200  # newest turns sent for a closing summary (fits a smal
 
 class LongTermMemory:
     def __init__(self, bus: Bus, sessions: SessionStore, callers: CallerStore,
-                 settings: Settings, redact: Callable[[str], str]) -> None:
+                 settings: MemoryService, redact: Callable[[str], str]) -> None:
         self.bus = bus
         self.sessions = sessions
         self.callers = callers

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import SttService
 from voxbus_common.plugins import make_provider
 from voxbus_common.providers import (
     EndOfTurnDetector,
@@ -20,28 +20,28 @@ log = logging.getLogger("voxbus_stt")
 ready = asyncio.Event()
 
 
-def _whisper(settings: Settings) -> SpeechToText:
+def _whisper(settings: SttService) -> SpeechToText:
     from voxbus_stt.whisper import WhisperSpeechToText
 
     return WhisperSpeechToText(settings.whisper_model_path, settings.whisper_threads,
                                short_window=settings.whisper_short_window)
 
 
-def _azure(settings: Settings) -> StreamingSpeechToText:
+def _azure(settings: SttService) -> StreamingSpeechToText:
     from voxbus_stt.azure_stt import AzureSpeechToText
 
     return AzureSpeechToText(settings.azure_speech_key, settings.azure_speech_region,
                              settings.azure_speech_language)
 
 
-def _openai(settings: Settings) -> SpeechToText:
+def _openai(settings: SttService) -> SpeechToText:
     from voxbus_stt.openai_stt import OpenAISpeechToText
 
     return OpenAISpeechToText(settings.openai_audio_base_url, settings.openai_audio_api_key,
                               settings.openai_stt_model)
 
 
-def _openai_realtime(settings: Settings) -> StreamingSpeechToText:
+def _openai_realtime(settings: SttService) -> StreamingSpeechToText:
     from voxbus_stt.openai_realtime_stt import OpenAIRealtimeSpeechToText
 
     return OpenAIRealtimeSpeechToText(settings.openai_audio_base_url,
@@ -49,25 +49,25 @@ def _openai_realtime(settings: Settings) -> StreamingSpeechToText:
                                       settings.agent_language.split("-")[0])
 
 
-def _silero(settings: Settings) -> VoiceActivityDetector:
+def _silero(settings: SttService) -> VoiceActivityDetector:
     from voxbus_stt.silero import SileroVoiceActivity
 
     return SileroVoiceActivity(settings.bus_sample_rate)
 
 
-def _webrtc(settings: Settings) -> VoiceActivityDetector:
+def _webrtc(settings: SttService) -> VoiceActivityDetector:
     from voxbus_stt.webrtc_vad import WebRtcVoiceActivity
 
     return WebRtcVoiceActivity(settings.bus_sample_rate)
 
 
-def _smart_turn(settings: Settings) -> EndOfTurnDetector:
+def _smart_turn(settings: SttService) -> EndOfTurnDetector:
     from voxbus_stt.smart_turn import SmartTurnDetector
 
     return SmartTurnDetector(settings.eot_model_path, settings.eot_threads)
 
 
-def make_end_of_turn(settings: Settings) -> EndOfTurnDetector | None:
+def make_end_of_turn(settings: SttService) -> EndOfTurnDetector | None:
     """The end-of-turn model for the `model` policy; None means VAD-only endpointing. A
     model that is missing or fails to load is said loudly once, and calls go on VAD-only."""
     if settings.end_of_turn != "model":
@@ -82,7 +82,7 @@ def make_end_of_turn(settings: Settings) -> EndOfTurnDetector | None:
     return detector
 
 
-def make_stt(settings: Settings) -> SpeechToText | StreamingSpeechToText:
+def make_stt(settings: SttService) -> SpeechToText | StreamingSpeechToText:
     """A batch provider (the worker drives it through batch_stream.py) or a streaming one."""
     stt: SpeechToText | StreamingSpeechToText = make_provider(
         "stt_provider", settings.stt_provider,
@@ -91,13 +91,13 @@ def make_stt(settings: Settings) -> SpeechToText | StreamingSpeechToText:
     return stt
 
 
-def make_vad(settings: Settings) -> VoiceActivityDetector:
+def make_vad(settings: SttService) -> VoiceActivityDetector:
     vad: VoiceActivityDetector = make_provider("vad_provider", settings.vad_provider,
                                                {"silero": _silero, "webrtc": _webrtc}, settings)
     return vad
 
 
-async def main(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+async def main(bus: Bus, settings: SttService, stop: asyncio.Event) -> None:
     from voxbus_stt.worker import SttWorker
 
     loop = asyncio.get_running_loop()

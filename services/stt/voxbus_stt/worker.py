@@ -19,7 +19,7 @@ from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
 from voxbus_common import subjects
 from voxbus_common.beacon import Beacon
 from voxbus_common.bus import BadMessage, Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import SttService
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_SESSIONS
 from voxbus_common.providers import (
@@ -50,7 +50,7 @@ class AtCapacity(RuntimeError):
 
 
 class SttWorker:
-    def __init__(self, bus: Bus, settings: Settings, stt: SpeechToText | StreamingSpeechToText,
+    def __init__(self, bus: Bus, settings: SttService, stt: SpeechToText | StreamingSpeechToText,
                  vad_factory: Callable[[], VoiceActivityDetector],
                  detector: EndOfTurnDetector | None = None) -> None:
         self.bus = bus

@@ -21,7 +21,7 @@ from voxbus.v1.llm_pb2 import TtsRequest
 from voxbus_common import subjects
 from voxbus_common.audio import StreamResampler, frame_bytes
 from voxbus_common.bus import Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import TtsService
 from voxbus_common.logs import call_id_var, turn_id_var
 from voxbus_common.metrics import ERRORS, STALE_DROPPED, TTS_FIRST_BYTE
 from voxbus_common.providers import TextToSpeech
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class TtsWorker:
-    def __init__(self, bus: Bus, settings: Settings, tts: TextToSpeech) -> None:
+    def __init__(self, bus: Bus, settings: TtsService, tts: TextToSpeech) -> None:
         self.bus = bus
         self.settings = settings
         self.tts = tts

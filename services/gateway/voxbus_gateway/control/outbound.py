@@ -12,7 +12,7 @@ import re
 import grpc
 
 from voxbus.v1.control_pb2 import StartCallRequest
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_gateway.edges.twilio_rest import TwilioRest, TwilioRestError
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -24,7 +24,7 @@ class OutboundError(Exception):
         self.code = code
 
 
-async def start_twilio_call(settings: Settings, request: StartCallRequest) -> str:
+async def start_twilio_call(settings: GatewayService, request: StartCallRequest) -> str:
     """The Twilio CallSid of the new call."""
     if request.carrier not in ("", "twilio"):
         raise OutboundError(grpc.StatusCode.UNIMPLEMENTED,

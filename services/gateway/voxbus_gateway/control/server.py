@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from voxbus.v1 import control_pb2
 from voxbus.v1.control_pb2_grpc import add_ControlServicer_to_server
 from voxbus_common.bus import Bus
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_gateway.control.service import MAX_REQUEST_BYTES, Context, ControlService
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class ParseInHandler(grpc.aio.ServerInterceptor):
         return handler
 
 
-async def start_control_server(bus: Bus, settings: Settings) -> tuple[grpc.aio.Server, int]:
+async def start_control_server(bus: Bus, settings: GatewayService) -> tuple[grpc.aio.Server, int]:
     """The running server and the port it bound (settings.control_port may be 0 in tests)."""
     # a request over the bound is RESOURCE_EXHAUSTED from gRPC before it reaches the service
     # (the largest legitimate one, a Say text, is a few KiB)

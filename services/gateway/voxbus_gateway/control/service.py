@@ -25,7 +25,7 @@ from voxbus.v1.control_pb2_grpc import ControlServicer
 from voxbus.v1.memory_pb2 import Session
 from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.tokens import MediaTokens
 from voxbus_gateway.commands import MAX_TEXT
@@ -107,7 +107,7 @@ def update_of(msg: Msg) -> pb.CallUpdate | None:
 
 
 class ControlService(ControlServicer):
-    def __init__(self, bus: Bus, settings: Settings) -> None:
+    def __init__(self, bus: Bus, settings: GatewayService) -> None:
         self.bus = bus
         self.settings = settings
         self.auth = ControlAuth(settings.control_tokens, settings.control_jwt_secret,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from voxbus_common.config import Settings
+from voxbus_common.config import GatewayService
 from voxbus_common.metrics import SIP_DROPPED
 from voxbus_gateway.edges.base import ProtocolViolation, carrier_call_id
 from voxbus_gateway.sip.dialog import ALLOW, SipDialog, response, warning
@@ -42,7 +42,7 @@ TARGET = re.compile(r"[A-Za-z0-9+*#._:@;=%-]{1,200}")  # a number, user@host or 
 
 
 class SipServer:
-    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+    def __init__(self, gateway: Gateway, settings: GatewayService) -> None:
         self.gateway = gateway
         self.settings = settings
         self.peers = PeerGate(settings.sip_allow)
