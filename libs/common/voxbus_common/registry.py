@@ -6,7 +6,8 @@ rows come the concrete subjects (subjects.py), the streams' subject lists
 (`subjects.stream_specs`), the typed dispatch of a service's subscriptions (`Dispatch`),
 the subject table of docs/architecture.md (`markdown_table`), and the checks that the
 NATS permissions (nats_permissions.py) grant every row and nothing else of the data
-subjects. A new bus message is a proto message plus one row here.
+subjects; tests/integration/test_bus_contract.py checks the running services'
+subscriptions against the rows. A new bus message is a proto message plus one row here.
 """
 
 from __future__ import annotations
