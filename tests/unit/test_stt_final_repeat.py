@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from voxbus.v1.meta_pb2 import Meta
 from voxbus.v1.speech_pb2 import Transcript
 from voxbus_common import subjects
-from voxbus_stt import session as session_module
+from voxbus_stt import session_output
 from voxbus_stt.session import CallSession
 
 
@@ -46,12 +46,12 @@ def session(bus: FakeBus) -> CallSession:
 
 async def test_a_final_is_published_again_marked_as_a_repeat(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session_module, "FINAL_REPEAT_S", 0.0)
+    monkeypatch.setattr(session_output, "FINAL_REPEAT_S", 0.0)
     bus = FakeBus()
     s = session(bus)
-    await s._publish_transcript(3, False, "a table", 0, 0, 0, 0.0)  # a partial: once
-    await s._publish_transcript(3, True, "a table for two", 0, 900, 1, 12.0)
-    await asyncio.gather(*s._repeats)
+    await s.out.transcript(3, False, "a table", 0, 0, 0, 0.0)  # a partial: once
+    await s.out.transcript(3, True, "a table for two", 0, 900, 1, 12.0)
+    await asyncio.gather(*s.out.repeats)
     assert [(subject, Transcript.FromString(data).final, headers)
             for subject, data, headers in bus.nc.sent] == [
         (subjects.transcript("c1"), False, None), (subjects.transcript("c1"), True, None),

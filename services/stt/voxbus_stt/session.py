@@ -21,17 +21,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
-from voxbus.v1.speech_pb2 import Transcript, TranscriptWord, VadEvent
+from voxbus.v1.speech_pb2 import TranscriptWord, VadEvent
 from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
-from voxbus_common.providers import (
-    EndOfTurnDetector,
-    Recognition,
-    RecognitionStream,
-    StreamingSpeechToText,
-)
+from voxbus_common.providers import EndOfTurnDetector, Recognition, StreamingSpeechToText
 from voxbus_common.telemetry import tracer
 from voxbus_stt.direct_audio import DirectAudio
 from voxbus_stt.endpointer import (
@@ -45,13 +40,14 @@ from voxbus_stt.endpointer import (
 )
 from voxbus_stt.frame_order import Gap
 from voxbus_stt.frame_repair import FrameRepair
+from voxbus_stt.session_output import SessionOutput
 from voxbus_stt.turn_cues import text_cue
+from voxbus_stt.utterance_feed import UtteranceFeed
 
 log = logging.getLogger(__name__)
 
 RESUBSCRIBE_TRIES = 60  # ~1 s apart: a minute for the cluster to elect its leaders
 RESUBSCRIBE_WAIT_S = 1.5  # per JetStream request (its default, 5 s, slept through elections)
-FINAL_REPEAT_S = 0.5  # a final transcript is published again after this (see _repeat)
 
 
 @dataclass(frozen=True)
@@ -96,9 +92,7 @@ class CallSession:
         self._verdicts: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
         self._finals: asyncio.Queue[_Final | None] = asyncio.Queue()
-        # The utterance being spoken: its recognition stream, the bytes of its audio pushed,
-        # and the call-audio time of its first byte (for word timings).
-        self._utt: tuple[int, RecognitionStream, int, int] | None = None
+        self._feed = UtteranceFeed(stt, endpointer, self._interim)  # the utterance's stream
         # The text at a pause (`stream.pause()`), keyed by (utterance, end of voicing): the
         # turn cues read it and it goes out as a stable partial while the silence lasts.
         self._spec: tuple[int, int, asyncio.Task[str]] | None = None
@@ -119,7 +113,7 @@ class CallSession:
         self._drained = asyncio.Event()
         self.closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._repeats: set[asyncio.Task[None]] = set()
+        self.out = SessionOutput(bus, call_id)
         self._interims: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -182,24 +176,24 @@ class CallSession:
             self._drained.set()
         for event in self.endpointer.push(frame.pcm):
             await self._handle(event)
-        self._feed()
+        self._feed.feed()
         self._maybe_speculate()
 
     async def _handle(self, event: EndpointEvent) -> None:
         if isinstance(event, SpeechOnset):
-            await self._publish_vad(VadEvent.SPEECH_ONSET, event.onset_ms, event.utterance_id)
+            await self.out.vad(VadEvent.SPEECH_ONSET, event.onset_ms, event.utterance_id)
         elif isinstance(event, SpeechStarted):
-            await self._publish_vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
+            await self.out.vad(VadEvent.SPEECH_START, event.start_ms, event.utterance_id)
             self._unfinished[event.utterance_id] = event.start_ms
-            self._open_stream(event.utterance_id)
+            self._feed.open(event.utterance_id)
         elif isinstance(event, TurnCheck):
             task = asyncio.create_task(self._judge(event))
             self._verdicts.add(task)
             task.add_done_callback(self._verdicts.discard)
         elif isinstance(event, SpeechResumed):
-            await self._publish_vad(VadEvent.SPEECH_RESUMED, event.offset_ms, event.utterance_id)
+            await self.out.vad(VadEvent.SPEECH_RESUMED, event.offset_ms, event.utterance_id)
         else:
-            await self._publish_vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
+            await self.out.vad(VadEvent.SPEECH_END, event.end_ms, event.utterance_id)
             self._finals.put_nowait(self._finish(event))
 
     async def _judge(self, check: TurnCheck) -> None:
@@ -235,71 +229,32 @@ class CallSession:
         except Exception:  # (cancelled when speech came back; a failed decode: no cue)
             return None
 
-    def _open_stream(self, utterance_id: int) -> None:
-        """A recognition stream for the utterance that just started (fed by `_feed`)."""
-        def interim(text: str) -> None:
-            if utterance_id > self._finalized_uid and text and not self._closing:
-                task = asyncio.create_task(
-                    self._publish_transcript(utterance_id, False, text, 0, 0, 0, 0.0))
-                self._interims.add(task)
-                task.add_done_callback(self._interims.discard)
-
-        self._drop_stream()
-        try:
-            stream = self.stt.open_stream(self.sample_rate, interim)
-        except Exception:  # (the final tries once more on the whole utterance)
-            log.exception("recognition stream could not be opened")
-            return
-        self._utt = (utterance_id, stream, 0, self.endpointer.speech_origin_ms)
-
-    def _feed(self) -> None:
-        """Hand the utterance's new audio to its stream; `speaking` unless it is a pause."""
-        ep = self.endpointer
-        if self._utt is None or not ep.in_speech or self._utt[0] != ep.utterance_id:
-            return
-        uid, stream, pushed, origin = self._utt
-        audio = ep.audio_since(pushed)
-        if audio:
-            stream.push(audio, ep.silence_ms == 0)
-            self._utt = (uid, stream, pushed + len(audio), origin)
+    def _interim(self, utterance_id: int, text: str) -> None:
+        """The stream's hypothesis so far: a partial, unless the utterance is final."""
+        if utterance_id > self._finalized_uid and text and not self._closing:
+            task = asyncio.create_task(
+                self.out.transcript(utterance_id, False, text, 0, 0, 0, 0.0))
+            self._interims.add(task)
+            task.add_done_callback(self._interims.discard)
 
     def _finish(self, end: SpeechEnded) -> _Final:
-        """The utterance ended: its last audio to the stream, and its final text asked for
-        now (a streaming provider has nearly all of it already)."""
         started = time.perf_counter()
         spec, self._spec = self._spec, None
         if spec is not None and spec[:2] != (end.utterance_id, end.end_ms):
             spec[2].cancel()  # speech came back after that pause: its text is out of date
-        utt, self._utt = self._utt, None
-        if utt is None or utt[0] != end.utterance_id:  # (a stream that failed to open)
-            if utt is not None:
-                utt[1].cancel()
-            origin = end.start_ms - self.endpointer.cfg.pre_roll_ms
-            return _Final(end, asyncio.create_task(self._recognize_alone(end.pcm)), started,
-                          max(0, origin))
-        _, stream, pushed, origin = utt
-        if len(end.pcm) > pushed:
-            stream.push(end.pcm[pushed:], False)
-        return _Final(end, asyncio.create_task(stream.finish()), started, origin)
-
-    async def _recognize_alone(self, pcm: bytes) -> Recognition:
-        stream = self.stt.open_stream(self.sample_rate, lambda _text: None)
-        stream.push(pcm, True)
-        return await stream.finish()
-
-    def _drop_stream(self) -> None:
-        if self._utt is not None:
-            self._utt[1].cancel()
-            self._utt = None
+        text, origin_ms = self._feed.finish(end)
+        return _Final(end, text, started, origin_ms)
 
     def _maybe_speculate(self) -> None:
         ep = self.endpointer
-        if not ep.in_speech or ep.silence_ms < self.speculate_after_ms or self._utt is None:
+        if not ep.in_speech or ep.silence_ms < self.speculate_after_ms:
             return
         key = (ep.utterance_id, ep.last_voiced_end_ms)
         if self._spec is not None and self._spec[:2] == key:
             return
-        task = asyncio.create_task(self._utt[1].pause())
+        task = self._feed.pause()
+        if task is None:
+            return
         self._spec = (*key, task)
         task.add_done_callback(lambda t: self._publish_stable(key, t))
 
@@ -317,7 +272,7 @@ class CallSession:
 
     async def _publish_stable_now(self, key: tuple[int, int], text: str) -> None:
         if key[0] > self._finalized_uid:  # the final may have overtaken us meanwhile
-            await self._publish_transcript(key[0], False, text, 0, key[1], 0, 0.0, stable=True)
+            await self.out.transcript(key[0], False, text, 0, key[1], 0, 0.0, stable=True)
 
     async def _final_loop(self) -> None:
         while True:
@@ -336,7 +291,7 @@ class CallSession:
             self._finalized_uid = event.utterance_id
             words = [TranscriptWord(text=w.text, start_ms=item.origin_ms + w.start_ms,
                                     end_ms=item.origin_ms + w.end_ms) for w in recognized.words]
-            await asyncio.shield(self._publish_transcript(  # a handover never cuts it off
+            await asyncio.shield(self.out.transcript(  # a handover never cuts it off
                 event.utterance_id, True, recognized.text, event.start_ms, event.end_ms,
                 time.time_ns(), decode_ms, end_of_turn=event.reason,
                 probability=event.probability, words=words,
@@ -377,17 +332,17 @@ class CallSession:
                 await self._sub.unsubscribe()
         last = self.endpointer.flush()
         if last is not None:
-            await self._publish_vad(VadEvent.SPEECH_END, last.end_ms, last.utterance_id)
+            await self.out.vad(VadEvent.SPEECH_END, last.end_ms, last.utterance_id)
             self._finals.put_nowait(self._finish(last))
-        self._drop_stream()
+        self._feed.drop()
         self._finals.put_nowait(None)
         final_task = self._tasks[0]
         try:
             await asyncio.wait_for(final_task, timeout=30.0)
         except TimeoutError:
             log.error("final transcription did not finish in time")
-        await self._publish_vad(VadEvent.STREAM_CLOSED, 0, self.endpointer.utterance_id)
-        for task in (*self._tasks[1:], *self._repeats):
+        await self.out.vad(VadEvent.STREAM_CLOSED, 0, self.endpointer.utterance_id)
+        for task in (*self._tasks[1:], *self.out.repeats):
             if task is not asyncio.current_task():
                 task.cancel()
         self.bus.forget_subjects(self.call_id)
@@ -464,8 +419,8 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         spec = self._spec[2] if self._spec else None
-        self._drop_stream()
-        for task in (*self._tasks, self._stable_task, spec, *self._verdicts, *self._repeats,
+        self._feed.cancel_all()
+        for task in (*self._tasks, self._stable_task, spec, *self._verdicts, *self.out.repeats,
                      *self._interims):
             if task is not None:
                 task.cancel()
@@ -473,35 +428,3 @@ class CallSession:
         self.closed.set()
         log.info("session handed over", extra={"resume_seq": seq, "after_utterance": after})
         return seq, after
-
-    async def _publish_vad(self, kind: VadEvent.Kind.ValueType, offset_ms: int, uid: int) -> None:
-        subject = subjects.vad(self.call_id)
-        msg = VadEvent(meta=self.bus.meta(self.call_id, 0, subject), kind=kind,
-                       audio_offset_ms=offset_ms, utterance_id=uid)
-        await self.bus.publish(subject, msg, traced=False)
-
-    async def _publish_transcript(self, uid: int, final: bool, text: str, start_ms: int,
-                                  end_ms: int, end_ns: int, decode_ms: float,
-                                  stable: bool = False, end_of_turn: str = "",
-                                  probability: float = -1.0,
-                                  words: list[TranscriptWord] | None = None) -> None:
-        subject = subjects.transcript(self.call_id)
-        msg = Transcript(meta=self.bus.meta(self.call_id, 0, subject), utterance_id=uid,
-                         final=final, text=text, speech_start_ms=start_ms, speech_end_ms=end_ms,
-                         speech_end_unix_ns=end_ns, decode_ms=decode_ms, stable=stable,
-                         end_of_turn=end_of_turn, end_of_turn_probability=probability,
-                         words=words or ())
-        await self.bus.publish(subject, msg)
-        if final:
-            repeat = asyncio.create_task(self._repeat(subject, msg))
-            self._repeats.add(repeat)
-            repeat.add_done_callback(self._repeats.discard)
-
-    async def _repeat(self, subject: str, msg: Transcript) -> None:
-        """Say a final once more: a copy published while the gateway's connection moves to
-        another node (a broker node restarted) is lost, and with it the caller's turn. The
-        gateway takes the first copy it gets (utterance ids)."""
-        await asyncio.sleep(FINAL_REPEAT_S)
-        with contextlib.suppress(Exception):  # (NATS away: the first copy is all there is)
-            await self.bus.nc.publish(subject, msg.SerializeToString(),
-                                      headers={subjects.REPEAT_HEADER: "1"})
