@@ -6,8 +6,10 @@ answers nothing while it elects a new leader: 4-9 s after its leader's node dies
 (nats-server's raft timeouts are fixed), and a turn in flight waits all that time. The
 items themselves are still published as plain NATS messages on the work subject. So while a
 replica's fetches fail, it also reads the subject directly in a queue group (one replica gets
-each item) and works what comes. The stream keeps its own copy (the publisher retries until
-the stream stores it); once the queue delivers again, that copy must not be worked twice.
+each item) and works what comes, until a fetch delivers or, the queue being idle, its
+consumer answers an info request (pull_worker.py). The stream keeps its own copy (the
+publisher retries until the stream stores it); once the queue delivers again, that copy
+must not be worked twice.
 The replica that takes an item, from the queue or directly, tells every replica of its pool
 (`WorkTaken` on `vb.taken.<durable>`, core NATS), and each remembers the id for as long as a
 work queue keeps an item; a second copy is then acknowledged unworked.

@@ -129,8 +129,10 @@ async def serve_work_queue(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
-            except nats.errors.TimeoutError:  # (idle, or a leaderless consumer: no
-                depth.set(0)                   # sign that the queue delivers again)
+            except nats.errors.TimeoutError:  # idle, or a leaderless consumer
+                depth.set(0)
+                if bypass is not None and bypass.active and await _answers(sub):
+                    await bypass.available()  # an idle queue that answers delivers again
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.DrainTimeoutError):
                 return
@@ -155,3 +157,15 @@ async def serve_work_queue(
         await bypass.close()
     with contextlib.suppress(Exception):  # lets drain() finish instead of waiting on it
         await sub.unsubscribe()
+
+
+async def _answers(sub: JetStreamContext.PullSubscription) -> bool:
+    """Whether the work queue's consumer answers (it has a leader): asked while a replica
+    reads items directly and its fetches come back empty. Without it a replica whose first
+    fetch failed (a stream not ready yet at start) read directly until an item reached it
+    through the queue, and every item it took meanwhile had no redelivery."""
+    try:
+        await asyncio.wait_for(sub.consumer_info(), FETCH_WAIT_S)
+    except Exception:
+        return False
+    return True
