@@ -53,7 +53,7 @@ async def main(bus: Bus, settings: GatewayService, stop: asyncio.Event) -> None:
                         tls_context(settings))
     await gateway.serve_control_bus()
     await gateway.stt.start()  # STT crash failover and admission (stt_watch.py)
-    peers = GatewayWatch(bus, gateway.gateway_id, settings.gateway_lease_s)
+    peers = GatewayWatch(bus, settings, gateway.gateway_id, settings.gateway_lease_s)
     await peers.start()  # calls of a lost gateway end cleanly (gateway_watch.py)
     await gateway.quorum.start()  # no JetStream quorum: refuse and end calls (quorum.py)
     control = None
