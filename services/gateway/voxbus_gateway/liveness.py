@@ -49,6 +49,9 @@ class Heartbeats:
         self._following: asyncio.Task[None] | None = None
         self._checking: asyncio.Task[None] | None = None
         self._rewatching: asyncio.Task[None] | None = None
+        # Loops end on this flag, not only on cancel: Python 3.11's wait_for (inside every
+        # nats-py request) swallows a cancel that arrives with the reply, and the loop goes on.
+        self._stopped = False
 
     async def start(self) -> None:
         await self._watch()
@@ -71,7 +74,7 @@ class Heartbeats:
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()  # type: ignore[no-untyped-call]
-        while True:
+        while not self._stopped:
             try:
                 await self._watch()
                 return
@@ -116,7 +119,7 @@ class Heartbeats:
         return False if int(info.state.last_seq or 0) > revision else None
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        while True:
+        while not self._stopped:
             try:
                 entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
             except Exception:  # (a timeout just means nobody beat for an hour)
@@ -140,7 +143,7 @@ class Heartbeats:
 
     async def _check(self) -> None:
         every = self.lease_s / 5
-        while True:
+        while not self._stopped:
             asked = time.monotonic()
             await asyncio.sleep(every)
             now = time.monotonic()
@@ -174,6 +177,7 @@ class Heartbeats:
                 log.exception("handling a lost replica failed", extra={"replica": name})
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in (self._following, self._checking, self._rewatching):
             if task is not None:
                 task.cancel()
