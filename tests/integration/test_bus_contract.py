@@ -19,6 +19,7 @@ from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
 from voxbus_common import registry as r
+from voxbus_common.ids import kv_token
 from voxbus_common.registry import ROWS, Row, subject_matches, subscribes
 from voxbus_testkit.live_call import LiveCall
 
@@ -35,8 +36,9 @@ def monitor(port: int, path: str) -> Any:
 
 
 def role_subscriptions(port: int) -> dict[str, set[str]]:
-    """Each service's core subscriptions (call ids as `*`), infrastructure left out:
-    inboxes (`_...`) and the JetStream/KV API (`$...`)."""
+    """Each service's core subscriptions (call ids as `*`, and the replica's own name: its
+    take-over door), infrastructure left out: inboxes (`_...`) and the JetStream/KV API
+    (`$...`)."""
     subs: dict[str, set[str]] = {role: set() for role in SERVICES}
     for conn in monitor(port, "connz?subs=detail&limit=1024")["connections"]:
         role = str(conn.get("name", "")).split("-")[0]
@@ -45,7 +47,7 @@ def role_subscriptions(port: int) -> dict[str, set[str]]:
         for sub in conn.get("subscriptions_list_detail") or ():
             subject = str(sub["subject"])
             if not subject.startswith(("_", "$")):
-                subs[role].add(subject)
+                subs[role].add(normalized(subject, kv_token(str(conn.get("name", "")))))
     return subs
 
 

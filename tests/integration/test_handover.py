@@ -1,6 +1,6 @@
 """An STT replica that owns a call goes away in the middle of the caller's sentence, either
 stopped (SIGTERM, a rolling update: it hands the call over) or killed (SIGKILL: the gateway
-notices its heartbeat stop and re-announces the call from its last checkpoint). Either way
+notices its heartbeat stop and hands the call to a survivor from its last checkpoint). Either way
 another replica replays the audio from JetStream from the start of that utterance, so the
 sentence is transcribed once, whole, and answered. Real services and nats-server; instant
 test models (the platform, not the model, is under test)."""
@@ -41,14 +41,19 @@ def replicas(instant_stack: Stack) -> Replicas:
     return {"main": (instant_stack.service_procs["stt"], instant_stack.log_dir / "stt.log")}
 
 
-def owner_of(call_id: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
+def logged_by(line: str, logs: dict[str, Path], timeout_s: float = 60.0) -> str:
+    """Which process logged `line` (a bounded wait for another process's log)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded wait for another process's log line
+    while time.monotonic() < deadline:
         for name, path in logs.items():
-            if f"call_id={call_id} turn=0 session started" in path.read_text(errors="replace"):
+            if line in path.read_text(errors="replace"):
                 return name
         time.sleep(0.05)
-    raise AssertionError(f"no STT replica took {call_id}")
+    raise AssertionError(f"nobody logged {line!r}")
+
+
+def owner_of(call_id: str, logs: dict[str, Path]) -> str:
+    return logged_by(f"call_id={call_id} turn=0 session started", logs)
 
 
 async def lose_the_owner_mid_sentence(stack: Stack, replicas: Replicas,
@@ -89,3 +94,7 @@ async def test_a_killed_stt_is_replaced_without_losing_a_word(instant_stack: Sta
                                                               replicas: Replicas) -> None:
     taken, call_id = await lose_the_owner_mid_sentence(instant_stack, replicas, signal.SIGKILL)
     assert f"call_id={call_id} turn=0 call taken over" in taken
+    # handed to the survivor directly (vb.stt.take.NAME), not through the work queue
+    assert instant_stack.log_dir is not None
+    gateway = {"gateway": instant_stack.log_dir / "gateway.log"}
+    logged_by(f"call_id={call_id} turn=0 STT call handed to a survivor", gateway)

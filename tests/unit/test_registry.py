@@ -91,7 +91,7 @@ def test_the_docs_table_is_the_registry() -> None:
                       text, re.S)
     assert found, "docs/architecture.md lost its generated subject table"
     assert found.group(0) == registry.markdown_table(), (
-        "the subject table is stale: python -m voxbus_common.registry --write-docs")
+        "the subject table is stale: python -m voxbus_common.registry")
 
 
 def msg(subject: str, data: bytes) -> Msg:

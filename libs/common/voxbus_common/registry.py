@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy, StorageType
 
 from voxbus.v1.audio_pb2 import AudioChunk, AudioFrame, AudioResend
-from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
+from voxbus.v1.call_pb2 import CallAnnounce, CallEvent, CallTakeReply
 from voxbus.v1.control_pb2 import CallCommand, CallCommandReply, GatewayCalls
 from voxbus.v1.llm_pb2 import (
     ContextReply,
@@ -43,6 +43,7 @@ from voxbus_common.ids import validate_call_id
 
 PREFIX = "vb"
 CALL = "{call}"  # the call id's token in a pattern (one subject token)
+REPLICA = "{replica}"  # an STT replica's name as a token (its heartbeat key's)
 M = TypeVar("M", bound=Message)
 
 
@@ -95,6 +96,10 @@ WORK_CALLS = Row("work_calls", f"{PREFIX}.work.calls", CallAnnounce, (GATEWAY, S
                  "durable pull `stt-workers`, acked", stream="VB_CALLS",
                  about="a new call; STT re-announces a dead replica's calls",
                  pull=(STT, "stt-workers"), no_core=(STT,))
+STT_TAKE = Row("stt_take", f"{PREFIX}.stt.take.{REPLICA}", CallAnnounce, (GATEWAY,), (STT,),
+               "core request/reply to one replica, answered once the replay caught up; "
+               "unanswered or refused: `vb.work.calls`", reply=CallTakeReply,
+               about="a dead replica's call, given by heartbeat load (`failover_plan.py`)")
 AUDIO_IN = Row("audio_in", _call("in.audio"), AudioFrame, (GATEWAY,), (STT,),
                "core publish; ordered consumer, and a core sub while the stream is silent "
                "for 0.3 s (`direct_audio.py`)", stream="VB_AUDIO",
@@ -164,7 +169,7 @@ RPC_GATEWAY_CALLS: Row[Message] = Row("rpc_gateway_calls", f"{PREFIX}.rpc.gatewa
 CALL_OUT_ALL = _call("out.>")
 
 ROWS: tuple[Row[Any], ...] = (
-    WORK_CALLS, AUDIO_IN, VAD, TRANSCRIPT, AUDIO_RESEND, WORK_LLM, PREFILL_LLM, LLM_OUT,
+    WORK_CALLS, STT_TAKE, AUDIO_IN, VAD, TRANSCRIPT, AUDIO_RESEND, WORK_LLM, PREFILL_LLM, LLM_OUT,
     WORK_TTS, DIRECT_LLM, DIRECT_TTS, TAKEN_LLM, TAKEN_TTS, AUDIO_OUT, CONTROL, WATCH,
     RPC_MEMORY_CONTEXT, RPC_LLM_SUMMARIZE, RPC_MEMORY_FORGET, RPC_PING, RPC_CALL,
     RPC_GATEWAY_CALLS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from voxbus_common import registry as r
-from voxbus_common.ids import validate_call_id
+from voxbus_common.ids import kv_token, validate_call_id
 from voxbus_common.registry import (
     CALL,
     LLM_POOL,
@@ -89,6 +89,12 @@ def rpc_call(call_id: str) -> str:
 RPC_GATEWAY_CALLS = r.RPC_GATEWAY_CALLS.pattern  # every gateway answers with its live calls
 
 WORK_CALLS = r.WORK_CALLS.pattern
+
+
+def stt_take(replica: str) -> str:
+    """One STT replica's own door for a dead replica's calls (stt_watch.py); `replica` is
+    its heartbeat name (kv_token of its bus name)."""
+    return r.STT_TAKE.pattern.replace(r.REPLICA, kv_token(replica))
 
 
 def work_llm(call_id: str) -> str:

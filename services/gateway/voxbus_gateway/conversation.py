@@ -42,6 +42,8 @@ class Conversation:
         self._idle_task: asyncio.Task[None] | None = None
         self._waiting: asyncio.Task[None] | None = None  # for uninterruptible speech to end
         self._last_activity = time.monotonic()
+        # the caller's latest VAD event: an STT failover takes the newest speech first
+        self.heard_utterance, self.caller_heard_at = 0, 0.0
         self._keypad_route: Route | None = None
         self._final_meta: tuple[float, str] = (0.0, "")  # the final's decode time, end reason
 
@@ -131,7 +133,8 @@ class Conversation:
         uid, offset = event.utterance_id, event.audio_offset_ms
         if uid <= self.policy.finalized_utterance:
             return  # replayed by an STT replica that took the call over: already decided
-        self._last_activity = time.monotonic()
+        self._last_activity = self.caller_heard_at = time.monotonic()
+        self.heard_utterance = max(self.heard_utterance, uid)
         if event.kind == VadEvent.SPEECH_ONSET:
             await self._apply(self.policy.onset(uid, offset))
             return

@@ -1,6 +1,9 @@
 """STT crash failover, the gateway's half: notice an STT replica that stopped beating and
-re-announce the calls it owned here, with their checkpoints, so another replica replays the
+hand the calls it owned here, with their checkpoints, to the survivors, so they replay the
 audio it missed from JetStream and no caller word is lost (services/stt/voxbus_stt/lease.py).
+Each call goes to one survivor chosen by the load in the heartbeats, paced and newest
+speech first (failover_plan.py); a survivor that refuses or does not answer leaves the
+call to the work queue, where any replica takes it.
 
 A replica that exits cleanly deletes its heartbeat (it handed its calls over itself), so
 only a silent disappearance (kill -9, OOM, a lost node) triggers this.
@@ -17,15 +20,27 @@ from typing import TYPE_CHECKING
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from voxbus.v1.call_pb2 import CallAnnounce
+from voxbus.v1.call_pb2 import CallAnnounce, CallTakeReply
 from voxbus_common import subjects
-from voxbus_common.bus import Bus
+from voxbus_common.bus import Bus, decode
+from voxbus_gateway.failover_plan import Load, Orphan, assign, by_survivor
 from voxbus_gateway.liveness import Heartbeats
 
 if TYPE_CHECKING:
     from voxbus_gateway.call import Call
 
 log = logging.getLogger(__name__)
+
+# Take-overs in flight per survivor: each answers once its replay reached the live audio,
+# so a survivor replays at most this many calls at once, newest speech first.
+TAKE_WINDOW = 4
+TAKE_TIMEOUT_S = 5.0  # a survivor that does not answer in this time: the work queue
+
+
+def _orphan(call: Call) -> Orphan:
+    talk = call.conversation
+    return Orphan(call.call_id, talk.heard_utterance > talk.policy.finalized_utterance,
+                  talk.caller_heard_at)
 
 
 class SttWatch:
@@ -34,6 +49,7 @@ class SttWatch:
         self.lease_s = lease_s
         self.calls = calls
         self.beats: Heartbeats | None = None
+        self._spreading: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         kv = await self.bus.stt_kv()
@@ -50,23 +66,86 @@ class SttWatch:
                    for b in self.beats.beats.values()) <= 0
 
     async def _fail_over(self, kv: KeyValue, dead: str) -> None:
-        """All of the dead replica's calls at once: they wait on NATS, not on each other."""
-        await asyncio.gather(*(self._re_announce(kv, call, dead) for call in list(self.calls())
-                               if not call.ending))
+        """Spread in the background: the judge of the other replicas must not wait on it."""
+        task = asyncio.create_task(self._spread(kv, dead))
+        self._spreading.add(task)
+        task.add_done_callback(self._spreading.discard)
 
-    async def _re_announce(self, kv: KeyValue, call: Call, dead: str) -> None:
+    async def _spread(self, kv: KeyValue, dead: str) -> None:
+        """The dead replica's calls here, to the survivors by their heartbeat load, newest
+        speech first, `TAKE_WINDOW` at a time per survivor (failover_plan.py)."""
+        calls = [c for c in list(self.calls()) if not c.ending]
+        points = await asyncio.gather(*(self._checkpoint(kv, c, dead) for c in calls))
+        orphans = {c.call_id: (c, p) for c, p in zip(calls, points, strict=True) if p is not None}
+        if not orphans:
+            return
+        beats = self.beats.beats if self.beats is not None else {}
+        survivors = {name: Load(int(b.get("calls", 0)), int(b.get("max", 1)))
+                     for name, b in beats.items()}
+        plan = assign([_orphan(c) for c, _ in orphans.values()], survivors)
+        log.warning("STT replica gone: %d calls to %d survivors", len(orphans), len(survivors),
+                    extra={"replica": dead})
+        if not plan:  # nobody beats: the queue holds them for the next replica to start
+            await asyncio.gather(*(self._queue(c, dead, *p) for c, p in orphans.values()))
+            return
+        await asyncio.gather(*(self._lane(name, [orphans[o.call_id] for o in lane], dead)
+                               for name, lane in by_survivor(plan).items()))
+
+    async def _lane(self, survivor: str, lane: list[tuple[Call, tuple[int, int]]],
+                    dead: str) -> None:
+        """One survivor's share, in order, `TAKE_WINDOW` take-overs in flight at most."""
+        todo = iter(lane)
+
+        async def sender() -> None:
+            for call, (seq, after) in todo:
+                await self._give(survivor, call, dead, seq, after)
+
+        await asyncio.gather(*(sender() for _ in range(TAKE_WINDOW)))
+
+    async def _checkpoint(self, kv: KeyValue, call: Call, dead: str) -> tuple[int, int] | None:
+        """Where the dead owner stopped (stream seq, last final utterance), if it owned it."""
         try:
             entry = await kv.get(f"call.{call.call_id}")
             doc = json.loads(entry.value or b"{}")
         except (KeyNotFoundError, ValueError):
-            return
+            return None
+        except Exception as exc:  # NATS away: the queue path reads it no better; skip
+            log.warning("reading a call checkpoint failed: %s", exc,
+                        extra={"call_id": call.call_id})
+            return None
         if doc.get("owner") != dead:
-            return
-        seq, after = int(doc.get("seq", 0)), int(doc.get("after", 0))
-        announce = CallAnnounce(
-            meta=self.bus.meta(call.call_id, 0, subjects.WORK_CALLS), sample_rate=call.rate,
+            return None
+        return int(doc.get("seq", 0)), int(doc.get("after", 0))
+
+    def _announce(self, call: Call, subject: str, seq: int, after: int) -> CallAnnounce:
+        return CallAnnounce(
+            meta=self.bus.meta(call.call_id, 0, subject), sample_rate=call.rate,
             edge=call.edge.name, gateway_id=call.gateway_id,
             resume_stream_seq=max(1, seq), resume_after_utterance=after)
+
+    async def _give(self, survivor: str, call: Call, dead: str, seq: int, after: int) -> None:
+        """Ask one survivor to take the call; it answers when its replay caught up. Refused
+        or unanswered: the work queue (any replica, as before)."""
+        subject = subjects.stt_take(survivor)
+        data = self._announce(call, subject, seq, after).SerializeToString()
+        reason = ""
+        try:
+            msg = await self.bus.nc.request(subject, data, timeout=TAKE_TIMEOUT_S)
+            reply = decode(CallTakeReply, msg.data)
+            if reply.taken:
+                log.info("STT call handed to a survivor", extra={
+                    "call_id": call.call_id, "replica": survivor, "resume_seq": seq,
+                    "caught_up": reply.caught_up})
+                return
+            reason = reply.reason
+        except Exception as exc:  # no answer, or not a CallTakeReply
+            reason = repr(exc)
+        log.warning("survivor did not take the call (%s): to the work queue", reason,
+                    extra={"call_id": call.call_id, "replica": survivor})
+        await self._queue(call, dead, seq, after)
+
+    async def _queue(self, call: Call, dead: str, seq: int, after: int) -> None:
+        announce = self._announce(call, subjects.WORK_CALLS, seq, after)
         try:
             await self.bus.publish_acked(subjects.WORK_CALLS, announce,
                                          msg_id=f"failover-{call.call_id}-{dead}-{seq}")
@@ -79,3 +158,5 @@ class SttWatch:
     async def stop(self) -> None:
         if self.beats is not None:
             await self.beats.stop()
+        for task in list(self._spreading):
+            task.cancel()

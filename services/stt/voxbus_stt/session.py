@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
 from voxbus.v1.speech_pb2 import TranscriptWord, VadEvent
 from voxbus_common import subjects
-from voxbus_common.bus import BadMessage, Bus, decode
+from voxbus_common.bus import BadMessage, Bus, decode, now_ns
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
 from voxbus_common.providers import EndOfTurnDetector, Recognition, StreamingSpeechToText
@@ -47,6 +47,7 @@ from voxbus_stt.utterance_feed import UtteranceFeed
 log = logging.getLogger(__name__)
 
 RESUBSCRIBE_TRIES = 60  # ~1 s apart: a minute for the cluster to elect its leaders
+LIVE_NS = 300_000_000  # a frame sent this recently is live: a take-over's replay caught up
 RESUBSCRIBE_WAIT_S = 1.5  # per JetStream request (its default, 5 s, slept through elections)
 
 
@@ -112,6 +113,7 @@ class CallSession:
         self._drain_to = 0
         self._drained = asyncio.Event()
         self.closed = asyncio.Event()
+        self.caught_up = asyncio.Event()  # a frame came live, not replayed (a take-over waits)
         self._tasks: list[asyncio.Task[None]] = []
         self.out = SessionOutput(bus, call_id)
         self._interims: set[asyncio.Task[None]] = set()
@@ -172,6 +174,8 @@ class CallSession:
         if stream_seq:
             self._frames.append((frame.stream_offset_ms, stream_seq))
         self._seq_seen = max(self._seq_seen, frame.meta.seq)
+        if not self.caught_up.is_set() and now_ns() - frame.meta.sent_unix_ns < LIVE_NS:
+            self.caught_up.set()
         if self._drain_to and self._seq_seen >= self._drain_to:
             self._drained.set()
         for event in self.endpointer.push(frame.pcm):

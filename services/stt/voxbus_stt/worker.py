@@ -1,6 +1,7 @@
 """STT worker: takes new calls from the work queue (each call lands on exactly one worker)
 and runs a CallSession per call until the owning gateway says the call is ending. A worker
-that is shutting down hands its calls over to another replica through the same queue."""
+that is shutting down hands its calls over to another replica through the same queue; a
+dead replica's calls come from the gateways directly (`vb.stt.take.<name>`, stt_watch.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
-from voxbus.v1.call_pb2 import CallAnnounce, CallEvent
+from voxbus.v1.call_pb2 import CallAnnounce, CallEvent, CallTakeReply
 from voxbus_common import subjects
 from voxbus_common.beacon import Beacon
 from voxbus_common.bus import BadMessage, Bus, decode
@@ -43,6 +44,8 @@ CALL_ACK_WAIT_S = 1.0
 # Calls taken in parallel: a failover hands one replica all of a dead one's calls at once,
 # and each take-over waits on NATS (lease write, audio consumer) more than on this CPU.
 TAKE_CONCURRENCY = 8
+# A direct take-over's answer waits at most this long for the replay to reach live audio.
+CATCH_UP_WAIT_S = 2.0
 
 
 class AtCapacity(RuntimeError):
@@ -107,6 +110,30 @@ class SttWorker:
             await self._take(announce, call_id)
         finally:
             self._taking.discard(call_id)
+
+    async def on_take(self, msg: Msg) -> None:
+        """A gateway hands this replica one of a dead replica's calls (stt_watch.py). The
+        answer waits for the replay to reach the live audio, which paces the gateway's next
+        hand-over here; in a task, so the next one is not held behind it."""
+        self._spawn(self._take_directly(msg))
+
+    async def _take_directly(self, msg: Msg) -> None:
+        reply = CallTakeReply(taken=False)
+        try:
+            call_id = decode(CallAnnounce, msg.data).meta.call_id
+            call_id_var.set(call_id)
+            await self.on_call(msg)
+            reply.taken = True
+            session = self.sessions.get(call_id)
+            if session is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.caught_up.wait(), CATCH_UP_WAIT_S)
+                reply.caught_up = session.caught_up.is_set()
+        except Exception as exc:  # refused: the gateway sends it to the work queue
+            log.warning("direct take-over refused: %s", exc)
+            reply.reason = str(exc) or type(exc).__name__
+        with contextlib.suppress(Exception):  # (the gateway gave up waiting: it queued it)
+            await msg.respond(reply.SerializeToString())
 
     async def _take(self, announce: CallAnnounce, call_id: str) -> None:
         session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
@@ -212,6 +239,7 @@ class SttWorker:
         beacon.start()
         leases = asyncio.create_task(self._keep_leases(stop, beacon))
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
+        await self.bus.subscribe(subjects.stt_take(self.bus.name), self.on_take)
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
             handler=self.on_call, concurrency=TAKE_CONCURRENCY, stop=stop,
