@@ -40,6 +40,7 @@ from bench.soak_report import (
     drift,
     kill_effects,
     log_sizes,
+    moved_calls,
     per_minute,
     plot,
     print_phase,
@@ -68,15 +69,18 @@ class Fleet:
 
     stack: Stack
     procs: dict[str, subprocess.Popen[bytes]]
+    replicas: dict[str, int]
+    kill_order: tuple[str, ...] = KILL_ORDER
     nats_pid: int | None = None
     restarted: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def of(cls, stack: Stack) -> Fleet:
-        fleet = cls(stack, {f"{n}-1": p for n, p in stack.service_procs.items()})
+    def of(cls, stack: Stack, replicas: dict[str, int], kill_order: tuple[str, ...]) -> Fleet:
+        fleet = cls(stack, {f"{n}-1": p for n, p in stack.service_procs.items()}, replicas,
+                    kill_order)
         others = [p for p in stack.procs if p not in stack.service_procs.values()]
         fleet.nats_pid = others[0].pid if others else None
-        for name, count in REPLICAS.items():
+        for name, count in replicas.items():
             for i in range(2, count + 1):
                 fleet.spawn(f"{name}-{i}")
         return fleet
@@ -159,6 +163,8 @@ async def sample(fleet: Fleet, run: PhaseRun, every_s: float, stop: asyncio.Even
                 if (mb := rss_mb(pid)) > 0:
                     rss[slot] = round(mb, 1)
         busy, wall, me = machine_busy(), now - prev_wall, os.getpid()
+        by_process = {slot: round((cpu[pid] - prev_cpu[pid]) / wall * 100, 1)
+                      for slot, pid in fleet.pids().items() if pid in cpu and pid in prev_cpu}
         ours = sum(c - prev_cpu[p] for p, c in cpu.items() if p in prev_cpu and p != me)
         gen = cpu.get(me, 0.0) - prev_cpu.get(me, 0.0)
         machine = (busy[0] - prev_busy[0]) / max(1.0, busy[1] - prev_busy[1]) * 100 * cores
@@ -168,6 +174,7 @@ async def sample(fleet: Fleet, run: PhaseRun, every_s: float, stop: asyncio.Even
                "cpu_others_pct": round(max(0.0, machine - (ours + gen) / wall * 100), 1)}
         run.series.append({"t": round(now - run.t0, 1), "rss_mb": rss,
                            "jetstream_disk_mb": disk_mb(fleet.stack.workdir / "nats"),
+                           "cpu_pct_by_process": by_process,  # (a slot restarted: from then)
                            **(pct if prev_cpu else dict.fromkeys(pct))})
         prev_cpu, prev_busy, prev_wall = cpu, busy, now
         if now - run.t0 >= next_line:
@@ -189,14 +196,15 @@ async def kill_rotation(fleet: Fleet, run: PhaseRun, every_s: float, end_s: floa
     k = 0
     while (at := every_s / 2 + k * every_s) <= end_s - 10.0:
         await asyncio.sleep(max(0.0, run.t0 + at - time.monotonic()))
-        service = KILL_ORDER[k % len(KILL_ORDER)]
-        slot = f"{service}-{(k // len(KILL_ORDER)) % REPLICAS[service] + 1}"
-        t = time.monotonic()
+        order = fleet.kill_order
+        service = order[k % len(order)]
+        slot = f"{service}-{(k // len(order)) % fleet.replicas[service] + 1}"
+        t, t_wall = time.monotonic(), time.time()
         await fleet.kill_and_restart(slot)
         kill: dict[str, Any] = {"slot": slot, "service": service, "t_s": round(t - run.t0, 1),
-                                "t_mono": t, "ready_after_s": None}
+                                "t_mono": t, "t_wall": t_wall, "ready_after_s": None}
         run.kills.append(kill)
-        if await wait_replicas(fleet.stack.nats_url, {service: REPLICAS[service]}, 60.0):
+        if await wait_replicas(fleet.stack.nats_url, {service: fleet.replicas[service]}, 60.0):
             kill["ready_after_s"] = round(time.monotonic() - t, 2)
         k += 1
 
@@ -219,7 +227,8 @@ async def run_phase(fleet: Fleet, cfg: LoadConfig, hangover_ms: float, every_s: 
 
 
 def figures(run: PhaseRun, cfg: LoadConfig, minutes: int,
-            baseline: dict[str, float | None] | None, window_s: float) -> dict[str, Any]:
+            baseline: dict[str, float | None] | None, window_s: float,
+            logs: Path) -> dict[str, Any]:
     overhead = [o for _, o in run.log.turns]
     end_s = cfg.ramp_s + cfg.duration_s
     last = run.t0 + end_s + cfg.turn_timeout_s  # "never heard again" ends with the call
@@ -229,6 +238,7 @@ def figures(run: PhaseRun, cfg: LoadConfig, minutes: int,
     by_service = rss_by_service(run.series)
     errors = Counter(m for _, _, m in run.log.errors) + Counter(run.stats.errors)
     if run.kills:
+        moved_calls(logs / "gateway.log", run.kills)
         kill_effects(run.log, run.kills, window_s, baseline or {
             "p50": percentile(overhead, 50), "p99": percentile(overhead, 99)}, silent)
     disk = [s["jetstream_disk_mb"] for s in run.series]
@@ -268,7 +278,9 @@ def figures(run: PhaseRun, cfg: LoadConfig, minutes: int,
                               "last": disk[-1] if disk else None},
         "cpu_pct_mean": {k: mean(f"cpu_{k}_pct")
                          for k in ("platform", "loadgen", "others", "machine")},
-        "kills": [{k: v for k, v in kill.items() if k != "t_mono"} for kill in run.kills],
+        "kills": [{k: v for k, v in kill.items() if k not in ("t_mono", "t_wall")}
+                  for kill in run.kills],
+        "stt_failover_added_ms": pooled_failover(run.kills),
         "rss_by_service": by_service,
         "samples": run.series,
     }
@@ -283,9 +295,9 @@ def run_one(name: str, args: argparse.Namespace, clips: list[bytes], env: dict[s
         logs = Path(tmp) / "logs"
         stack = Stack(workdir=Path(tmp), gateway_port=free_port(), env=env, log_dir=logs)
         with stack.running():
-            fleet = Fleet.of(stack)
-            if not asyncio.run(wait_replicas(stack.nats_url, REPLICAS, 120.0)):
-                raise RuntimeError(f"replicas {REPLICAS} did not all come up")
+            fleet = Fleet.of(stack, args.replicas, args.kill_order)
+            if not asyncio.run(wait_replicas(stack.nats_url, args.replicas, 120.0)):
+                raise RuntimeError(f"replicas {args.replicas} did not all come up")
             cfg.url = stack.gateway_url
             print(f"{name}: {args.calls} calls for {args.minutes} min"
                   + (f", a kill every {kill_every:.0f} s" if kill_every else ""), flush=True)
@@ -294,11 +306,30 @@ def run_one(name: str, args: argparse.Namespace, clips: list[bytes], env: dict[s
             sizes = log_sizes(logs)
             # the extra replicas drain while NATS is still up (Stack.stop knows only the first)
             stop_all([p for p in fleet.procs.values() if p not in stack.service_procs.values()])
-        phase = figures(run, cfg, args.minutes, baseline, args.window)
+        phase = figures(run, cfg, args.minutes, baseline, args.window, logs)
         phase["service_logs"] = scan_logs(logs, sizes)
         if args.keep_logs:
             shutil.copytree(logs, args.keep_logs / name, dirs_exist_ok=True)
     return phase
+
+
+def replica_counts(value: str) -> dict[str, int]:
+    counts = dict(REPLICAS)
+    for item in filter(None, value.split(",")):
+        name, _, n = item.partition("=")
+        if name not in counts or not n.isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(f"not service=count: {item!r}")
+        counts[name] = int(n)
+    return counts
+
+
+def pooled_failover(kills: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Every moved call's turn near an STT kill, pooled: the failover target's figure."""
+    added = [a for k in kills for a in k.get("moved_added_all", [])]
+    if not any("moved_calls" in k for k in kills):
+        return None
+    return {"p50": percentile(added, 50), "p95": percentile(added, 95),
+            "max": max(added, default=None), "n": len(added)}
 
 
 def main() -> None:
@@ -308,6 +339,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds (phase kills)")
     parser.add_argument("--phases", default="steady,kills")
+    parser.add_argument("--replicas", type=replica_counts, default=dict(REPLICAS),
+                        help="e.g. stt=3 (the others keep their defaults)")
+    parser.add_argument("--kill-order", type=lambda v: tuple(v.split(",")), default=KILL_ORDER,
+                        help="services the kills rotate over, e.g. stt")
     parser.add_argument("--sample-every", type=float, default=10.0, help="RSS sampling, s")
     parser.add_argument("--window", type=float, default=10.0,
                         help="a kill's window: utterances open at it or started this soon after")
@@ -317,6 +352,9 @@ def main() -> None:
     clips = [load_wav(ROOT / "speech" / name) for name in CLIPS]
     env = instant_env()
     env.update({"PYTHONPATH": str(ROOT), "VOXBUS_LOG_LEVEL": "WARNING",
+                # VAD-only endpointing: the platform's overhead, not the end-of-turn model's
+                # holds (the synthetic clips end mid-phrase for smart-turn: ~860 ms held)
+                "VOXBUS_END_OF_TURN": "vad",
                 # one STT replica must be able to carry every call while the other restarts
                 "VOXBUS_STT_MAX_CALLS": str(args.calls + 10),
                 "VOXBUS_LLM_CONCURRENCY": "64", "VOXBUS_TTS_CONCURRENCY": "64"})
@@ -333,8 +371,8 @@ def main() -> None:
         "providers": "voxbus_testkit.instant (instant STT/LLM/TTS), WebRTC VAD",
         "parameters": {"calls": args.calls, "minutes": args.minutes,
                        "kill_every_s": args.kill_every, "sample_every_s": args.sample_every,
-                       "kill_window_s": args.window, "replicas": REPLICAS,
-                       "kill_order": KILL_ORDER, "clips": CLIPS},
+                       "kill_window_s": args.window, "replicas": args.replicas,
+                       "kill_order": args.kill_order, "clips": CLIPS},
         "definitions": {
             "overhead": "voice-to-voice minus the VAD hangover "
                         f"({Settings().vad_hangover_ms} ms), turns played to the end",

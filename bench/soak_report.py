@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,35 @@ def resolved_at(u: Utterance) -> float:
     return u.done_t or u.final_t or u.end_t or u.start_t
 
 
+# The gateway's line for each call it moved off a dead STT replica (stt_watch.py).
+MOVED = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) .* call_id=load-(\d+)-\S+ .*"
+                   r"(STT call handed to a survivor|call re-announced)")
+
+
+def moved_calls(gateway_log: Path, kills: list[dict[str, Any]]) -> None:
+    """Adds to each STT kill the callers (load indexes) whose calls the gateway moved to
+    a survivor after it: the turns a kill can slow, measured apart from the rest."""
+    stt = [k for k in kills if k["service"] == "stt"]
+    for kill in stt:
+        kill["moved"] = set()
+    if not stt or not gateway_log.exists():
+        return
+
+    def day_s(t: float) -> float:
+        lt = time.localtime(t)
+        return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + t % 1
+
+    starts = [(day_s(k["t_wall"]), k) for k in stt]
+    for line in gateway_log.read_text(errors="replace").splitlines():
+        if (m := MOVED.match(line)) is None:
+            continue
+        h, mi, sec, ms, call = (int(x) for x in m.groups()[:5])
+        at = h * 3600 + mi * 60 + sec + ms / 1000
+        before = [k for t, k in starts if t <= at + 0.01]
+        if before:
+            before[-1]["moved"].add(call)
+
+
 def kill_effects(log: TurnLog, kills: list[dict[str, Any]], window_s: float,
                  baseline: dict[str, float | None], silent: Silent) -> None:
     """Adds to each kill: the utterances open at the kill or started within `window_s` after
@@ -137,6 +167,20 @@ def kill_effects(log: TurnLog, kills: list[dict[str, Any]], window_s: float,
             "max_overhead_ms": None if worst is None else round(worst, 1),
             "max_added_latency_ms": None if worst is None or p50 is None
             else round(worst - p50, 1)})
+        if "moved" in kill:  # an STT kill: the calls moved to survivors, on their own
+            kill.update(moved_effects(near, kill.pop("moved"), p50))
+
+
+def moved_effects(near: list[Utterance], moved: set[int], p50: float | None) -> dict[str, Any]:
+    """Added latency (overhead minus the no-kill p50) of the moved calls' turns near a kill."""
+    turns = [u for u in near if u.call in moved]
+    added = [u.overhead_ms - (p50 or 0.0) for u in turns
+             if u.overhead_ms is not None and not u.interrupted]
+    return {"moved_calls": len(moved), "moved_turns": len(turns),
+            "moved_lost": sum(u.lost for u in turns),
+            "moved_added_ms": {"p50": percentile(added, 50), "p95": percentile(added, 95),
+                               "max": round(max(added), 1) if added else None},
+            "moved_added_all": [round(a, 1) for a in added]}
 
 
 def log_sizes(folder: Path) -> dict[str, int]:
@@ -196,6 +240,14 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
               f"(+{k['max_added_latency_ms']} ms); {k['calls_deafened']} calls went deaf "
               f"(longest {k['longest_deafness_s']} s); {k['calls_with_replayed_vad']} calls got "
               f"replayed VAD events, {k['calls_reprompted']} an idle re-prompt")
+        if "moved_calls" in k:
+            a = k["moved_added_ms"]
+            print(f"    {k['moved_calls']} calls moved to survivors, {k['moved_turns']} of "
+                  f"their turns near: added p50 {a['p50']} / p95 {a['p95']} / max {a['max']} "
+                  f"ms, {k['moved_lost']} lost")
+    if (pooled := phase.get("stt_failover_added_ms")) is not None:
+        print(f"  STT kills, every moved call's turn near a kill: added p50 {pooled['p50']} / "
+              f"p95 {pooled['p95']} / max {pooled['max']} ms over {pooled['n']} turns")
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -133,7 +133,7 @@ class SttWatch:
             msg = await self.bus.nc.request(subject, data, timeout=TAKE_TIMEOUT_S)
             reply = decode(CallTakeReply, msg.data)
             if reply.taken:
-                log.info("STT call handed to a survivor", extra={
+                log.warning("STT call handed to a survivor", extra={
                     "call_id": call.call_id, "replica": survivor, "resume_seq": seq,
                     "caught_up": reply.caught_up})
                 return
