@@ -114,6 +114,7 @@ class CallSession:
         self._drained = asyncio.Event()
         self.closed = asyncio.Event()
         self.caught_up = asyncio.Event()  # a frame came live, not replayed (a take-over waits)
+        self.handed_over = False  # closed for another replica to carry on, not call ended
         self._tasks: list[asyncio.Task[None]] = []
         self.out = SessionOutput(bus, call_id)
         self._interims: set[asyncio.Task[None]] = set()
@@ -416,7 +417,7 @@ class CallSession:
         """Stop without a word to the gateway (this worker is shutting down, or lost the
         call's lease) and say where another worker carries on (`checkpoint`)."""
         seq, after = self.checkpoint()
-        self._closing = True
+        self._closing = self.handed_over = True
         self._repair.stop()
         await self._direct.close()
         if self._sub is not None:

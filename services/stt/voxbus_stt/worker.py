@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +38,7 @@ from voxbus_stt.session import CallSession
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 0.9  # how stale a failover's resume point may be (it replays from it)
+CHECKPOINT_WRITERS = 16  # checkpoint writes in flight: 200 calls' rounds stay under a second
 # A call handed to a replica that cannot take it (stalled, cut off: the server still holds
 # its pull request) moves to another after this; a live one keeps it claimed (bus.py).
 CALL_ACK_WAIT_S = 1.0
@@ -170,6 +171,8 @@ class SttWorker:
         if lease is not None and not self.stopping:
             await lease.release()
         STT_SESSIONS.set(len(self.sessions))
+        if session.handed_over:  # the call goes on elsewhere, and may come back here
+            return
         self._ended.add(session.call_id)
         if len(self._ended) > 10000:
             self._ended.clear()
@@ -211,23 +214,34 @@ class SttWorker:
         await asyncio.gather(*(s.resubscribe() for s in list(self.sessions.values())),
                              return_exceptions=True)
 
-    async def _keep_leases(self, stop: asyncio.Event, beacon: Beacon) -> None:
-        """Write each call's checkpoint and tick the beacon (the liveness beat itself runs
-        on its own thread: beacon.py). A call whose lease another replica took is dropped
-        here without a word (no two owners)."""
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        """Write each call's checkpoint, `CHECKPOINT_WRITERS` at a time. A call whose
+        lease another replica took is dropped here without a word (no two owners)."""
         assert self.kv is not None
         while not stop.is_set():
-            beacon.tick()
-            try:
-                for call_id, lease in list(self.leases.items()):
-                    session = self.sessions.get(call_id)
-                    if session is not None and not await lease.write(*session.checkpoint()):
-                        self.leases.pop(call_id, None)
-                        await session.handover()
-            except Exception as exc:  # NATS away: the next round tries again
-                log.warning("STT checkpoint update failed: %s", exc)
+            leases = iter(list(self.leases.items()))
+            await asyncio.gather(*(self._write_leases(leases) for _ in range(CHECKPOINT_WRITERS)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), CHECKPOINT_EVERY_S)
+
+    async def _write_leases(self, leases: Iterator[tuple[str, CallLease]]) -> None:
+        for call_id, lease in leases:
+            session = self.sessions.get(call_id)
+            try:
+                if session is not None and not await lease.write(*session.checkpoint()):
+                    self.leases.pop(call_id, None)
+                    await session.handover()
+            except Exception as exc:  # NATS away: the next round tries again
+                log.warning("STT checkpoint update failed: %s", exc, extra={"call_id": call_id})
+
+    @staticmethod
+    async def _tick(stop: asyncio.Event, beacon: Beacon) -> None:
+        """The loop is alive: the beacon beats on its own thread (beacon.py) while ticked.
+        Its own task, so slow checkpoint writes (a saturated NATS) never silence it."""
+        while not stop.is_set():
+            beacon.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.kv = await self.bus.stt_kv()
@@ -237,7 +251,8 @@ class SttWorker:
                             "calls": len(self.sessions),  # (gateways admit on it)
                             "max": self.settings.stt_max_calls})
         beacon.start()
-        leases = asyncio.create_task(self._keep_leases(stop, beacon))
+        leases = asyncio.create_task(self._keep_leases(stop))
+        ticks = asyncio.create_task(self._tick(stop, beacon))
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
         await self.bus.subscribe(subjects.stt_take(self.bus.name), self.on_take)
         worker = asyncio.create_task(self.bus.run_pull_worker(
@@ -256,7 +271,7 @@ class SttWorker:
         else:
             await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
                                  return_exceptions=True)
-        await leases
+        await asyncio.gather(leases, ticks)
         await beacon.stop()
         with contextlib.suppress(Exception):  # a clean exit: the gateways need not fail over
             await self.kv.delete(replica_key(self.bus.name))
