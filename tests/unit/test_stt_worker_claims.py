@@ -74,3 +74,53 @@ def test_a_redelivered_announcement_starts_no_second_session(
 
     asyncio.run(run())
     assert FakeSession.started == ["call-1"]
+
+
+class FailingSession(FakeSession):
+    """Its audio consumer cannot be made the first time (NATS too slow), then can."""
+
+    failures: ClassVar[int] = 1
+
+    async def start(self) -> None:
+        if FailingSession.failures:
+            FailingSession.failures -= 1
+            raise TimeoutError("nats: timeout")
+        await super().start()
+
+    async def handover(self) -> tuple[int, int]:
+        self.closed.set()
+        return 0, 0
+
+
+class FreeKv:
+    async def put(self, key: str, value: bytes) -> int:
+        return 1
+
+
+def test_a_call_whose_session_failed_to_start_is_taken_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No zombie: the redelivery after a failed start starts the session (before, the
+    half-made session was taken for the call and the caller went unheard)."""
+    monkeypatch.setattr(worker_module, "CallSession", FailingSession)
+    monkeypatch.setattr(SttWorker, "_endpointer", lambda self: None)
+    FakeSession.started = []
+
+    async def run() -> None:
+        worker = SttWorker(cast(Bus, FakeBus()), Settings(), InstantSpeechToText(),
+                           lambda: cast(Any, None))
+        worker.kv = cast(Any, FreeKv())
+        announce = CallAnnounce(sample_rate=Settings().bus_sample_rate)
+        announce.meta.call_id = "call-2"
+        msg = cast(Any, Msg(announce.SerializeToString()))
+        with pytest.raises(TimeoutError):
+            await worker.on_call(msg)
+        assert "call-2" not in worker.sessions and "call-2" not in worker.leases
+        await worker.on_call(msg)  # the queue's redelivery
+        assert "call-2" in worker.sessions
+        for task in list(worker._background):
+            task.cancel()
+        worker.pool.shutdown(wait=False)
+        worker.detector_pool.shutdown(wait=False)
+
+    asyncio.run(run())
+    assert FakeSession.started == ["call-2"]

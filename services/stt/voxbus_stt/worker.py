@@ -152,7 +152,15 @@ class SttWorker:
         if announce.resume_stream_seq:
             log.info("call taken over", extra={"resume_seq": announce.resume_stream_seq})
         STT_SESSIONS.set(len(self.sessions))
-        await session.start()
+        try:
+            await session.start()
+        except BaseException:  # (NATS too slow to make its audio consumer) no zombie left
+            self.sessions.pop(call_id, None)  # behind: a redelivery must take it again
+            self.announces.pop(call_id, None)
+            self.leases.pop(call_id, None)  # (its checkpoint stays for the next taker)
+            await session.handover()
+            STT_SESSIONS.set(len(self.sessions))
+            raise
         self._spawn(self._reap(session))
         early = self._early_endings.pop(call_id, None)
         if early is not None:
@@ -250,11 +258,12 @@ class SttWorker:
                         self.settings.stt_heartbeat_s, lambda: {
                             "calls": len(self.sessions),  # (gateways admit on it)
                             "max": self.settings.stt_max_calls})
+        # the take-over door opens before the first beat: gateways pick survivors by beats
+        await self.bus.subscribe(subjects.stt_take(self.bus.name), self.on_take)
         beacon.start()
         leases = asyncio.create_task(self._keep_leases(stop))
         ticks = asyncio.create_task(self._tick(stop, beacon))
         await self.bus.subscribe(subjects.CONTROL_ALL, self.on_control)
-        await self.bus.subscribe(subjects.stt_take(self.bus.name), self.on_take)
         worker = asyncio.create_task(self.bus.run_pull_worker(
             stream="VB_CALLS", durable="stt-workers", subject=subjects.WORK_CALLS,
             handler=self.on_call, concurrency=TAKE_CONCURRENCY, stop=stop,
