@@ -30,6 +30,7 @@ from voxbus_cli.embedded import free_port
 from voxbus_cli.load_report import percentile as pct
 from voxbus_cli.speech_end import last_speech_frame
 from voxbus_cli.stack import Stack
+from voxbus_common.session_pages import read_session
 from voxbus_common.subjects import SESSIONS_BUCKET
 from voxbus_testkit.sip_peer import (
     RELAY_IP,
@@ -53,13 +54,10 @@ CONDITIONS = {
 
 async def session_of(nc: Any, call_id: str) -> Session:
     kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
-    session = Session()
     try:
-        entry = await kv.get(call_id)
-        session.ParseFromString(entry.value or b"")
+        return await read_session(kv, call_id) or Session()
     except Exception:  # not written yet
-        pass
-    return session
+        return Session()
 
 
 async def one_call(stack: Stack, sip_port: int, base: int, clip: dict[str, str],

@@ -351,7 +351,9 @@ def main() -> None:
     args = parser.parse_args()
     clips = [load_wav(ROOT / "speech" / name) for name in CLIPS]
     env = instant_env()
-    env.update({"PYTHONPATH": str(ROOT), "VOXBUS_LOG_LEVEL": "WARNING",
+    # (a PYTHONPATH given runs another tree's services: a before/after comparison)
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH", ""), str(ROOT)]))
+    env.update({"PYTHONPATH": path, "VOXBUS_LOG_LEVEL": "WARNING",
                 # VAD-only endpointing: the platform's overhead, not the end-of-turn model's
                 # holds (the synthetic clips end mid-phrase for smart-turn: ~860 ms held)
                 "VOXBUS_END_OF_TURN": "vad",

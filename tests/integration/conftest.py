@@ -23,6 +23,7 @@ from voxbus.v1.memory_pb2 import Session
 from voxbus_cli.embedded import free_port, spawn, stop_all
 from voxbus_cli.stack import Stack
 from voxbus_common.nats_connect import server_list
+from voxbus_common.session_pages import call_of, read_session
 from voxbus_common.subjects import SESSIONS_BUCKET
 
 M = TypeVar("M", bound=Message)
@@ -101,9 +102,33 @@ async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session],
     nc = await nats.connect(server_list(stack.nats_url))
     try:
         kv = await nc.jetstream().key_value(SESSIONS_BUCKET)
-        return await watch_kv(kv, call_id, Session, done, timeout_s)
+        return await watch_session(kv, call_id, done, timeout_s)
     finally:
         await nc.close()
+
+
+async def watch_session(kv: KeyValue, call_id: str, done: Callable[[Session], bool],
+                        timeout_s: float = 120.0) -> Session:
+    """Watch the call's header and turn pages (session_pages.py) until `done` holds for
+    the session they make (event-based, bounded; the test bucket is small, so the watch
+    covers it all and keeps the call's keys)."""
+    watcher = await kv.watch(">")
+    deadline = time.monotonic() + timeout_s
+    last = Session()
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                entry = await watcher.updates(timeout=remaining)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            if entry is not None and call_of(entry.key) != call_id:
+                continue
+            last = await read_session(kv, call_id) or Session()
+            if done(last):
+                return last
+    finally:
+        await watcher.stop()
+    raise AssertionError(f"session {call_id} never reached the expected state: {last}")
 
 
 @contextmanager

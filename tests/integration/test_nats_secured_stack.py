@@ -15,11 +15,10 @@ import grpc
 import nats
 import pytest
 
-from tests.integration.conftest import watch_kv
+from tests.integration.conftest import watch_session
 from tests.nats_auth import probe
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlStub
-from voxbus.v1.memory_pb2 import Session
 from voxbus_cli.caller import load_wav
 from voxbus_cli.embedded import free_port
 from voxbus_cli.stack import Stack
@@ -78,7 +77,7 @@ async def test_a_call_is_answered_with_per_service_credentials(secured: Stack) -
     admin = await probe(settings_of(stack, "admin"))  # memory stored the call, as its user
     try:
         kv = await admin.nc.jetstream().key_value(SESSIONS_BUCKET)
-        session = await watch_kv(kv, call_id, Session, lambda s: bool(s.ended_unix_ns))
+        session = await watch_session(kv, call_id, lambda s: bool(s.ended_unix_ns))
     finally:
         await admin.close()
     async with stack.control_channel() as channel:  # from memory now

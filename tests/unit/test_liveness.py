@@ -137,3 +137,28 @@ def test_a_bucket_that_stores_nothing_judges_nobody() -> None:
     beats._seeing_since = 0.0  # (a blind round restarts the lease on the real clock)
     asyncio.run(beats.judge(now=120.0))
     assert dead == ["stt-a"]
+
+
+def test_a_silent_replica_that_answers_a_probe_lives() -> None:
+    """Its beats queued behind a saturated server: the probe it answers keeps it; one that
+    does not answer (killed: no responders) is declared dead as before."""
+    kv = FakeKv()
+    dead: list[str] = []
+    asked: list[str] = []
+
+    async def on_dead(name: str) -> None:
+        dead.append(name)
+
+    async def answers(name: str) -> bool:
+        asked.append(name)
+        return name == "stt-slow"
+
+    beats = Heartbeats(cast(Bus, FakeBus(FakeJetStream(kv))), cast(Any, kv), "replica", 3.0,
+                       on_dead, answers=answers)
+    beats._seeing_since = 0.0
+    for name in ("stt-slow", "stt-killed"):
+        seen(beats, name, 7, at=100.0)
+        kv.keys[f"replica.{name}"] = Entry(revision=7)
+    asyncio.run(beats.judge(now=110.0))
+    assert sorted(asked) == ["stt-killed", "stt-slow"]
+    assert dead == ["stt-killed"] and beats.last_beat["stt-slow"] > 100.0

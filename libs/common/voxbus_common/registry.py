@@ -99,7 +99,8 @@ WORK_CALLS = Row("work_calls", f"{PREFIX}.work.calls", CallAnnounce, (GATEWAY, S
 STT_TAKE = Row("stt_take", f"{PREFIX}.stt.take.{REPLICA}", CallAnnounce, (GATEWAY,), (STT,),
                "core request/reply to one replica, answered once the replay caught up; "
                "unanswered or refused: `vb.work.calls`", reply=CallTakeReply,
-               about="a dead replica's call, given by heartbeat load (`failover_plan.py`)")
+               about="a dead replica's call, given by heartbeat load (`failover_plan.py`); "
+                     "empty: a liveness probe of a replica whose beats stopped")
 AUDIO_IN = Row("audio_in", _call("in.audio"), AudioFrame, (GATEWAY,), (STT,),
                "core publish; ordered consumer, and a core sub while the stream is silent "
                "for 0.3 s (`direct_audio.py`)", stream="VB_AUDIO",

@@ -33,8 +33,13 @@ Beat = dict[str, Any]
 
 class Heartbeats:
     def __init__(self, bus: Bus, kv: KeyValue, prefix: str, lease_s: float,
-                 on_dead: Callable[[str], Awaitable[None]], *, ignore: str = "") -> None:
+                 on_dead: Callable[[str], Awaitable[None]], *, ignore: str = "",
+                 answers: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.bus = bus
+        # Asked last, before a silent name is declared dead: does the process answer a
+        # request? A killed one has no subscription left (NATS says "no responders" at
+        # once); a live one whose beats queued behind a saturated server answers.
+        self.answers = answers
         self.kv = kv
         self.prefix = prefix
         self.lease_s = lease_s
@@ -165,8 +170,8 @@ class Heartbeats:
                 return
             if name not in self.last_beat:  # it left cleanly while we read
                 continue
-            if beating:  # it beats; this process read the watch late
-                self.last_beat[name] = time.monotonic()
+            if beating or (self.answers is not None and await self.answers(name)):
+                self.last_beat[name] = time.monotonic()  # it beats (read late), or answers
                 LATE_BEATS.labels(self.prefix).inc()
                 continue
             self.forget(name)

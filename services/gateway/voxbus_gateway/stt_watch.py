@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # so a survivor replays at most this many calls at once, newest speech first.
 TAKE_WINDOW = 4
 TAKE_TIMEOUT_S = 5.0  # a survivor that does not answer in this time: the work queue
+PROBE_TIMEOUT_S = 1.0  # a silent replica that cannot answer a probe in this time is dead
 
 
 def _orphan(call: Call) -> Orphan:
@@ -54,7 +55,7 @@ class SttWatch:
     async def start(self) -> None:
         kv = await self.bus.stt_kv()
         self.beats = Heartbeats(self.bus, kv, "replica", self.lease_s,
-                                lambda name: self._fail_over(kv, name))
+                                lambda name: self._fail_over(kv, name), answers=self._answers)
         await self.beats.start()
 
     def stt_full(self) -> bool:
@@ -64,6 +65,18 @@ class SttWatch:
             return False
         return sum(max(0, int(b.get("max", 1)) - int(b.get("calls", 0)))
                    for b in self.beats.beats.values()) <= 0
+
+    async def _answers(self, replica: str) -> bool:
+        """A silent replica's last chance: an empty take-over request (a probe) answered
+        means it lives and its beats were late (a saturated NATS, a starved thread). A
+        killed one has no subscription: "no responders" comes at once, no time is lost."""
+        try:
+            await self.bus.nc.request(subjects.stt_take(replica), b"", timeout=PROBE_TIMEOUT_S)
+        except Exception:  # no responders, or no answer in time
+            return False
+        log.warning("STT replica silent but answering: not failed over",
+                    extra={"replica": replica})
+        return True
 
     async def _fail_over(self, kv: KeyValue, dead: str) -> None:
         """Spread in the background: the judge of the other replicas must not wait on it."""

@@ -67,10 +67,8 @@ class Compactor:
     def maybe_schedule(self, session: Session) -> None:
         """Start a summary if the call is over budget and none is running for it."""
         call_id = session.call_id
-        if session.ended_unix_ns or call_id in self.in_flight:
-            return
-        if plan_summary(session, *self._plan_args()) is None:
-            return
+        if session.ended_unix_ns or call_id in self.in_flight or self._plan_args()[0] <= 0:
+            return  # (the turns are in pages: the task reads them and may find no work)
         task = asyncio.create_task(self._run(call_id), name=f"summarize-{call_id}")
         self.in_flight[call_id] = task
         task.add_done_callback(lambda _: self.in_flight.pop(call_id, None))
@@ -78,7 +76,7 @@ class Compactor:
     async def _run(self, call_id: str) -> None:
         try:
             for _ in range(MAX_ROUNDS):
-                session = await self.store.get(call_id)
+                session = await self.store.whole(call_id, from_turn=None)
                 plan = None if session is None else plan_summary(session, *self._plan_args())
                 if plan is None:
                     return

@@ -16,6 +16,7 @@ from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.ids import InvalidCallId, validate_call_id
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import observe_hop
+from voxbus_common.session_pages import turn_order
 from voxbus_common.telemetry import extract_context, tracer
 from voxbus_memory.callers import BadCallerIdentity, normalize_caller
 from voxbus_memory.compaction import Compactor
@@ -27,7 +28,7 @@ __all__ = ["Recorder", "apply_event", "context_messages"]
 
 log = logging.getLogger(__name__)
 
-_ROLE_ORDER = {"user": 0, "assistant": 1, "system": 2}  # a note applies after its turn
+TURN_KINDS = ("user_turn", "agent_turn", "system_note")  # recorded in pages
 
 
 def _keep(text: str) -> str:
@@ -72,7 +73,7 @@ def apply_event(session: Session, event: CallEvent,
     if any(t.turn_id == record.turn_id and t.role == record.role and (
             t.role != "system" or t.text == record.text) for t in session.turns):
         return False  # redelivered event: already applied (several notes may share a turn)
-    turns = sorted([*session.turns, record], key=lambda t: (t.turn_id, _ROLE_ORDER[t.role]))
+    turns = sorted([*session.turns, record], key=turn_order)
     del session.turns[:]
     session.turns.extend(turns)
     return True
@@ -95,13 +96,20 @@ class Recorder:
         event = decode(CallEvent, msg.data)
         call_id_var.set(validate_call_id(event.meta.call_id))
         observe_hop("call_event", event.meta.sent_unix_ns, time.time_ns())
-        session = await self.store.mutate(event.meta.call_id,
-                                          lambda s: apply_event(s, event, self.redact))
-        kind = event.WhichOneof("kind")
+        call_id, kind = event.meta.call_id, event.WhichOneof("kind")
+
+        def change(session: Session) -> bool:
+            return apply_event(session, event, self.redact)
+
+        if kind in TURN_KINDS:  # one bounded page, not the whole call (session_pages.py)
+            header = await self.store.append(call_id, event.meta.turn_id, change)
+        else:
+            header = await self.store.mutate(call_id, change)
         if kind in ("user_turn", "agent_turn") and self.compactor is not None:
-            self.compactor.maybe_schedule(session)  # never awaited: the turn goes on
+            self.compactor.maybe_schedule(header)  # never awaited: the turn goes on
         elif kind == "ended" and self.longterm is not None:
-            await self.longterm.on_call_ended(session)  # also on redelivery: idempotent
+            whole = await self.store.whole(call_id) or header
+            await self.longterm.on_call_ended(whole)  # also on redelivery: idempotent
 
     async def answer_context(self, data: bytes, headers: dict[str, str] | None) -> bytes:
         """RPC (rpc.py): the conversation so far for a turn, or a reply with the error."""
@@ -114,7 +122,7 @@ class Recorder:
             req = decode(ContextRequest, data)
             reply.meta.CopyFrom(req.meta)
             validate_call_id(req.meta.call_id)
-            session = await self.store.read(req.meta.call_id)
+            session = await self.store.turns(req.meta.call_id, None, req.meta.turn_id)
             reply.messages.extend(context_messages(session, req.meta.turn_id,
                                                    req.max_messages or 12))
             if session is not None:

@@ -7,6 +7,7 @@ duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -17,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from voxbus.v1.memory_pb2 import CallerMemory, Session
 from voxbus_common.bus import decode
+from voxbus_common.session_pages import call_of, page_key, page_of, read_session
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +89,50 @@ class ProtoStore(Generic[M]):
 
 
 class SessionStore(ProtoStore[Session]):
-    """Each call's session, keyed by call id."""
+    """Each call's session: a header keyed by call id and bounded pages of turns
+    (voxbus_common/session_pages.py). `get`/`read`/`mutate` of a call id are the header's;
+    `whole`/`turns` assemble the turns from their pages; `append` writes one page."""
 
     def __init__(self, kv: KeyValue, reads: KeyValue | None = None) -> None:
-        super().__init__(kv, Session, lambda call_id: Session(call_id=call_id), reads)
+        super().__init__(kv, Session, lambda key: Session(call_id=call_of(key)), reads)
+
+    async def append(self, call_id: str, turn_id: int,
+                     change: Callable[[Session], bool]) -> Session:
+        """Apply `change` to the page of `turn_id`, then make sure the header knows that
+        page (a redelivery after a crash between the two writes finishes the second)."""
+        page = page_of(turn_id)
+        await self.mutate(page_key(call_id, page), change)
+        return await self.mutate(call_id, lambda header: _knows_page(header, page))
+
+    async def whole(self, call_id: str, from_turn: int | None = 0) -> Session | None:
+        """The call as one message, from the bucket's leader (summaries, the end); see
+        read_session for `from_turn`."""
+        return await read_session(self.kv, call_id, from_turn=from_turn)
+
+    async def turns(self, call_id: str, from_turn: int | None = 0,
+                    before_turn: int | None = None) -> Session | None:
+        """The header and the pages of the turns in range, from any replica of the bucket
+        (the turn's path: the context of one turn)."""
+        return await read_session(self.reads, call_id, from_turn=from_turn,
+                                  before_turn=before_turn)
+
+    async def purge(self, key: str) -> bool:
+        """The header and every page of the call."""
+        header = await self.get(key)
+        if header is None:
+            return False
+        for page in range(header.last_page + 1):
+            with contextlib.suppress(KeyNotFoundError):
+                await self.kv.purge(page_key(key, page))
+        await self.kv.purge(key)
+        return True
+
+
+def _knows_page(header: Session, page: int) -> bool:
+    if page <= header.last_page:
+        return False
+    header.last_page = page
+    return True
 
 
 class CallerStore(ProtoStore[CallerMemory]):

@@ -115,7 +115,12 @@ class SttWorker:
     async def on_take(self, msg: Msg) -> None:
         """A gateway hands this replica one of a dead replica's calls (stt_watch.py). The
         answer waits for the replay to reach the live audio, which paces the gateway's next
-        hand-over here; in a task, so the next one is not held behind it."""
+        hand-over here; in a task, so the next one is not held behind it. An empty
+        request is a gateway's liveness probe (stt_watch.py): answered at once."""
+        if not msg.data:
+            with contextlib.suppress(Exception):
+                await msg.respond(CallTakeReply(reason="alive").SerializeToString())
+            return
         self._spawn(self._take_directly(msg))
 
     async def _take_directly(self, msg: Msg) -> None:

@@ -18,7 +18,6 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.errors import KeyNotFoundError
 
 from voxbus.v1 import control_pb2 as pb
 from voxbus.v1.control_pb2_grpc import ControlServicer
@@ -27,6 +26,7 @@ from voxbus_common import subjects
 from voxbus_common.bus import BadMessage, Bus, decode
 from voxbus_common.config import GatewayService
 from voxbus_common.ids import InvalidCallId, validate_call_id
+from voxbus_common.session_pages import read_session
 from voxbus_common.tokens import MediaTokens
 from voxbus_gateway.commands import MAX_TEXT
 from voxbus_gateway.control.auth import ControlAuth
@@ -199,10 +199,7 @@ class ControlService(ControlServicer):
         reply = await self._command(call_id, pb.CallCommand(get=request), context)
         if reply is not None:
             return reply.info
-        session: Session | None = None
-        with contextlib.suppress(KeyNotFoundError):
-            entry = await (await self.bus.sessions_kv()).get(call_id)
-            session = decode(Session, entry.value or b"")
+        session = await read_session(await self.bus.sessions_kv(), call_id)
         if session is None or not session.call_id:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no call {call_id}")
         return session_info(session)
