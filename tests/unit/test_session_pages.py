@@ -64,7 +64,7 @@ def test_a_long_call_writes_bounded_pages() -> None:
         early = max(size for key, size in kv.written[:40] if key != CALL)
         assert biggest <= early * 1.2  # turn 200 costs what turn 5 did: one bounded page
         header = await store.get(CALL)
-        assert header is not None and header.last_page == 200 // PAGE_TURNS
+        assert header is not None and header.pages == 200 // PAGE_TURNS + 1
         assert not header.turns
         whole = await store.whole(CALL)
         assert whole is not None and len(whole.turns) == 400
@@ -79,7 +79,10 @@ def test_redelivered_and_late_events() -> None:
     async def run() -> None:
         kv = FakeKV()
         store = SessionStore(cast(Any, kv))
-        for turn in range(1, 20):
+        await record(store, user_turn(1, "q1"))
+        header = await store.get(CALL)  # the first page made the header too
+        assert header is not None and header.pages == 1
+        for turn in range(2, 20):
             await record(store, user_turn(turn, f"q{turn}"))
         await record(store, agent_turn(3, "a3"))  # late, into an old page
         before = dict(kv.data)

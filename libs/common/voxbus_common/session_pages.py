@@ -1,6 +1,6 @@
 """A call's session in the vb_sessions bucket: a small header and bounded pages of turns.
 
-The key `<call_id>` holds the header (start, end, caller, summary, `last_page`); the turns
+The key `<call_id>` holds the header (start, end, caller, summary, `pages`); the turns
 live in pages `<call_id>.p<n>`, page n holding the turns with `turn_id // PAGE_TURNS == n`.
 A turn event rewrites only its page (at most PAGE_TURNS turns), never the whole call, so a
 write costs the same at turn 500 as at turn 5. A page is found from the turn id alone, so a
@@ -79,8 +79,8 @@ async def read_session(kv: KeyValue, call_id: str, *, from_turn: int | None = 0,
         return None
     if from_turn is None:
         from_turn = header.summarized_through + 1
-    # (with a bound, its pages are read even if the header's last_page lags the newest)
-    last = header.last_page if before_turn is None else page_of(before_turn - 1)
+    # (with a bound, its pages are read even if the header's count lags the newest)
+    last = header.pages - 1 if before_turn is None else page_of(before_turn - 1)
     first = page_of(from_turn)
     pages = await read_pages(kv, call_id, first, last) if last >= first else []
     return merged(header, pages)

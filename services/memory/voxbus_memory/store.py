@@ -121,7 +121,7 @@ class SessionStore(ProtoStore[Session]):
         header = await self.get(key)
         if header is None:
             return False
-        for page in range(header.last_page + 1):
+        for page in range(header.pages):
             with contextlib.suppress(KeyNotFoundError):
                 await self.kv.purge(page_key(key, page))
         await self.kv.purge(key)
@@ -129,9 +129,9 @@ class SessionStore(ProtoStore[Session]):
 
 
 def _knows_page(header: Session, page: int) -> bool:
-    if page <= header.last_page:
+    if page < header.pages:
         return False
-    header.last_page = page
+    header.pages = page + 1  # (a new header is written here too: its count was 0)
     return True
 
 
