@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import pytest
@@ -73,27 +73,36 @@ def assert_services_alive(stack: Stack) -> None:
     assert not dead, f"services died: {dead}"
 
 
-async def watch_kv(kv: KeyValue, key: str, kind: type[M], done: Callable[[M], bool],
-                   timeout_s: float = 120.0) -> M:
-    """Watch one KV entry until `done(value)` (event-based, bounded)."""
-    watcher = await kv.watch(key)
+async def watch_until(kv: KeyValue, pattern: str, value: Callable[[Any], Awaitable[M | None]],
+                      done: Callable[[M], bool], last: M, timeout_s: float) -> M:
+    """Watch `pattern` and, after each update, `value(entry)` (None: not this one) until
+    `done` holds for it (event-based, bounded)."""
+    watcher = await kv.watch(pattern)
     deadline = time.monotonic() + timeout_s
-    last = kind()
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 entry = await watcher.updates(timeout=remaining)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
-            if entry is None or not entry.value:
+            found = await value(entry)
+            if found is None:
                 continue
-            last = kind()
-            last.ParseFromString(entry.value)
+            last = found
             if done(last):
                 return last
     finally:
         await watcher.stop()
-    raise AssertionError(f"{key} never reached the expected state: {last}")
+    raise AssertionError(f"{pattern} never reached the expected state: {last}")
+
+
+async def watch_kv(kv: KeyValue, key: str, kind: type[M], done: Callable[[M], bool],
+                   timeout_s: float = 120.0) -> M:
+    """Watch one KV entry until `done(value)`."""
+    async def value(entry: Any) -> M | None:
+        return kind.FromString(entry.value) if entry is not None and entry.value else None
+
+    return await watch_until(kv, key, value, done, kind(), timeout_s)
 
 
 async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session], bool],
@@ -110,25 +119,13 @@ async def wait_for_session(stack: Stack, call_id: str, done: Callable[[Session],
 async def watch_session(kv: KeyValue, call_id: str, done: Callable[[Session], bool],
                         timeout_s: float = 120.0) -> Session:
     """Watch the call's header and turn pages (session_pages.py) until `done` holds for
-    the session they make (event-based, bounded; the test bucket is small, so the watch
-    covers it all and keeps the call's keys)."""
-    watcher = await kv.watch(">")
-    deadline = time.monotonic() + timeout_s
-    last = Session()
-    try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                entry = await watcher.updates(timeout=remaining)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            if entry is not None and call_of(entry.key) != call_id:
-                continue
-            last = await read_session(kv, call_id) or Session()
-            if done(last):
-                return last
-    finally:
-        await watcher.stop()
-    raise AssertionError(f"session {call_id} never reached the expected state: {last}")
+    the session they make (the test bucket is small: the watch covers all of it)."""
+    async def value(entry: Any) -> Session | None:
+        if entry is not None and call_of(entry.key) != call_id:
+            return None
+        return await read_session(kv, call_id) or Session()
+
+    return await watch_until(kv, ">", value, done, Session(), timeout_s)
 
 
 @contextmanager

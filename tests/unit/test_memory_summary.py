@@ -194,3 +194,27 @@ def test_the_context_window_slides_in_steps_so_its_start_stays_put() -> None:
         assert 6 < len(msgs) <= 12
         starts.append(2 * turns - len(msgs))  # index of the first message kept
     assert starts == [0, 6, 6, 6, 12, 12, 12, 18, 18, 18]
+
+
+async def test_a_summary_check_waits_for_a_quarter_of_the_budget() -> None:
+    """The turns are in pages, so a check reads them: it runs once 25 of the 100-token
+    budget were recorded since the last, not on every turn."""
+    kv = FakeKV()
+    store = SessionStore(cast(Any, kv))
+    kv.put_now("c", session(turns=6).SerializeToString())
+
+    async def answer(subject: str, data: bytes) -> bytes:
+        return SummarizeReply(summary="Booked.").SerializeToString()
+
+    compactor = Compactor(cast(Any, FakeBus(FakeNc(answer))), store, settings(),
+                          redact=lambda t: t)
+    s = await store.get("c")
+    assert s is not None
+    for _ in range(2):
+        compactor.maybe_schedule(s, tokens=12)
+    assert not compactor.in_flight  # 24 tokens: not yet
+    compactor.maybe_schedule(s, tokens=1)
+    assert len(compactor.in_flight) == 1
+    await asyncio.gather(*compactor.in_flight.values())
+    stored = await store.get("c")
+    assert stored is not None and stored.summary == "Booked."

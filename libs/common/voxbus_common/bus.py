@@ -58,7 +58,7 @@ from voxbus_common.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
-ORDERED_HEARTBEAT_S = 0.5
+ORDERED_HEARTBEAT_S = 2.0
 ACKED_RETRY_S = 12.0  # longer than a stream leader election after losing a node (4-9 s)
 # what a stream without a leader (an election, no quorum) answers an acknowledged publish
 RETRIED = (NoRespondersError, NatsTimeoutError, TimeoutError, NoStreamResponseError,
@@ -364,8 +364,11 @@ class Bus:
         """Ordered JetStream consumer of one subject from the start of what the stream holds.
 
         The consumer lives on the stream's leader. When that node dies, nats-py notices two
-        missed idle heartbeats and makes a new one from the next sequence: at 0.5 s that is
-        ~1 s (its default, 5 s, left a call deaf for 10 s and more)."""
+        missed idle heartbeats and makes a new one from the next sequence: at 2 s that is
+        ~4 s, while the session reads the subject directly (direct_audio.py, after 0.3 s of
+        silence), so no audio waits for it. At 0.5 s a saturated STT replica that took 100
+        calls over read its heartbeats late and re-made all its consumers at once, again
+        and again (1,458 timed-out re-creations in 2 minutes): a storm that kept it deaf."""
         config = None
         if start_seq:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,

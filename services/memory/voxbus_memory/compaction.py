@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -22,6 +23,7 @@ from voxbus_memory.summary import apply_summary, plan_summary
 
 log = logging.getLogger(__name__)
 
+MAX_TRACKED_CALLS = 10_000  # token counts kept per call between checks (oldest dropped)
 MAX_ROUNDS = 8  # catching up after an outage: a few chunks per scheduling, then the next turn
 
 
@@ -59,16 +61,26 @@ class Compactor:
         self.settings = settings
         self.redact = redact
         self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self._unchecked: OrderedDict[str, int] = OrderedDict()  # call -> tokens since check
 
     def _plan_args(self) -> tuple[int, int, int]:
         budget = self.settings.memory_summarize_tokens
         return budget, self.settings.memory_keep_recent, 2 * budget
 
-    def maybe_schedule(self, session: Session) -> None:
-        """Start a summary if the call is over budget and none is running for it."""
-        call_id = session.call_id
-        if session.ended_unix_ns or call_id in self.in_flight or self._plan_args()[0] <= 0:
-            return  # (the turns are in pages: the task reads them and may find no work)
+    def maybe_schedule(self, session: Session, tokens: int | None = None) -> None:
+        """Start a summary check if none is running for the call. The turns are in pages
+        (session_pages.py), so a check reads them: it runs once a quarter of the budget
+        has been recorded here since the last one (`tokens`: this event's; None: now)."""
+        call_id, budget = session.call_id, self._plan_args()[0]
+        if session.ended_unix_ns or budget <= 0:
+            self._unchecked.pop(call_id, None)
+            return
+        seen = self._unchecked.pop(call_id, 0) + (budget if tokens is None else tokens)
+        if seen < budget // 4 or call_id in self.in_flight:
+            self._unchecked[call_id] = seen
+            while len(self._unchecked) > MAX_TRACKED_CALLS:  # (calls that ended elsewhere)
+                self._unchecked.popitem(last=False)
+            return
         task = asyncio.create_task(self._run(call_id), name=f"summarize-{call_id}")
         self.in_flight[call_id] = task
         task.add_done_callback(lambda _: self.in_flight.pop(call_id, None))

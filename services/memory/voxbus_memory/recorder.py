@@ -22,7 +22,7 @@ from voxbus_memory.callers import BadCallerIdentity, normalize_caller
 from voxbus_memory.compaction import Compactor
 from voxbus_memory.longterm import LongTermMemory
 from voxbus_memory.store import SessionStore
-from voxbus_memory.summary import context_messages
+from voxbus_memory.summary import context_messages, estimate_tokens
 
 __all__ = ["Recorder", "apply_event", "context_messages"]
 
@@ -106,7 +106,8 @@ class Recorder:
         else:
             header = await self.store.mutate(call_id, change)
         if kind in ("user_turn", "agent_turn") and self.compactor is not None:
-            self.compactor.maybe_schedule(header)  # never awaited: the turn goes on
+            said = event.user_turn.text if kind == "user_turn" else event.agent_turn.heard_text
+            self.compactor.maybe_schedule(header, estimate_tokens(said))  # never awaited
         elif kind == "ended" and self.longterm is not None:
             whole = await self.store.whole(call_id) or header
             await self.longterm.on_call_ended(whole)  # also on redelivery: idempotent
