@@ -9,6 +9,12 @@ TTS and memory replicas) and started again at once, so capacity stays; per kill:
 around it, those affected (lost, or slower than the steady p99) and the worst added latency.
 
     python -m bench.soak [--minutes 10] [--calls 200] [--kill-every 60] [--phases steady,kills]
+    python -m bench.soak --minutes 5 --phases kills --kill-order stt --replicas stt=3
+
+The second form is STT failover (issue 19): only STT replicas are killed, and per kill the
+calls the gateway moved to survivors (from its log) are measured apart: their turns' added
+latency over the no-kill p50. Every sample also has each process's CPU. Endpointing is
+VAD-only: the platform's overhead, not the end-of-turn model's holds.
 
 ~22 min with the defaults (two 10-minute phases); results in bench/results/soak-YYYYMMDD.*.
 """

@@ -131,7 +131,32 @@ def table() -> str:
     soak = newest("soak")
     if soak:
         lines += ["", soak_line(soak)]
+    for replicas in (3, 2):
+        if (failover := newest(f"stt-failover-r{replicas}")) is not None:
+            lines += ["", failover_line(failover)]
+    for kind in ("instant", "real"):
+        if (leak := newest(f"leak-{kind}")) is not None:
+            lines += ["", leak_line(leak)]
     return "\n".join(lines) + "\n"
+
+
+def failover_line(run: dict[str, Any]) -> str:
+    """STT kills at load: the added latency of the calls moved to survivors (issue 19)."""
+    p, ph = run["parameters"], run["phases"]["kills"]
+    pooled = ph.get("stt_failover_added_ms") or {}
+    return (f"STT failover ({run['date']} UTC, {p['calls']} calls, {p['replicas']['stt']} STT "
+            f"replicas, {len(ph['kills'])} kills): the moved calls' turns near a kill "
+            f"added p50 {fmt(pooled.get('p50'))} / p95 {fmt(pooled.get('p95'))} ms over "
+            f"{pooled.get('n', 0)} turns (target p95 ≤ 1000); {ph['lost_turns']} turns lost; "
+            f"machine CPU {fmt(ph['cpu_pct_mean'].get('machine'))}% of 200%.")
+
+
+def leak_line(run: dict[str, Any]) -> str:
+    growth = run["growth"]
+    parts = [f"{k} {g['growth_pct']:+.1f}%" for k, g in growth.items()]
+    return (f"Leaks ({run['date']} UTC, {run['parameters']['calls']} calls, {run['models']}): "
+            f"RSS after the warm-up → end " + ", ".join(parts) + " (target ≤ 1%); "
+            f"problems {sum(run['problems'].values())}.")
 
 
 def turns_lines(turns: dict[str, Any] | None, stt: dict[str, Any] | None) -> list[str]:

@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Take-overs in flight per survivor: each answers once its replay reached the live audio,
-# so a survivor replays at most this many calls at once, newest speech first.
-TAKE_WINDOW = 4
+# Take-overs in flight per survivor: each answers once its replay reached the live audio
+# (or after 0.3 s: voxbus_stt/worker.py), newest speech first. 4 with a 2 s bound starved
+# the last of 100 calls for 20-50 s on a saturated survivor (bench.soak at 200 calls).
+TAKE_WINDOW = 8
 TAKE_TIMEOUT_S = 5.0  # a survivor that does not answer in this time: the work queue
 PROBE_TIMEOUT_S = 1.0  # a silent replica that cannot answer a probe in this time is dead
 

@@ -45,8 +45,9 @@ CALL_ACK_WAIT_S = 1.0
 # Calls taken in parallel: a failover hands one replica all of a dead one's calls at once,
 # and each take-over waits on NATS (lease write, audio consumer) more than on this CPU.
 TAKE_CONCURRENCY = 8
-# A direct take-over's answer waits at most this long for the replay to reach live audio.
-CATCH_UP_WAIT_S = 2.0
+# A direct take-over's answer waits at most this long for the replay to reach live audio:
+# a fast survivor paces its gateways by its replays, a saturated one does not hold them up.
+CATCH_UP_WAIT_S = 0.3
 
 
 class AtCapacity(RuntimeError):
