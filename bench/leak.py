@@ -27,6 +27,7 @@ import os
 import platform
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ async def run_calls(url: str, clip: bytes, args: argparse.Namespace, pids: dict[
 
     def record() -> None:
         samples.append({"calls": done, "t": round(time.monotonic() - started, 1),
-                        "rss_mb": {n: round(rss_mb(p), 1) for n, p in pids.items()}})
+                        "rss_mb": {n: round(rss_mb(p), 1) for n, p in pids.items()},
+                        "jetstream_mb": jetstream_mb(args.monitor_port)})
 
     async def caller() -> None:
         nonlocal done
@@ -114,6 +116,19 @@ async def run_calls(url: str, clip: bytes, args: argparse.Namespace, pids: dict[
     if samples[-1]["calls"] != done:
         record()
     return time.monotonic() - started
+
+
+def jetstream_mb(port: int) -> dict[str, float]:
+    """What nats-server keeps by policy (the streams' and buckets' retention: sessions for
+    their TTL, call events for an hour), in memory and on disk: growth here is retention,
+    not a leak."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=5) as reply:
+            jsz = json.loads(reply.read())
+    except (OSError, ValueError):
+        return {}
+    return {"memory": round(jsz.get("memory", 0) / 2**20, 1),
+            "file": round(jsz.get("storage", 0) / 2**20, 1)}
 
 
 def slope_per_1000(points: list[tuple[float, float]]) -> float | None:
@@ -171,8 +186,9 @@ def main() -> None:
     samples: list[dict[str, Any]] = []
     problems: Counter[str] = Counter()
     with tempfile.TemporaryDirectory() as tmp:
+        args.monitor_port = free_port()
         stack = Stack(workdir=Path(tmp), gateway_port=free_port(), env=env,
-                      log_dir=Path(tmp) / "logs")
+                      log_dir=Path(tmp) / "logs", nats_monitor_port=args.monitor_port)
         with stack.running():
             pids = platform_pids(stack)
             print(f"leak: {args.calls} calls, {args.parallel} at a time, "
@@ -204,6 +220,9 @@ def main() -> None:
         mark = "" if g["within_target"] else f"  > {TARGET_PCT}%"
         print(f"  {name:8s} {g['after_warmup_mb']:8.1f} -> {g['end_mb']:8.1f}  "
               f"{g['growth_pct']:+6.2f}%  {g['mb_per_1000_calls']} MB/1000 calls{mark}")
+    kept = [s["jetstream_mb"] for s in samples if s.get("jetstream_mb")]
+    if kept:
+        print(f"JetStream data kept by retention (MB): {kept[0]} -> {kept[-1]}")
     print(f"written to {out}")
 
 

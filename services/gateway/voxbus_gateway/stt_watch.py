@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # the last of 100 calls for 20-50 s on a saturated survivor (bench.soak at 200 calls).
 TAKE_WINDOW = 8
 TAKE_TIMEOUT_S = 5.0  # a survivor that does not answer in this time: the work queue
+CHECKPOINT_READS = 5  # tries to read a call's checkpoint (each up to nats-py's timeout)
 PROBE_TIMEOUT_S = 1.0  # a silent replica that cannot answer a probe in this time is dead
 
 
@@ -117,15 +118,22 @@ class SttWatch:
         await asyncio.gather(*(sender() for _ in range(TAKE_WINDOW)))
 
     async def _checkpoint(self, kv: KeyValue, call: Call, dead: str) -> tuple[int, int] | None:
-        """Where the dead owner stopped (stream seq, last final utterance), if it owned it."""
-        try:
-            entry = await kv.get(f"call.{call.call_id}")
-            doc = json.loads(entry.value or b"{}")
-        except (KeyNotFoundError, ValueError):
-            return None
-        except Exception as exc:  # NATS away: the queue path reads it no better; skip
-            log.warning("reading a call checkpoint failed: %s", exc,
-                        extra={"call_id": call.call_id})
+        """Where the dead owner stopped (stream seq, last final utterance), if it owned it.
+        A read that fails (a saturated NATS) is tried again: a call skipped stays deaf."""
+        for attempt in range(CHECKPOINT_READS):
+            try:
+                entry = await kv.get(f"call.{call.call_id}")
+                doc = json.loads(entry.value or b"{}")
+                break
+            except (KeyNotFoundError, ValueError):
+                return None
+            except Exception as exc:
+                log.warning("reading a call checkpoint failed (%d): %s", attempt + 1, exc,
+                            extra={"call_id": call.call_id})
+                await asyncio.sleep(0.2)
+        else:
+            log.error("call checkpoint unreadable: not failed over",
+                      extra={"call_id": call.call_id})
             return None
         if doc.get("owner") != dead:
             return None
