@@ -24,3 +24,17 @@ def test_bounded_memory() -> None:
     for name in ("a", "b", "c"):
         stale.cancel(name, 1)
     assert not stale.is_stale("a", 1) and stale.is_stale("c", 1)
+
+
+def test_ended_calls_are_kept_apart_and_bounded() -> None:
+    """A live call's cancel is never pushed out by calls that ended; ended calls are
+    remembered for the last `ended_kept` of them (a long-lived worker stays flat)."""
+    stale = StaleTurns(max_calls=100, ended_kept=3)
+    stale.cancel("live", 2)
+    for i in range(10):
+        stale.observe(CallEvent(meta=Meta(call_id=f"gone-{i}"),
+                                ended=CallEvent.Ended(reason="bye")))
+    assert stale.is_stale("live", 2) and not stale.is_stale("live", 3)
+    assert stale.is_stale("gone-9", 1) and stale.is_stale("gone-7", 1)
+    assert not stale.is_stale("gone-0", 1)  # long gone: forgotten
+    assert len(stale._ended) == 3 and list(stale._cancelled) == ["live"]

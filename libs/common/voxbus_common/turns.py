@@ -21,13 +21,20 @@ from voxbus_common.subjects import CONTROL_ALL
 log = logging.getLogger(__name__)
 
 ENDED = 2**32  # greater than any turn id
+# Ended calls remembered, for their late work (a redelivery seconds after the end). Live
+# calls' cancels are kept apart, so this bound never drops a live call's; 20,000 ended
+# calls kept before cost ~150 bytes per call for the first 20,000 (bench/leak.py).
+ENDED_KEPT = 2000
 
 
 class StaleTurns:
-    """Remembers, per call, the highest cancelled turn (bounded number of calls)."""
+    """Remembers, per live call, the highest cancelled turn, and the calls that ended
+    lately (both bounded)."""
 
-    def __init__(self, max_calls: int = 20000) -> None:
+    def __init__(self, max_calls: int = 20000, ended_kept: int = ENDED_KEPT) -> None:
         self._cancelled: OrderedDict[str, int] = OrderedDict()
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended_kept = ended_kept
         self._max_calls = max_calls
         self._final: OrderedDict[str, int] = OrderedDict()  # highest turn with a final transcript
         self._waiters: dict[str, set[asyncio.Event]] = {}
@@ -49,6 +56,14 @@ class StaleTurns:
             self._notify(call_id)
 
     def cancel(self, call_id: str, up_to_turn: int) -> None:
+        if up_to_turn >= ENDED or call_id in self._ended:
+            self._cancelled.pop(call_id, None)
+            self._ended[call_id] = None
+            self._ended.move_to_end(call_id)
+            while len(self._ended) > self._ended_kept:
+                self._ended.popitem(last=False)
+            self._notify(call_id)
+            return
         current = self._cancelled.get(call_id, 0)
         self._cancelled[call_id] = max(current, up_to_turn)
         self._cancelled.move_to_end(call_id)
@@ -85,7 +100,7 @@ class StaleTurns:
                 self._waiters.pop(call_id, None)
 
     def is_stale(self, call_id: str, turn_id: int) -> bool:
-        return turn_id <= self._cancelled.get(call_id, 0)
+        return call_id in self._ended or turn_id <= self._cancelled.get(call_id, 0)
 
     async def follow(self, bus: Bus) -> None:
         """Keep this tracker current from every call's control subject (and let the bus

@@ -85,6 +85,10 @@ class Compactor:
         self.in_flight[call_id] = task
         task.add_done_callback(lambda _: self.in_flight.pop(call_id, None))
 
+    def forget(self, call_id: str) -> None:
+        """The call ended: no more checks for it."""
+        self._unchecked.pop(call_id, None)
+
     async def _run(self, call_id: str) -> None:
         try:
             for _ in range(MAX_ROUNDS):

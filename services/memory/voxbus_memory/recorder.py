@@ -108,7 +108,9 @@ class Recorder:
         if kind in ("user_turn", "agent_turn") and self.compactor is not None:
             said = event.user_turn.text if kind == "user_turn" else event.agent_turn.heard_text
             self.compactor.maybe_schedule(header, estimate_tokens(said))  # never awaited
-        elif kind == "ended" and self.longterm is not None:
+        if kind == "ended" and self.compactor is not None:
+            self.compactor.forget(call_id)
+        if kind == "ended" and self.longterm is not None:
             whole = await self.store.whole(call_id) or header
             await self.longterm.on_call_ended(whole)  # also on redelivery: idempotent
 

@@ -48,6 +48,9 @@ TAKE_CONCURRENCY = 8
 # A direct take-over's answer waits at most this long for the replay to reach live audio:
 # a fast survivor paces its gateways by its replays, a saturated one does not hold them up.
 CATCH_UP_WAIT_S = 0.3
+# Calls remembered as ended here, and endings of calls not (yet) taken here (every replica
+# hears every call's end): seconds matter, so a bound that keeps a long-lived worker flat.
+ENDED_KEPT = 2000
 
 
 class AtCapacity(RuntimeError):
@@ -67,7 +70,7 @@ class SttWorker:
         self.stt = as_streaming(stt, self.pool, settings.stt_partial_interval_ms)
         # end-of-turn verdicts never queue behind transcription (a pause is judged at once)
         self.detector_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eot")
-        self._ended: set[str] = set()
+        self._ended: OrderedDict[str, None] = OrderedDict()  # the last ENDED_KEPT calls
         self._taking: set[str] = set()  # calls being set up (no await between check and add)
         # Endings seen before this worker got the call (the announcement may still be queued).
         self._early_endings: OrderedDict[str, int] = OrderedDict()
@@ -187,9 +190,9 @@ class SttWorker:
         STT_SESSIONS.set(len(self.sessions))
         if session.handed_over:  # the call goes on elsewhere, and may come back here
             return
-        self._ended.add(session.call_id)
-        if len(self._ended) > 10000:
-            self._ended.clear()
+        self._ended[session.call_id] = None
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     async def _hand_over(self, session: CallSession) -> None:
         """Shutting down: another replica carries the call on from where this one stopped
@@ -221,7 +224,7 @@ class SttWorker:
             self._spawn(session.finish(last_seq))
         elif kind == "ending" and call_id not in self._ended:
             self._early_endings[call_id] = last_seq
-            while len(self._early_endings) > 10000:
+            while len(self._early_endings) > ENDED_KEPT:
                 self._early_endings.popitem(last=False)
 
     async def _resubscribe_all(self) -> None:
