@@ -11,10 +11,8 @@ around it, those affected (lost, or slower than the steady p99) and the worst ad
     python -m bench.soak [--minutes 10] [--calls 200] [--kill-every 60] [--phases steady,kills]
     python -m bench.soak --minutes 5 --phases kills --kill-order stt --replicas stt=3
 
-The second form is STT failover (issue 19): only STT replicas are killed, and per kill the
-calls the gateway moved to survivors (from its log) are measured apart: their turns' added
-latency over the no-kill p50. Every sample also has each process's CPU. Endpointing is
-VAD-only: the platform's overhead, not the end-of-turn model's holds.
+The second form is STT failover: only STT replicas die, and the calls the gateway moved to
+survivors are measured apart (their turns' added latency). Samples carry each process's CPU.
 
 ~22 min with the defaults (two 10-minute phases); results in bench/results/soak-YYYYMMDD.*.
 """
@@ -49,6 +47,7 @@ from bench.soak_report import (
     moved_calls,
     per_minute,
     plot,
+    pooled_failover,
     print_phase,
     rss_by_service,
     rss_growth,
@@ -327,15 +326,6 @@ def replica_counts(value: str) -> dict[str, int]:
             raise argparse.ArgumentTypeError(f"not service=count: {item!r}")
         counts[name] = int(n)
     return counts
-
-
-def pooled_failover(kills: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Every moved call's turn near an STT kill, pooled: the failover target's figure."""
-    added = [a for k in kills for a in k.get("moved_added_all", [])]
-    if not any("moved_calls" in k for k in kills):
-        return None
-    return {"p50": percentile(added, 50), "p95": percentile(added, 95),
-            "max": max(added, default=None), "n": len(added)}
 
 
 def main() -> None:

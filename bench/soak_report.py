@@ -171,6 +171,15 @@ def kill_effects(log: TurnLog, kills: list[dict[str, Any]], window_s: float,
             kill.update(moved_effects(near, kill.pop("moved"), p50))
 
 
+def pooled_failover(kills: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Every moved call's turn near an STT kill, pooled: the failover target's figure."""
+    added = [a for k in kills for a in k.get("moved_added_all", [])]
+    if not any("moved_calls" in k for k in kills):
+        return None
+    return {"p50": percentile(added, 50), "p95": percentile(added, 95),
+            "max": max(added, default=None), "n": len(added)}
+
+
 def moved_effects(near: list[Utterance], moved: set[int], p50: float | None) -> dict[str, Any]:
     """Added latency (overhead minus the no-kill p50) of the moved calls' turns near a kill."""
     turns = [u for u in near if u.call in moved]

@@ -42,8 +42,7 @@ class Conversation:
         self._idle_task: asyncio.Task[None] | None = None
         self._waiting: asyncio.Task[None] | None = None  # for uninterruptible speech to end
         self._last_activity = time.monotonic()
-        # the caller's latest VAD event: an STT failover takes the newest speech first
-        self.heard_utterance, self.caller_heard_at = 0, 0.0
+        self.heard_utterance, self.caller_heard_at = 0, 0.0  # STT failover: newest first
         self._keypad_route: Route | None = None
         self._final_meta: tuple[float, str] = (0.0, "")  # the final's decode time, end reason
 
