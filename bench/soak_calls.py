@@ -15,6 +15,8 @@ from typing import Any
 
 from voxbus_cli.load import LoadConfig, LoadStats, SyntheticCaller, run_load
 
+PRE_ROLL_SLACK_MS = 500  # a speech start is stamped at most this far before its voice
+
 
 @dataclass
 class Utterance:
@@ -23,6 +25,7 @@ class Utterance:
     call: int
     uid: int
     start_t: float  # monotonic receipt time of the event, as are all the *_t below
+    audio_ms: int | None = None  # where in the caller's audio the speech began (gateway clock)
     end_t: float | None = None
     final_t: float | None = None
     turn: int | None = None
@@ -68,6 +71,8 @@ class TurnLog:
     odd_turns: list[dict[str, Any]] = field(default_factory=list)  # no utterance or no timing
     clips: dict[int, list[float]] = field(default_factory=dict)  # call -> when each clip began
     clip_ids: dict[int, list[int]] = field(default_factory=dict)  # call -> which clip, in order
+    clip_audio_ms: dict[int, list[int]] = field(default_factory=dict)  # call -> each clip's
+    # first frame in the call's audio (20 ms per frame sent, as the gateway stamps them)
     # VAD speech starts of an utterance already answered (replayed after an STT failover): the
     # client sees a speech_end no transcript or turn will follow
     phantom_vad: list[tuple[float, int]] = field(default_factory=list)
@@ -82,22 +87,34 @@ class TurnLog:
 
     def silent_clips(self) -> list[tuple[int, float, float]]:
         """(call, clip start, silent until): clips the caller spoke that no VAD speech start
-        followed before its next clip, i.e. that the platform never heard (an STT replica
-        that owns no live call's audio). `silent until`: the next heard clip's start."""
-        starts: dict[int, list[float]] = {}
-        for u in self.utterances.values():
-            starts.setdefault(u.call, []).append(u.start_t)
+        followed, i.e. that the platform never heard (an STT replica that owns no live call's
+        audio). A speech start belongs to the clip its audio position falls in, however late
+        it came (a take-over replays the audio): heard late is slow, not lost. `silent until`:
+        the next heard clip's start."""
         out = []
         for call, clips in self.clips.items():
-            heard = sorted(starts.get(call, []))
-            ends = [*clips[1:], math.inf]
-            flags = [any(a <= t < b for t in heard) for a, b in zip(clips, ends, strict=True)]
+            flags = self._heard_flags(call, clips)
             for i, (start, ok) in enumerate(zip(clips, flags, strict=True)):
                 if not ok:
                     until = next((clips[j] for j in range(i + 1, len(clips)) if flags[j]),
                                  math.inf)
                     out.append((call, start, until))
         return out
+
+    def _heard_flags(self, call: int, clips: list[float]) -> list[bool]:
+        """For each clip of a call: did a VAD speech start fall in it? By audio position
+        when the gateway gave one, else by the time the event arrived."""
+        mine = [u for u in self.utterances.values() if u.call == call]
+        offsets = self.clip_audio_ms.get(call, [])
+        if len(offsets) == len(clips) and all(u.audio_ms is not None for u in mine):
+            heard = sorted(u.audio_ms for u in mine if u.audio_ms is not None)
+            # a speech start may be stamped up to a pre-roll before its first voiced frame
+            bounds = [o - PRE_ROLL_SLACK_MS for o in offsets]
+            ends = [*bounds[1:], math.inf]
+            return [any(a <= t < b for t in heard) for a, b in zip(bounds, ends, strict=True)]
+        times = sorted(u.start_t for u in mine)
+        ends_t = [*clips[1:], math.inf]
+        return [any(a <= t < b for t in times) for a, b in zip(clips, ends_t, strict=True)]
 
     def record(self, call: int, event: dict[str, Any], now: float) -> None:
         kind = event.get("type")
@@ -106,6 +123,9 @@ class TurnLog:
             u = self.utterances.get(key)
             if u is None:  # (a replayed utterance after an STT failover keeps the first times)
                 u = self.utterances[key] = Utterance(call, key[1], now)
+            if u.audio_ms is None and event.get("event") == "speech_start" and isinstance(
+                    event.get("audio_offset_ms"), int):
+                u.audio_ms = event["audio_offset_ms"]
             elif event.get("event") == "speech_start" and (u.final_t or u.skipped):
                 self.phantom_vad.append((now, call))
             if event.get("event") == "speech_end" and u.end_t is None:
@@ -154,12 +174,16 @@ class TracingCaller(SyntheticCaller):
                  log: TurnLog) -> None:
         super().__init__(index, cfg, stats, stop_at)
         self.log = log
+        self._frames_sent = 0  # the gateway stamps each 20 ms frame with its audio offset
 
     def next_frame(self, now: float) -> bytes | None:
         if self._pos == 0:  # the first frame of a clip
             self.log.clips.setdefault(self.index, []).append(now)
             self.log.clip_ids.setdefault(self.index, []).append(self._clip)
-        return super().next_frame(now)
+            self.log.clip_audio_ms.setdefault(self.index, []).append(self._frames_sent * 20)
+        frame = super().next_frame(now)
+        self._frames_sent += frame is not None
+        return frame
 
     def on_event(self, event: dict[str, Any]) -> None:
         super().on_event(event)

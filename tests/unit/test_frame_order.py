@@ -57,3 +57,33 @@ def test_what_is_missing_at_the_end_of_the_call() -> None:
     order.push(2, 2)
     assert order.want_up_to(2) is None
     assert order.want_up_to(9) == Gap(3, 9)
+
+
+def test_frames_read_directly_wait_for_the_stream_to_say_where_the_session_starts() -> None:
+    """A take-over: live frames came straight off the subject before the stream's replay
+    from the checkpoint; the replayed (older) frames are the start, not duplicates."""
+    order: FrameOrder[int] = FrameOrder()
+    assert order.push(50, 50, anchor=False) == [] and order.push(51, 51, anchor=False) == []
+    assert order.gap() is None  # (nothing is known to be missing before the start)
+    assert order.push(47, 47) == [47]
+    assert order.push(48, 48) == [48]
+    assert order.gap() == Gap(49, 49)
+    assert order.push(49, 49) == [49, 50, 51]
+    assert order.duplicates == 0
+    assert order.push(50, 50) == [] and order.duplicates == 1  # the stream's copy
+
+
+def test_with_no_stream_frame_the_session_starts_from_the_oldest_held() -> None:
+    order: FrameOrder[int] = FrameOrder()
+    order.push(9, 9, anchor=False)
+    order.push(8, 8, anchor=False)
+    assert order.anchor_at_held() == [8, 9]
+    assert order.push(10, 10, anchor=False) == [10]  # anchored: direct frames flow
+    assert order.anchor_at_held() == []
+
+
+def test_held_frames_older_than_the_stream_start_are_dropped() -> None:
+    order: FrameOrder[int] = FrameOrder()
+    order.push(3, 3, anchor=False)
+    assert order.push(5, 5) == [5]
+    assert order.held == 0 and order.gap() is None

@@ -7,6 +7,11 @@ jump, holds the later frames, and asks the gateway for the missing ones (which i
 a few seconds); they arrive after the later ones, and this puts everything back in order.
 A gap the gateway cannot fill is given up after a few asks: reported, never silent.
 
+Where a session starts is the audio stream's to say (a take-over replays from a checkpoint):
+frames read straight off the subject before the stream's first one (`anchor=False`) are held,
+not taken as the start, or the live frames would make the replayed ones look old and the
+words spoken during the failover would be dropped as duplicates.
+
 A pure state machine (no I/O, no clock): `CallSession` does the asking and the timing.
 """
 
@@ -36,13 +41,21 @@ class FrameOrder(Generic[T]):
     def __init__(self, max_held: int = MAX_HELD) -> None:
         self.max_held = max_held
         self.next_seq = 0  # the next frame to hand on (0: not known yet, take the first)
+        self.anchored = False  # the start came from the stream (or was given up waiting)
         self._held: dict[int, T] = {}
         self.duplicates = 0
 
-    def push(self, seq: int, item: T) -> list[T]:
-        """A frame arrived: the frames that can be processed now, in order."""
-        if not self.next_seq:
+    def push(self, seq: int, item: T, *, anchor: bool = True) -> list[T]:
+        """A frame arrived: the frames that can be processed now, in order. Until a frame
+        with `anchor` (from the stream) has come, the others are only held."""
+        if not self.anchored:
+            if not anchor:
+                self._held.setdefault(seq, item)
+                return []
+            self.anchored = True
             self.next_seq = seq
+            for old in [s for s in self._held if s < seq]:  # (older than the replay's start)
+                del self._held[old]
         if seq < self.next_seq or seq in self._held:
             self.duplicates += 1  # a frame asked again that had arrived after all
             return []
@@ -54,9 +67,18 @@ class FrameOrder(Generic[T]):
         self.next_seq = seq + 1
         return [item, *self._release()]
 
+    def anchor_at_held(self) -> list[T]:
+        """No stream frame came: start from the oldest frame held (what came before it is
+        not known to be missing). Returns the frames now in order."""
+        if self.anchored or not self._held:
+            return []
+        self.anchored = True
+        self.next_seq = min(self._held)
+        return self._release()
+
     def gap(self) -> Gap | None:
         """What is missing before the frames held, if anything."""
-        if not self._held:
+        if not self._held or not self.anchored:
             return None
         return Gap(self.next_seq, min(self._held) - 1)
 

@@ -3,7 +3,8 @@
 FrameOrder (frame_order.py) decides what is missing; this asks the gateway for it
 (`ask`, an AudioResend), waits a little for it to come, asks again a few times, then goes on
 without it and reports the loss (an error log and voxbus_errors_total{kind=
-"caller_frames_lost"}): never silent.
+"caller_frames_lost"}): never silent. Frames read directly wait for the stream's first frame
+(`ANCHOR_WAIT_S` at most, e.g. an election at the session's start) to say where it begins.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 ASKS = 5  # asks for missing caller frames before going on without them
 WAIT_S = 1.0  # for the frames to come after each ask
+ANCHOR_WAIT_S = 3.0  # direct frames held this long with no stream frame: start from them
 
 Process = Callable[[AudioFrame, int], Awaitable[None]]
 
@@ -34,15 +36,36 @@ class FrameRepair:
         self._last_seq = 0  # the call's last frame, once it is gone
         self._filled = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._anchor_wait: asyncio.Task[None] | None = None
 
     async def push(self, frame: AudioFrame, stream_seq: int) -> None:
-        for ready, seq in self.order.push(frame.meta.seq, (frame, stream_seq)):
-            await self.process(ready, seq)
+        """A frame: `stream_seq` > 0 when it came through the audio stream (its position
+        there), 0 when read straight off the subject."""
+        ready = self.order.push(frame.meta.seq, (frame, stream_seq), anchor=stream_seq > 0)
+        if not self.order.anchored and self._anchor_wait is None:
+            self._anchor_wait = asyncio.create_task(self._wait_for_anchor(ANCHOR_WAIT_S))
+        for item, seq in ready:
+            await self.process(item, seq)
         self._check()
 
-    def drain_to(self, last_seq: int) -> None:
+    async def _wait_for_anchor(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        await self._start_from_held()
+
+    async def _start_from_held(self) -> None:
+        if self.order.anchored or self.closing or not self.order.held:
+            return
+        ready = self.order.anchor_at_held()
+        log.warning("the audio stream delivered no frame: recognition starts from the frames "
+                    "read directly (what came before them is not replayed)")
+        for item, seq in ready:
+            await self.process(item, seq)
+        self._check()
+
+    async def drain_to(self, last_seq: int) -> None:
         """The caller is gone after frame `last_seq`: anything missing up to it is asked."""
         self._last_seq = last_seq
+        await self._start_from_held()
         self._check()
 
     def missing(self) -> Gap | None:
@@ -78,5 +101,6 @@ class FrameRepair:
 
     def stop(self) -> None:
         self.closing = True
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._anchor_wait):
+            if task is not None:
+                task.cancel()

@@ -317,7 +317,7 @@ class CallSession:
         """The caller is gone: process audio up to `last_audio_seq`, then close."""
         if last_audio_seq and self._seq_seen < last_audio_seq and not self._closing:
             self._drain_to = last_audio_seq
-            self._repair.drain_to(last_audio_seq)
+            await self._repair.drain_to(last_audio_seq)
             try:
                 await asyncio.wait_for(self._drained.wait(), timeout=timeout_s)
             except TimeoutError:
