@@ -9,6 +9,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,32 @@ def rss_growth(series: list[dict[str, Any]], end_s: float) -> dict[str, dict[str
             continue
         pct = round((b - a) / a * 100, 1)
         second_half = None if not h or last["t"] <= half["t"] else round((b - h) / h * 100, 1)
+        fitted = fitted_growth_pct([(x["t"], x["rss_mb"].get(key)) for x in after
+                                    if x["t"] >= half["t"]])
         slope = (None if c is None or last["t"] <= tail["t"]
                  else round((b - c) / (last["t"] - tail["t"]) * 60, 2))
         out[key] = {"minute_1_mb": round(a, 1), "end_mb": round(b, 1), "growth_pct": pct,
                     "within_target": pct <= RSS_TARGET_PCT or key == "loadgen",
                     "last_minute_mb_per_min": slope, "second_half_pct": second_half,
+                    "second_half_fit_pct": fitted,
                     "from_s": first["t"], "to_s": last["t"]}
     return out
+
+
+def fitted_growth_pct(points: Sequence[tuple[float, float | None]]) -> float | None:
+    """Growth over the points' span by a least-squares line, in % of their mean: two
+    endpoint samples of a process whose RSS swings a few MB (queued frames, arenas) can
+    read as growth or shrinkage; the fitted line over every sample is what goes on."""
+    pts = [(t, v) for t, v in points if v is not None]
+    if len(pts) < 3:
+        return None
+    mt = sum(t for t, _ in pts) / len(pts)
+    mv = sum(v for _, v in pts) / len(pts)
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    if not var or not mv:
+        return None
+    slope = sum((t - mt) * (v - mv) for t, v in pts) / var
+    return round(slope * (pts[-1][0] - pts[0][0]) / mv * 100, 2)
 
 
 def minute_of(t: float, t0: float, minutes: int) -> int:
@@ -233,6 +253,7 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
         mark = "" if g["within_target"] else f"  > {RSS_TARGET_PCT:.0f}%"
         print(f"  {svc:10s} {g['minute_1_mb']:8.1f} -> {g['end_mb']:8.1f}  "
               f"{g['growth_pct']:+5.1f}%  (second half {g.get('second_half_pct')}%, "
+              f"fitted {g.get('second_half_fit_pct')}%, "
               f"last minute {g['last_minute_mb_per_min']} MB/min)"
               f"{mark}{'  (the generator: keeps every turn)' if svc == 'loadgen' else ''}")
     print("overhead p99 per minute (ms): " + ", ".join(

@@ -35,3 +35,12 @@ def test_without_audio_positions_arrival_times_decide() -> None:
     two_clips(log)
     speech_start(log, 0, 1, at=14.5, audio_ms=None)  # late: counted in the second clip
     assert log.silent_clips() == [(0, 10.0, 14.0)]
+
+
+def test_fitted_growth_sees_through_a_swing_at_the_endpoints() -> None:
+    from bench.soak_report import fitted_growth_pct
+    swings = [(10.0 * i, mb) for i, mb in enumerate([100.0, 104, 96, 100, 104, 96, 104])]
+    assert abs(fitted_growth_pct(swings) or 0.0) < 1.0  # the endpoints say +4 %
+    climbing = [(float(t), 100.0 + t / 10) for t in range(0, 50, 10)]
+    assert fitted_growth_pct(climbing) == 3.92  # 4 MB on a mean of 102
+    assert fitted_growth_pct([(0.0, 1.0), (1.0, None)]) is None
