@@ -129,6 +129,7 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 # 1,000 with the real models: ~210 min in all. Results land in bench/results/ (see
 # docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
+	$(PY) -m voxbus_cli.models install $(MODEL) >/dev/null
 	$(PY) -m bench.voice_to_voice
 	$(PY) -m bench.pipecat_side_by_side
 	$(PY) -m bench.stt_wer

@@ -20,8 +20,11 @@ STAGE_NAMES = {
 
 
 def newest(kind: str) -> dict[str, Any] | None:
-    files = sorted(RESULTS.glob(f"{kind}-*.json"), key=lambda f: f.stat().st_mtime)
-    return json.loads(files[-1].read_text()) if files else None
+    """The latest run of a kind by the date it records (a fresh checkout's files all have
+    the same mtime), then by name (`-20261207b` after `-20261207`)."""
+    runs = [(json.loads(f.read_text()), f.name) for f in RESULTS.glob(f"{kind}-*.json")]
+    runs.sort(key=lambda run: (str(run[0].get("date", "")), run[1]))
+    return runs[-1][0] if runs else None
 
 
 def pipecat_version() -> str:
