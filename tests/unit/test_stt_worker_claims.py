@@ -22,6 +22,7 @@ class FakeSession:
 
     def __init__(self, bus: object, call_id: str, *args: Any, **kwargs: Any) -> None:
         self.call_id = call_id
+        self.endpointer = args[0]  # (its detector goes back to the worker's pool)
         self.closed = asyncio.Event()
 
     async def start(self) -> None:
@@ -51,12 +52,10 @@ class Msg:
 def test_a_redelivered_announcement_starts_no_second_session(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_module, "CallSession", FakeSession)
-    monkeypatch.setattr(SttWorker, "_endpointer", lambda self: None)
     FakeSession.started = []
 
     async def run() -> None:
-        worker = SttWorker(cast(Bus, FakeBus()), Settings(), InstantSpeechToText(),
-                           lambda: cast(Any, None))
+        worker = SttWorker(cast(Bus, FakeBus()), Settings(), InstantSpeechToText(), QuietVad)
         worker.kv = kv = cast(Any, SlowKv())
         announce = CallAnnounce(sample_rate=Settings().bus_sample_rate)
         announce.meta.call_id = "call-1"
@@ -92,6 +91,17 @@ class FailingSession(FakeSession):
         return 0, 0
 
 
+class QuietVad:
+    sample_rate = 16000
+    frame_samples = 512
+
+    def speech_probability(self, frame: bytes) -> float:
+        return 0.0
+
+    def reset(self) -> None:
+        return None
+
+
 class FreeKv:
     async def put(self, key: str, value: bytes) -> int:
         return 1
@@ -102,12 +112,10 @@ def test_a_call_whose_session_failed_to_start_is_taken_again(
     """No zombie: the redelivery after a failed start starts the session (before, the
     half-made session was taken for the call and the caller went unheard)."""
     monkeypatch.setattr(worker_module, "CallSession", FailingSession)
-    monkeypatch.setattr(SttWorker, "_endpointer", lambda self: None)
     FakeSession.started = []
 
     async def run() -> None:
-        worker = SttWorker(cast(Bus, FakeBus()), Settings(), InstantSpeechToText(),
-                           lambda: cast(Any, None))
+        worker = SttWorker(cast(Bus, FakeBus()), Settings(), InstantSpeechToText(), QuietVad)
         worker.kv = cast(Any, FreeKv())
         announce = CallAnnounce(sample_rate=Settings().bus_sample_rate)
         announce.meta.call_id = "call-2"
@@ -115,8 +123,10 @@ def test_a_call_whose_session_failed_to_start_is_taken_again(
         with pytest.raises(TimeoutError):
             await worker.on_call(msg)
         assert "call-2" not in worker.sessions and "call-2" not in worker.leases
+        assert worker.vads.free == 1  # the half-made session's detector went back
         await worker.on_call(msg)  # the queue's redelivery
         assert "call-2" in worker.sessions
+        assert worker.vads.made == 1 and worker.vads.free == 0
         for task in list(worker._background):
             task.cancel()
         worker.pool.shutdown(wait=False)

@@ -86,11 +86,25 @@ class EndpointerConfig:
     resume_after_ms: int = 96  # a pause this long is announced as over when speech returns
 
 
+class SilentVad:
+    """What a session's endpointer holds once its detector went back to the pool."""
+
+    def __init__(self, sample_rate: int, frame_samples: int) -> None:
+        self.sample_rate = sample_rate
+        self.frame_samples = frame_samples
+
+    def speech_probability(self, frame: bytes) -> float:
+        return 0.0
+
+    def reset(self) -> None:
+        return None
+
+
 class Endpointer:
     """Stateful VAD segmentation of one call's audio (PCM16 at the detector's rate)."""
 
     def __init__(self, vad: VoiceActivityDetector, config: EndpointerConfig) -> None:
-        self.vad = vad
+        self.vad: VoiceActivityDetector = vad
         self.cfg = config
         self._win_bytes = vad.frame_samples * 2
         self._win_ms = vad.frame_samples * 1000 // vad.sample_rate
@@ -159,6 +173,13 @@ class Endpointer:
                 events.append(event)
             self._offset_ms += self._win_ms
         return events
+
+    def release_vad(self) -> VoiceActivityDetector:
+        """The session is over: hand its detector back (vad_pool.py). Anything still
+        pushed afterwards is heard as silence, never on another call's detector state."""
+        vad = self.vad
+        self.vad = SilentVad(vad.sample_rate, vad.frame_samples)
+        return vad
 
     def flush(self) -> SpeechEnded | None:
         """End of stream: close an utterance in progress."""

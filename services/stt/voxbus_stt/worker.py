@@ -34,6 +34,7 @@ from voxbus_stt.batch_stream import as_streaming
 from voxbus_stt.endpointer import Endpointer, EndpointerConfig
 from voxbus_stt.lease import CallLease, replica_key
 from voxbus_stt.session import CallSession
+from voxbus_stt.vad_pool import VadPool
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SttWorker:
                  detector: EndOfTurnDetector | None = None) -> None:
         self.bus = bus
         self.settings = settings
-        self.vad_factory = vad_factory
+        self.vads = VadPool(vad_factory)  # a detector per call held, reused after it
         self.detector = detector  # None: VAD-only endpointing
         self.sessions: dict[str, CallSession] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stt")
@@ -91,7 +92,7 @@ class SttWorker:
                                completion_threshold=s.eot_threshold,
                                min_silence_ms=s.eot_min_silence_ms,
                                resume_after_ms=s.stt_speculate_after_ms)
-        return Endpointer(self.vad_factory(), cfg)
+        return Endpointer(self.vads.take(), cfg)
 
     async def on_call(self, msg: Msg) -> None:
         announce = decode(CallAnnounce, msg.data)
@@ -146,16 +147,16 @@ class SttWorker:
             await msg.respond(reply.SerializeToString())
 
     async def _take(self, announce: CallAnnounce, call_id: str) -> None:
+        if self.kv is not None:  # claim the call before reading its audio
+            lease = CallLease(self.kv, call_id, self.bus.name)
+            await lease.write(announce.resume_stream_seq, announce.resume_after_utterance)
+            self.leases[call_id] = lease
         session = CallSession(self.bus, call_id, self._endpointer(), self.stt, self.pool,
                               speculate_after_ms=self.settings.stt_speculate_after_ms,
                               resume_seq=announce.resume_stream_seq,
                               resume_after_utterance=announce.resume_after_utterance,
                               detector=self.detector, detector_pool=self.detector_pool,
                               text_cues=self.settings.agent_language.split("-")[0] == "en")
-        if self.kv is not None:  # claim the call before reading its audio
-            lease = CallLease(self.kv, call_id, self.bus.name)
-            await lease.write(announce.resume_stream_seq, announce.resume_after_utterance)
-            self.leases[call_id] = lease
         self.sessions[call_id] = session
         self.announces[call_id] = announce
         if announce.resume_stream_seq:
@@ -168,6 +169,7 @@ class SttWorker:
             self.announces.pop(call_id, None)
             self.leases.pop(call_id, None)  # (its checkpoint stays for the next taker)
             await session.handover()
+            self.vads.give_back(session.endpointer.release_vad())
             STT_SESSIONS.set(len(self.sessions))
             raise
         self._spawn(self._reap(session))
@@ -183,6 +185,7 @@ class SttWorker:
     async def _reap(self, session: CallSession) -> None:
         await session.closed.wait()
         self.sessions.pop(session.call_id, None)
+        self.vads.give_back(session.endpointer.release_vad())
         self.announces.pop(session.call_id, None)
         lease = self.leases.pop(session.call_id, None)
         if lease is not None and not self.stopping:
