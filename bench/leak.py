@@ -191,10 +191,10 @@ def main() -> None:
                       log_dir=Path(tmp) / "logs", nats_monitor_port=args.monitor_port)
         with stack.running():
             pids = platform_pids(stack)
-            # with the real models: the embedded llama.cpp servers too (after nats-server)
-            others = [p for p in stack.procs if p not in stack.service_procs.values()]
-            pids |= {name: p.pid for name, p in zip(("llama", "llama-background"), others[1:3],
-                                                    strict=False)}
+            # with the real models: the embedded llama.cpp servers too (started in this order)
+            servers = [p for p in stack.procs if "llama-server" in str(p.args)]
+            pids |= dict(zip(("llama", "llama-background"), (p.pid for p in servers),
+                             strict=False))
             print(f"leak: {args.calls} calls, {args.parallel} at a time, "
                   f"{'real' if args.real else 'instant'} models", flush=True)
             took = asyncio.run(run_calls(stack.gateway_url, clip, args, pids, samples,

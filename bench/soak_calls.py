@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxbus_cli.load import LoadConfig, LoadStats, SyntheticCaller, run_load
+from voxbus_common.audio import FRAME_MS
 
 PRE_ROLL_SLACK_MS = 500  # a speech start is stamped at most this far before its voice
 
@@ -72,7 +73,7 @@ class TurnLog:
     clips: dict[int, list[float]] = field(default_factory=dict)  # call -> when each clip began
     clip_ids: dict[int, list[int]] = field(default_factory=dict)  # call -> which clip, in order
     clip_audio_ms: dict[int, list[int]] = field(default_factory=dict)  # call -> each clip's
-    # first frame in the call's audio (20 ms per frame sent, as the gateway stamps them)
+    # first frame in the call's audio (FRAME_MS per frame sent, as the gateway stamps them)
     # VAD speech starts of an utterance already answered (replayed after an STT failover): the
     # client sees a speech_end no transcript or turn will follow
     phantom_vad: list[tuple[float, int]] = field(default_factory=list)
@@ -123,11 +124,12 @@ class TurnLog:
             u = self.utterances.get(key)
             if u is None:  # (a replayed utterance after an STT failover keeps the first times)
                 u = self.utterances[key] = Utterance(call, key[1], now)
-            if u.audio_ms is None and event.get("event") == "speech_start" and isinstance(
-                    event.get("audio_offset_ms"), int):
-                u.audio_ms = event["audio_offset_ms"]
             elif event.get("event") == "speech_start" and (u.final_t or u.skipped):
                 self.phantom_vad.append((now, call))
+            offset = event.get("audio_offset_ms")
+            if event.get("event") == "speech_start" and u.audio_ms is None and isinstance(
+                    offset, int):
+                u.audio_ms = offset
             if event.get("event") == "speech_end" and u.end_t is None:
                 u.end_t = now
         elif kind == "transcript" and event.get("final"):
@@ -174,13 +176,14 @@ class TracingCaller(SyntheticCaller):
                  log: TurnLog) -> None:
         super().__init__(index, cfg, stats, stop_at)
         self.log = log
-        self._frames_sent = 0  # the gateway stamps each 20 ms frame with its audio offset
+        self._frames_sent = 0  # the gateway stamps each frame with its audio offset
 
     def next_frame(self, now: float) -> bytes | None:
         if self._pos == 0:  # the first frame of a clip
             self.log.clips.setdefault(self.index, []).append(now)
             self.log.clip_ids.setdefault(self.index, []).append(self._clip)
-            self.log.clip_audio_ms.setdefault(self.index, []).append(self._frames_sent * 20)
+            self.log.clip_audio_ms.setdefault(self.index, []).append(
+                self._frames_sent * FRAME_MS)
         frame = super().next_frame(now)
         self._frames_sent += frame is not None
         return frame
