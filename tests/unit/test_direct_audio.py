@@ -80,3 +80,17 @@ async def test_closing_drops_the_direct_subscription_and_takes_no_new_one() -> N
     assert subscriber.subs[0].unsubscribed and not audio.active
     await audio.check(200.0)
     assert len(subscriber.subs) == 1
+
+
+async def test_frames_waiting_to_be_read_are_not_a_stall() -> None:
+    """A busy worker that has not read the stream's frames yet is behind, not cut off:
+    subscribing directly (and asking the gateway for the gap) would only add work."""
+    subscriber = Subscriber()
+    backlog = [12]
+    audio = DirectAudio(subscriber, handler, stall_s=0.3, backlog=lambda: backlog[0])
+    audio.from_stream(1, now=100.0)
+    await audio.check(101.0)
+    assert not audio.active and subscriber.subs == []
+    backlog[0] = 0  # read them all, and still nothing new: now the stream stalls
+    await audio.check(101.1)
+    assert audio.active and len(subscriber.subs) == 1

@@ -135,6 +135,10 @@ class GatewaySettings(_VoxbusEnv):
     # (the Helm chart sets it just under terminationGracePeriodSeconds)
     drain_timeout_s: float = 0.0
     playout_lead_ms: int = 60
+    # caller audio per bus message: 40 or 60 halves or thirds the audio path's messages
+    # (gateway, nats-server and STT work per message) for 10 or 20 ms more on average before
+    # STT hears each sound; 20 keeps the edge's own framing (docs/decisions.md)
+    bus_frame_ms: int = Field(default=20, ge=20, le=60, multiple_of=20)
     barge_in_confirm_ms: int = 500  # onset without confirmed speech for this long: resume
     backchannels: str = (
         "mhm,mm,mmm,hmm,uh huh,uh-huh,yeah,yes,yep,yup,okay,ok,right,sure,i see,got it,"

@@ -41,11 +41,11 @@ from voxbus_gateway.turn import Turn
 
 log = logging.getLogger(__name__)
 TURN_LOG_SIZE = 50  # turns of a live call GetCall returns (docs/control.md)
-# Caller frames kept for STT to ask again (15 s: a stream leader election after losing a
+# Caller audio kept for STT to ask again (15 s: a stream leader election after losing a
 # node takes 4-9 s, then STT must see frames again to ask; ~500 KB per call) and the echo
 # checks' window (2 s)
-RESEND_FRAMES = 750
-ECHO_FRAMES = 100
+RESEND_MS = 15_000
+ECHO_MS = 2_000
 # free text of call events, redacted before publishing (Transfer.target is not: it is the
 # agent file's or the operator's destination, which the edge acts on)
 _EVENT_TEXT = {"user_turn": ("text",), "agent_turn": ("heard_text", "full_text"),
@@ -66,8 +66,9 @@ class Call:
         self.caller = str(getattr(edge, "caller", ""))  # "" = anonymous (no long-term memory)
         self.redact = Redactor.from_setting(settings.redact_pii)
         self.rate = settings.bus_sample_rate
-        self.clock = AudioClock()
-        self._framer = Framer(frame_bytes(self.rate))
+        self.frame_ms = settings.bus_frame_ms
+        self.clock = AudioClock(frame_ms=self.frame_ms)
+        self._framer = Framer(frame_bytes(self.rate, self.frame_ms))
         self._audio_subject = subjects.audio_in(call_id)
         self._sub: Subscription | None = None
         self.conversation = Conversation(self)
@@ -88,7 +89,7 @@ class Call:
         self._cmd_sub: Subscription | None = None
         # the caller's last frames as published: STT asks for frames the audio stream missed
         # (AudioResend), and echo checks read the last 2 s
-        self._sent: deque[AudioFrame] = deque(maxlen=RESEND_FRAMES)
+        self._sent: deque[AudioFrame] = deque(maxlen=RESEND_MS // self.frame_ms)
         self.bus_retry_s = ACKED_RETRY_S  # how long an event waits for a stream leader
         self.outbox = EventOutbox(self._publish_event)
         self._hinted = ""  # the caller's words last sent to the LLM replicas (prefill_reply)
@@ -197,7 +198,8 @@ class Call:
     # -- caller side --------------------------------------------------------------------------
 
     async def on_caller_audio(self, pcm16: bytes) -> None:
-        """PCM16 at the bus rate, any chunking; published as 20 ms frames (core publish)."""
+        """PCM16 at the bus rate, any chunking; published as `bus_frame_ms` frames (core
+        publish)."""
         if self.ending:
             return
         for frame in self._framer.push(pcm16):
@@ -226,7 +228,7 @@ class Call:
 
     def caller_audio_since(self, offset_ms: int) -> bytes:
         """The caller's audio from `offset_ms` (audio time) to now, within the last 2 s."""
-        frames = min(ECHO_FRAMES, max(0, (self.clock.offset_ms - offset_ms) // 20))
+        frames = min(ECHO_MS, max(0, self.clock.offset_ms - offset_ms)) // self.frame_ms
         recent = list(self._sent)[-frames:] if frames else []
         return b"".join(f.pcm for f in recent)
 

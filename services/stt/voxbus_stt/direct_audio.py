@@ -38,10 +38,11 @@ class DirectAudio:
     """Watches one session's audio stream and reads the subject directly while it stalls."""
 
     def __init__(self, subscribe: Subscribe, handler: Callable[[Msg], Awaitable[None]],
-                 stall_s: float = STALL_S) -> None:
+                 stall_s: float = STALL_S, backlog: Callable[[], int] = lambda: 0) -> None:
         self.subscribe = subscribe  # a core subscription to the call's audio subject
         self.handler = handler
         self.stall_s = stall_s
+        self.backlog = backlog  # the stream's frames delivered but not read yet
         self.last_stream_frame = time.monotonic()
         self.newest_direct = 0  # the newest frame number that came directly
         self._sub: Unsubscribable | None = None
@@ -74,8 +75,13 @@ class DirectAudio:
             await self.check(time.monotonic())
 
     async def check(self, now: float) -> None:
-        """Read the subject directly if the stream has been silent for `stall_s`."""
+        """Read the subject directly if the stream has been silent for `stall_s`. Frames
+        delivered and waiting to be read are no stall: this worker is behind (a saturated
+        replica, a take-over's replay), and a direct subscription plus the gateway sending
+        the gap again would only add to its work."""
         if self._sub is None and not self._closing and now - self.last_stream_frame >= self.stall_s:
+            if self.backlog():
+                return
             await self._take(now)
 
     async def _take(self, now: float) -> None:

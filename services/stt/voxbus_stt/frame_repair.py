@@ -93,8 +93,8 @@ class FrameRepair:
             return
         ready, lost = self.order.give_up()
         ERRORS.labels("stt", "caller_frames_lost").inc(max(1, lost))
-        log.error("%d caller frames (%d ms) were lost: not in the audio stream, and the "
-                  "gateway did not send them again", lost, lost * 20)
+        log.error("%d caller frames were lost: not in the audio stream, and the gateway "
+                  "did not send them again", lost)
         for frame, seq in ready:
             await self.process(frame, seq)
         self._check()

@@ -10,12 +10,14 @@ strictly in utterance order, and a partial is dropped once its utterance is fina
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from operator import itemgetter
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -23,7 +25,9 @@ from nats.aio.subscription import Subscription
 from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
 from voxbus.v1.speech_pb2 import TranscriptWord, VadEvent
 from voxbus_common import subjects
+from voxbus_common.audio import FRAME_MS
 from voxbus_common.bus import BadMessage, Bus, decode, now_ns
+from voxbus_common.js_reply import stream_sequence
 from voxbus_common.logs import call_id_var
 from voxbus_common.metrics import STT_DECODE
 from voxbus_common.providers import EndOfTurnDetector, Recognition, StreamingSpeechToText
@@ -102,13 +106,15 @@ class CallSession:
         self._resume_seq = resume_seq  # a handover: where the previous worker stopped
         self._aligned = False
         self._frames: deque[tuple[int, int]] = deque(maxlen=1600)  # (offset ms, stream seq)
+        self._frame_ms = FRAME_MS  # the last frame's length (VOXBUS_BUS_FRAME_MS at the gateway)
         self._unfinished: dict[int, int] = {}  # utterance -> start ms, until its final is out
         self._last_frame = time.monotonic()
         self._closing = False
         self._seq_seen = 0
         self._repair = FrameRepair(self._ask_again, self._process)
         self._direct = DirectAudio(
-            lambda cb: self.bus.subscribe(subjects.audio_in(call_id), cb), self._on_direct_frame)
+            lambda cb: self.bus.subscribe(subjects.audio_in(call_id), cb), self._on_direct_frame,
+            backlog=lambda: self._sub.pending_msgs if self._sub is not None else 0)
         self._resend_subject = subjects.audio_resend(call_id)
         self._drain_to = 0
         self._drained = asyncio.Event()
@@ -134,10 +140,7 @@ class CallSession:
         if frame is None:
             return
         self._direct.from_stream(frame.meta.seq)
-        stream_seq = 0
-        with contextlib.suppress(Exception):  # (JetStream metadata of the ordered consumer)
-            stream_seq = msg.metadata.sequence.stream
-        await self._repair.push(frame, stream_seq)
+        await self._repair.push(frame, stream_sequence(msg.reply))
 
     async def _on_direct_frame(self, msg: Msg) -> None:
         """A frame read straight off the subject while the stream stalls."""
@@ -174,6 +177,7 @@ class CallSession:
             self._aligned = True
         if stream_seq:
             self._frames.append((frame.stream_offset_ms, stream_seq))
+            self._frame_ms = len(frame.pcm) * 500 // self.sample_rate  # (PCM16: 2 bytes)
         self._seq_seen = max(self._seq_seen, frame.meta.seq)
         if not self.caught_up.is_set() and now_ns() - frame.meta.sent_unix_ns < LIVE_NS:
             self.caught_up.set()
@@ -405,12 +409,10 @@ class CallSession:
         if unfinished:
             resume_ms = min(unfinished) - cfg.pre_roll_ms
         else:
-            resume_ms = last_ms + 20 - cfg.pre_roll_ms - cfg.min_speech_ms
-        # frames are 20 ms apart: index straight to the frame (then check, gaps are possible)
-        index = max(0, len(self._frames) - 1 - max(0, last_ms - resume_ms) // 20)
-        offset, seq = self._frames[index]
-        if offset < resume_ms:
-            seq = next((s for o, s in self._frames if o >= resume_ms), last_seq)
+            resume_ms = last_ms + self._frame_ms - cfg.pre_roll_ms - cfg.min_speech_ms
+        # the first frame at or after resume_ms (offsets only grow; gaps are possible)
+        index = bisect.bisect_left(self._frames, resume_ms, key=itemgetter(0))
+        seq = self._frames[index][1] if index < len(self._frames) else last_seq
         return seq, self._finalized_uid
 
     async def handover(self) -> tuple[int, int]:
