@@ -124,10 +124,10 @@ $(PIPECAT_STAMP): bench/pipecat/requirements.txt
 # ~20 min on the 2-core VM, plus ~35 min for the turn-taking evaluation (three systems),
 # ~12 min for the hostile-load run, ~20 min for the task suite (two embedded models) and ~22
 # min for the soak (two 10-minute phases of 200 calls, the second with a worker killed every
-# minute), ~12 min for the NATS cluster benchmark, ~13 min for STT failover at 200 calls (3
-# and 2 replicas), ~15 min for 10,000 short calls (leaks, instant models) and ~60 min for
-# 1,000 with the real models: ~210 min in all. Results land in bench/results/ (see
-# docs/benchmarks.md).
+# minute), ~12 min for the NATS cluster benchmark, ~27 min for STT failover at 200 calls (3
+# and 2 replicas, 20 and 40 ms bus frames), ~15 min for 10,000 short calls (leaks, instant
+# models) and ~60 min for 1,000 with the real models: ~225 min in all. Results land in
+# bench/results/ (see docs/benchmarks.md).
 bench: install $(PIPECAT_STAMP)
 	$(PY) -m voxbus_cli.models install $(MODEL) >/dev/null
 	$(PY) -m bench.voice_to_voice
@@ -148,6 +148,9 @@ bench: install $(PIPECAT_STAMP)
 	$(PY) -m bench.soak
 	for r in 3 2; do $(PY) -m bench.soak --minutes 5 --phases kills --kill-order stt \
 		--replicas stt=$$r --out bench/results/stt-failover-r$$r-$$(date +%Y%m%d).json; done
+	for r in 3 2; do VOXBUS_BUS_FRAME_MS=40 $(PY) -m bench.soak --minutes 5 --phases kills \
+		--kill-order stt --replicas stt=$$r \
+		--out bench/results/stt-failover-r$$r-40ms-$$(date +%Y%m%d).json; done
 	$(PY) -m bench.leak
 	$(PY) -m bench.leak --real --calls 1000 --parallel 2 --speed 1
 	$(PY) -m bench.summary

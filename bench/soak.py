@@ -370,7 +370,8 @@ def main() -> None:
         "parameters": {"calls": args.calls, "minutes": args.minutes,
                        "kill_every_s": args.kill_every, "sample_every_s": args.sample_every,
                        "kill_window_s": args.window, "replicas": args.replicas,
-                       "kill_order": args.kill_order, "clips": CLIPS},
+                       "kill_order": args.kill_order, "clips": CLIPS,
+                       "bus_frame_ms": Settings().bus_frame_ms},
         "definitions": {
             "overhead": "voice-to-voice minus the VAD hangover "
                         f"({Settings().vad_hangover_ms} ms), turns played to the end",

@@ -129,8 +129,9 @@ class GatewaySettings(_VoxbusEnv):
     gateway_max_unconfirmed: int = 64  # per edge
     gateway_max_unconfirmed_per_source: int = 16  # per source address, all edges together
     gateway_lease_s: float = 3.0  # a gateway silent this long: its calls are ended by the others
-    # a gateway re-announces a silent STT replica's calls after this
-    stt_lease_s: float = 0.6
+    # a gateway probes an STT replica silent this long (beats every 0.1 s) and re-announces
+    # its calls when nothing answers: a killed one has no responder, so that is at once
+    stt_lease_s: float = 0.4
     # on SIGTERM: no new calls, live ones may finish for this long, then they are hung up
     # (the Helm chart sets it just under terminationGracePeriodSeconds)
     drain_timeout_s: float = 0.0

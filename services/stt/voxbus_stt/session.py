@@ -10,14 +10,11 @@ strictly in utterance order, and a partial is dropped once its utterance is fina
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
-from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from operator import itemgetter
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -25,7 +22,6 @@ from nats.aio.subscription import Subscription
 from voxbus.v1.audio_pb2 import AudioFrame, AudioResend
 from voxbus.v1.speech_pb2 import TranscriptWord, VadEvent
 from voxbus_common import subjects
-from voxbus_common.audio import FRAME_MS
 from voxbus_common.bus import BadMessage, Bus, decode, now_ns
 from voxbus_common.js_reply import stream_sequence
 from voxbus_common.logs import call_id_var
@@ -42,6 +38,7 @@ from voxbus_stt.endpointer import (
     SpeechStarted,
     TurnCheck,
 )
+from voxbus_stt.frame_index import FrameIndex
 from voxbus_stt.frame_order import Gap
 from voxbus_stt.frame_repair import FrameRepair
 from voxbus_stt.session_output import SessionOutput
@@ -105,8 +102,7 @@ class CallSession:
         self._finalized_uid = resume_after_utterance
         self._resume_seq = resume_seq  # a handover: where the previous worker stopped
         self._aligned = False
-        self._frames: deque[tuple[int, int]] = deque(maxlen=1600)  # (offset ms, stream seq)
-        self._frame_ms = FRAME_MS  # the last frame's length (VOXBUS_BUS_FRAME_MS at the gateway)
+        self._frames = FrameIndex(self.sample_rate)  # what a checkpoint resumes from
         self._unfinished: dict[int, int] = {}  # utterance -> start ms, until its final is out
         self._last_frame = time.monotonic()
         self._closing = False
@@ -176,8 +172,7 @@ class CallSession:
             self.endpointer.resume(frame.stream_offset_ms, self._finalized_uid)
             self._aligned = True
         if stream_seq:
-            self._frames.append((frame.stream_offset_ms, stream_seq))
-            self._frame_ms = len(frame.pcm) * 500 // self.sample_rate  # (PCM16: 2 bytes)
+            self._frames.add(frame.stream_offset_ms, stream_seq, len(frame.pcm))
         self._seq_seen = max(self._seq_seen, frame.meta.seq)
         if not self.caught_up.is_set() and now_ns() - frame.meta.sent_unix_ns < LIVE_NS:
             self.caught_up.set()
@@ -389,7 +384,7 @@ class CallSession:
     async def _resume_point(self) -> int:
         """The stream sequence after the last frame read, or 0 (the stream's start) when the
         stream is new. Frames read twice are dropped by their numbers (frame_order.py)."""
-        last = self._frames[-1][1] if self._frames else 0
+        last = self._frames.last[1]
         info = await self.bus.js.stream_info("VB_AUDIO")
         if last and info.state.last_seq >= last:
             return last + 1
@@ -405,14 +400,11 @@ class CallSession:
                       if uid > self._finalized_uid]  # (a final being published is done)
         if not self._frames:
             return self._resume_seq, self._finalized_uid
-        last_ms, last_seq = self._frames[-1]
         if unfinished:
             resume_ms = min(unfinished) - cfg.pre_roll_ms
         else:
-            resume_ms = last_ms + self._frame_ms - cfg.pre_roll_ms - cfg.min_speech_ms
-        # the first frame at or after resume_ms (offsets only grow; gaps are possible)
-        index = bisect.bisect_left(self._frames, resume_ms, key=itemgetter(0))
-        seq = self._frames[index][1] if index < len(self._frames) else last_seq
+            resume_ms = self._frames.end_ms - cfg.pre_roll_ms - cfg.min_speech_ms
+        seq = self._frames.seq_at(resume_ms)
         return seq, self._finalized_uid
 
     async def handover(self) -> tuple[int, int]:
