@@ -19,10 +19,12 @@ STAGE_NAMES = {
 }
 
 
-def newest(kind: str) -> dict[str, Any] | None:
+def newest(kind: str, unless: str = "") -> dict[str, Any] | None:
     """The latest run of a kind by the date it records (a fresh checkout's files all have
-    the same mtime), then by name (`-20261207b` after `-20261207`)."""
-    runs = [(json.loads(f.read_text()), f.name) for f in RESULTS.glob(f"{kind}-*.json")]
+    the same mtime), then by name (`-20261207b` after `-20261207`); names containing
+    `unless` are another kind that shares the prefix."""
+    runs = [(json.loads(f.read_text()), f.name) for f in RESULTS.glob(f"{kind}-*.json")
+            if not unless or unless not in f.name]
     runs.sort(key=lambda run: (str(run[0].get("date", "")), run[1]))
     return runs[-1][0] if runs else None
 
@@ -135,8 +137,10 @@ def table() -> str:
     if soak:
         lines += ["", soak_line(soak)]
     for replicas in (3, 2):
-        if (failover := newest(f"stt-failover-r{replicas}")) is not None:
-            lines += ["", failover_line(failover)]
+        for failover in (newest(f"stt-failover-r{replicas}", unless="-40ms"),
+                         newest(f"stt-failover-r{replicas}-40ms")):
+            if failover is not None:
+                lines += ["", failover_line(failover)]
     for kind in ("instant", "real"):
         if (leak := newest(f"leak-{kind}")) is not None:
             lines += ["", leak_line(leak)]
@@ -148,7 +152,8 @@ def failover_line(run: dict[str, Any]) -> str:
     p, ph = run["parameters"], run["phases"]["kills"]
     pooled = ph.get("stt_failover_added_ms") or {}
     return (f"STT failover ({run['date']} UTC, {p['calls']} calls, {p['replicas']['stt']} STT "
-            f"replicas, {len(ph['kills'])} kills): the moved calls' turns near a kill "
+            f"replicas, {p.get('bus_frame_ms', 20)} ms bus frames, {len(ph['kills'])} kills): "
+            f"the moved calls' turns near a kill "
             f"added p50 {fmt(pooled.get('p50'))} / p95 {fmt(pooled.get('p95'))} ms over "
             f"{pooled.get('n', 0)} turns (target p95 ≤ 1000); {ph['lost_turns']} turns lost; "
             f"machine CPU {fmt(ph['cpu_pct_mean'].get('machine'))}% of 200%.")
