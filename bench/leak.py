@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 import urllib.request
@@ -133,14 +134,10 @@ def jetstream_mb(port: int) -> dict[str, float]:
 
 def slope_per_1000(points: list[tuple[float, float]]) -> float | None:
     """Least-squares MB per 1,000 calls."""
-    if len(points) < 3:
+    if len(points) < 3 or len({x for x, _ in points}) < 2:
         return None
-    n = len(points)
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    var = sum((x - mx) ** 2 for x, _ in points)
-    if var == 0:
-        return None
-    return round(sum((x - mx) * (y - my) for x, y in points) / var * 1000, 2)
+    fit = statistics.linear_regression([x for x, _ in points], [y for _, y in points])
+    return round(fit.slope * 1000, 2)
 
 
 def growth(samples: list[dict[str, Any]], warmup_calls: int) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,14 +109,10 @@ class TurnLog:
         mine = [u for u in self.utterances.values() if u.call == call]
         offsets = self.clip_audio_ms.get(call, [])
         if len(offsets) == len(clips) and all(u.audio_ms is not None for u in mine):
-            heard = sorted(u.audio_ms for u in mine if u.audio_ms is not None)
             # a speech start may be stamped up to a pre-roll before its first voiced frame
-            bounds = [o - PRE_ROLL_SLACK_MS for o in offsets]
-            ends = [*bounds[1:], math.inf]
-            return [any(a <= t < b for t in heard) for a, b in zip(bounds, ends, strict=True)]
-        times = sorted(u.start_t for u in mine)
-        ends_t = [*clips[1:], math.inf]
-        return [any(a <= t < b for t in times) for a, b in zip(clips, ends_t, strict=True)]
+            return _any_in([u.audio_ms for u in mine if u.audio_ms is not None],
+                           [o - PRE_ROLL_SLACK_MS for o in offsets])
+        return _any_in([u.start_t for u in mine], clips)
 
     def record(self, call: int, event: dict[str, Any], now: float) -> None:
         kind = event.get("type")
@@ -197,3 +194,9 @@ async def run_traced_load(cfg: LoadConfig, stats: LoadStats, log: TurnLog) -> Lo
     """`voxbus_cli.load.run_load` with TracingCallers: the same joins, ticker and hang-ups."""
     return await run_load(cfg, stats, make_caller=lambda i, c, s, stop_at: TracingCaller(
         i, c, s, stop_at, log))
+
+
+def _any_in(points: Sequence[float], starts: Sequence[float]) -> list[bool]:
+    """For each span [starts[i], starts[i+1]) (the last one open): does a point fall in it?"""
+    ends = [*starts[1:], math.inf]
+    return [any(a <= t < b for t in points) for a, b in zip(starts, ends, strict=True)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -70,14 +71,12 @@ def fitted_growth_pct(points: Sequence[tuple[float, float | None]]) -> float | N
     endpoint samples of a process whose RSS swings a few MB (queued frames, arenas) can
     read as growth or shrinkage; the fitted line over every sample is what goes on."""
     pts = [(t, v) for t, v in points if v is not None]
-    if len(pts) < 3:
+    if len(pts) < 3 or len({t for t, _ in pts}) < 2:
         return None
-    mt = sum(t for t, _ in pts) / len(pts)
-    mv = sum(v for _, v in pts) / len(pts)
-    var = sum((t - mt) ** 2 for t, _ in pts)
-    if not var or not mv:
+    mv = statistics.fmean(v for _, v in pts)
+    if not mv:
         return None
-    slope = sum((t - mt) * (v - mv) for t, v in pts) / var
+    slope = statistics.linear_regression([t for t, _ in pts], [v for _, v in pts]).slope
     return round(slope * (pts[-1][0] - pts[0][0]) / mv * 100, 2)
 
 
